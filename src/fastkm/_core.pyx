@@ -1,0 +1,516 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Cython kernels of fastkm: each public function is one parallel pass over rows of X.
+
+The Python layer owns the iteration loop (see ``fastkm._lloyd``); these kernels only do the
+work that touches every row. Every kernel:
+
+* takes C-contiguous inputs of one floating type (float32 data stays float32; sums, weights
+  and inertia accumulate in float64);
+* splits the rows into fixed chunks that depend on the number of rows only, runs the chunks
+  in an OpenMP ``prange`` and merges their partial results in chunk order, so that results
+  are bit-identical for every thread count;
+* works on any slice of rows and returns partial sums for it, so a chunked or distributed fit
+  can call it unchanged and add the partials up itself;
+* never allocates an (n, k) array: extra memory is O(chunks x k x d) plus a small buffer per
+  thread.
+
+Distances are computed directly as sum((x - c)**2), with rows in vector lanes: a block of
+``BLOCK_ROWS`` rows is transposed into a per-thread buffer, then each centre is compared with
+the whole block at once. The comparisons are branchless so that the compiler vectorizes them.
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTKM_OPENMP 1
+    #define fastkm_omp_max_threads() omp_get_max_threads()
+    #else
+    #define FASTKM_OPENMP 0
+    #define fastkm_omp_max_threads() 1
+    #endif
+
+    /* The instruction-set level this copy of the module was compiled for. */
+    #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    #define FASTKM_COMPILED_LEVEL 4
+    #elif defined(__AVX2__) && defined(__FMA__)
+    #define FASTKM_COMPILED_LEVEL 3
+    #else
+    #define FASTKM_COMPILED_LEVEL 1
+    #endif
+
+    /* The highest x86-64 level this CPU (and its OS) supports: 4, 3 or 1 (baseline). */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int fastkm_cpu_level(void) {
+        __builtin_cpu_init();
+        int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                 && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+                 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe");
+        int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                 && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+                 && __builtin_cpu_supports("avx512vl");
+        return v4 ? 4 : (v3 ? 3 : 1);
+    }
+    #else
+    static int fastkm_cpu_level(void) { return 1; }
+    #endif
+    """
+    int FASTKM_OPENMP
+    int FASTKM_COMPILED_LEVEL
+    int fastkm_omp_max_threads() noexcept nogil
+    int fastkm_cpu_level() noexcept nogil
+
+
+cdef enum:
+    # Rows compared with a centre at once; a multiple of every vector width in use.
+    BLOCK_ROWS = 32
+    # Row chunks: at most MAX_CHUNKS per call, each of at least MIN_CHUNK_ROWS rows. Both are
+    # constants so that the chunking, and thus every sum, depends on the number of rows only.
+    MIN_CHUNK_ROWS = 2048
+    MAX_CHUNKS = 64
+    # See _accumulator_ways.
+    ACCUMULATOR_WAYS = 4
+    # Doubles in a 64-byte cache line.
+    CACHE_LINE_DOUBLES = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Build and machine information
+
+
+def openmp_enabled():
+    """Whether this module was compiled with OpenMP."""
+    return bool(FASTKM_OPENMP)
+
+
+def openmp_max_threads():
+    """OpenMP's current default thread count (honours OMP_NUM_THREADS and threadpoolctl)."""
+    return fastkm_omp_max_threads()
+
+
+def compiled_level():
+    """The x86-64 instruction-set level this module was built for: 1, 3 or 4."""
+    return FASTKM_COMPILED_LEVEL
+
+
+def cpu_level():
+    """The highest x86-64 instruction-set level the running CPU supports: 1, 3 or 4."""
+    return fastkm_cpu_level()
+
+
+def row_chunks(Py_ssize_t n_rows):
+    """The fixed chunking the kernels use for ``n_rows`` rows: ``(n_chunks, chunk_rows)``."""
+    cdef Py_ssize_t n_chunks, chunk_rows
+    _row_chunks(n_rows, &n_chunks, &chunk_rows)
+    return n_chunks, chunk_rows
+
+
+cdef inline void _row_chunks(Py_ssize_t n_rows,
+                             Py_ssize_t* n_chunks,     # OUT
+                             Py_ssize_t* chunk_rows,   # OUT
+                             ) noexcept nogil:
+    if n_rows <= 0:
+        n_chunks[0] = 0
+        chunk_rows[0] = 0
+        return
+    n_chunks[0] = min(<Py_ssize_t>MAX_CHUNKS, (n_rows + MIN_CHUNK_ROWS - 1) // MIN_CHUNK_ROWS)
+    chunk_rows[0] = (n_rows + n_chunks[0] - 1) // n_chunks[0]
+    # Rounding the chunk size up can leave trailing chunks empty; drop them.
+    n_chunks[0] = (n_rows + chunk_rows[0] - 1) // chunk_rows[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Block helpers (one thread, BLOCK_ROWS rows). They take d as an argument and are inlined:
+# the chunk functions below call them with a literal d for the small dimensions that matter
+# most (colours), which lets the compiler unroll the feature loops and keep a block's
+# distances in registers.
+
+
+cdef inline Py_ssize_t _transpose_block(
+        const floating* X,          # IN  (n, d) C-contiguous data
+        Py_ssize_t d,
+        Py_ssize_t start,           # IN  first row of the block
+        Py_ssize_t stop,            # IN  end of the rows this chunk may read
+        floating* block_t,          # OUT (d, BLOCK_ROWS) the block's rows in lanes
+) noexcept nogil:
+    """Copy rows [start, start + BLOCK_ROWS) of X into lanes; return how many are real.
+
+    Lanes past the end repeat the last real row, so they hold finite, ignorable values.
+    """
+    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
+    cdef Py_ssize_t i, f
+    cdef const floating* row
+    for i in range(BLOCK_ROWS):
+        row = X + (start + min(i, n_real - 1)) * d
+        for f in range(d):
+            block_t[f * BLOCK_ROWS + i] = row[f]
+    return n_real
+
+
+cdef inline void _block_sq_distances(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) rows in lanes
+        const floating* center,     # IN  (d,) one centre
+        Py_ssize_t d,
+        floating* dist,             # OUT (BLOCK_ROWS,) squared distances to the centre
+) noexcept nogil:
+    cdef Py_ssize_t i, f
+    cdef floating c, t
+    for i in range(BLOCK_ROWS):
+        dist[i] = 0
+    for f in range(d):
+        c = center[f]
+        for i in range(BLOCK_ROWS):
+            t = block_t[f * BLOCK_ROWS + i] - c
+            dist[i] += t * t
+
+
+cdef inline void _block_nearest(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) rows in lanes
+        const floating* centers,    # IN  (k, d) C-contiguous
+        Py_ssize_t k, Py_ssize_t d,
+        floating* best,             # OUT (BLOCK_ROWS,) squared distance to the nearest centre
+        int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
+) noexcept nogil:
+    """Nearest centre of each lane; ties go to the lowest index, as numpy's argmin."""
+    cdef Py_ssize_t i, j
+    cdef floating dist[BLOCK_ROWS]
+    for i in range(BLOCK_ROWS):
+        best[i] = INFINITY
+        label[i] = 0
+    for j in range(k):
+        _block_sq_distances(block_t, centers + j * d, d, dist)
+        # Branchless selects: an if-statement here stops the loop from vectorizing.
+        for i in range(BLOCK_ROWS):
+            label[i] = <int>j if dist[i] < best[i] else label[i]
+            best[i] = dist[i] if dist[i] < best[i] else best[i]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lloyd: assignment and accumulation in one pass
+
+
+cdef inline Py_ssize_t _accumulator_ways(Py_ssize_t d) noexcept nogil:
+    """Copies of the per-cluster sums that consecutive rows rotate through.
+
+    Neighbouring rows (pixels above all) often share a cluster, and adding them to the same
+    sums makes a chain of dependent memory updates; rotating through copies breaks it. High
+    dimensions have enough independent additions per row already.
+    """
+    return ACCUMULATOR_WAYS if d <= 16 else 1
+
+
+cdef inline void _lloyd_chunk_d(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* centers,             # IN  (k, d)
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
+        int* labels,                         # OUT (n,) rows [start, stop) written
+        double* acc,                         # OUT (ways, k, d + 1) zeroed: per cluster, the
+                                             #     weighted sum of its rows, then its weight
+        double* inertia,                     # OUT weighted squared distances of the chunk
+) noexcept nogil:
+    cdef Py_ssize_t block_start, i, f, n_real
+    cdef floating best[BLOCK_ROWS]
+    cdef int label[BLOCK_ROWS]
+    cdef double lane_weight[BLOCK_ROWS]
+    cdef double lane_inertia[BLOCK_ROWS]
+    cdef double w
+    cdef double* cluster
+    for i in range(BLOCK_ROWS):
+        lane_inertia[i] = 0
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        n_real = _transpose_block(X, d, block_start, stop, block_t)
+        _block_nearest(block_t, centers, k, d, best, label)
+        for i in range(BLOCK_ROWS):
+            lane_weight[i] = sample_weight[block_start + i] if i < n_real else 0
+        for i in range(BLOCK_ROWS):
+            lane_inertia[i] += lane_weight[i] * best[i]
+        for i in range(n_real):
+            labels[block_start + i] = label[i]
+            w = lane_weight[i]
+            cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
+            for f in range(d):
+                cluster[f] += w * block_t[f * BLOCK_ROWS + i]
+            cluster[d] += w
+    inertia[0] = 0
+    for i in range(BLOCK_ROWS):
+        inertia[0] += lane_inertia[i]
+
+
+cdef void _lloyd_chunk(
+        const floating* X, const floating* sample_weight, const floating* centers,
+        Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
+        floating* block_t, int* labels, double* acc, double* inertia,
+) noexcept nogil:
+    """_lloyd_chunk_d, compiled separately for each small d."""
+    if d == 1:
+        _lloyd_chunk_d(X, sample_weight, centers, k, 1, start, stop, ways, block_t, labels,
+                       acc, inertia)
+    elif d == 2:
+        _lloyd_chunk_d(X, sample_weight, centers, k, 2, start, stop, ways, block_t, labels,
+                       acc, inertia)
+    elif d == 3:
+        _lloyd_chunk_d(X, sample_weight, centers, k, 3, start, stop, ways, block_t, labels,
+                       acc, inertia)
+    elif d == 4:
+        _lloyd_chunk_d(X, sample_weight, centers, k, 4, start, stop, ways, block_t, labels,
+                       acc, inertia)
+    else:
+        _lloyd_chunk_d(X, sample_weight, centers, k, d, start, stop, ways, block_t, labels,
+                       acc, inertia)
+
+
+def lloyd_pass(
+        const floating[:, ::1] X,            # IN  (n, d) rows to assign
+        const floating[::1] sample_weight,   # IN  (n,) non-negative weights
+        const floating[:, ::1] centers,      # IN  (k, d) current centres
+        int[::1] labels,                     # OUT (n,) nearest centre of each row
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        int n_threads=1,
+):
+    """One Lloyd pass: nearest centres, per-cluster weighted sums and weights, and inertia.
+
+    ``sums`` and ``weight_sums`` are overwritten (not added to). Returns the inertia, the
+    weighted sum of squared distances of the rows to their nearest centre.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t ways = _accumulator_ways(d)
+    cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
+    _check_shapes(X, sample_weight, centers)
+    if labels.shape[0] != n or sums.shape[0] != k or sums.shape[1] != d \
+            or weight_sums.shape[0] != k:
+        raise ValueError("lloyd_pass: output arrays do not match X and centers")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
+    cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    cdef double inertia = 0
+    cdef double* cluster
+    if n == 0:
+        return 0.0
+
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
+                     min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0], &labels[0],
+                     &chunk_acc[c, 0], &chunk_inertia[c, 0])
+
+    # Ordered merge: the result does not depend on which thread ran which chunk.
+    sums[:, :] = 0
+    weight_sums[:] = 0
+    for c in range(n_chunks):
+        for way in range(ways):
+            for j in range(k):
+                cluster = &chunk_acc[c, (way * k + j) * (d + 1)]
+                for f in range(d):
+                    sums[j, f] += cluster[f]
+                weight_sums[j] += cluster[d]
+        inertia += chunk_inertia[c, 0]
+    return inertia
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy k-means++ initialization
+
+
+cdef inline void _candidates_chunk_d(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* candidates,          # IN  (L, d)
+        Py_ssize_t n_candidates, Py_ssize_t d,
+        const double* closest_sq,            # IN  (n,)
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
+        double* potentials,                  # OUT (L,) zeroed, potential of each candidate
+) noexcept nogil:
+    cdef Py_ssize_t block_start, i, l, row, n_real
+    cdef floating dist[BLOCK_ROWS]
+    cdef double total
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        n_real = _transpose_block(X, d, block_start, stop, block_t)
+        for l in range(n_candidates):
+            _block_sq_distances(block_t, candidates + l * d, d, dist)
+            total = 0
+            for i in range(n_real):
+                row = block_start + i
+                total += sample_weight[row] * min(<double>dist[i], closest_sq[row])
+            potentials[l] += total
+
+
+cdef void _candidates_chunk(
+        const floating* X, const floating* sample_weight, const floating* candidates,
+        Py_ssize_t n_candidates, Py_ssize_t d, const double* closest_sq,
+        Py_ssize_t start, Py_ssize_t stop, floating* block_t, double* potentials,
+) noexcept nogil:
+    """_candidates_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
+        _candidates_chunk_d(X, sample_weight, candidates, n_candidates, 3, closest_sq,
+                            start, stop, block_t, potentials)
+    else:
+        _candidates_chunk_d(X, sample_weight, candidates, n_candidates, d, closest_sq,
+                            start, stop, block_t, potentials)
+
+
+def kmeanspp_candidate_potentials(
+        const floating[:, ::1] X,            # IN  (n, d)
+        const floating[::1] sample_weight,   # IN  (n,)
+        const floating[:, ::1] candidates,   # IN  (L, d) candidate centres
+        const double[::1] closest_sq,        # IN  (n,) squared distance to the nearest chosen centre
+        double[::1] potentials,              # OUT (L,) potential if each candidate were added
+        int n_threads=1,
+):
+    """For each candidate, sum(w * min(closest_sq, |x - candidate|**2)) over the rows."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_candidates = candidates.shape[0]
+    cdef Py_ssize_t n_chunks, chunk_rows, c, l
+    _check_shapes(X, sample_weight, candidates)
+    if closest_sq.shape[0] != n or potentials.shape[0] != n_candidates:
+        raise ValueError("kmeanspp_candidate_potentials: array sizes do not match X")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    cdef double[:, ::1] chunk_pot = _chunk_buffers(n_chunks, n_candidates)
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    potentials[:] = 0
+    if n == 0:
+        return
+
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        _candidates_chunk(&X[0, 0], &sample_weight[0], &candidates[0, 0], n_candidates, d,
+                          &closest_sq[0], c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                          &scratch[threadid(), 0], &chunk_pot[c, 0])
+
+    for c in range(n_chunks):
+        for l in range(n_candidates):
+            potentials[l] += chunk_pot[c, l]
+
+
+cdef inline double _update_closest_chunk_d(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* center,              # IN  (d,)
+        Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
+        double* closest_sq,                  # IN/OUT (n,) rows [start, stop) updated
+) noexcept nogil:
+    cdef Py_ssize_t block_start, i, row, n_real
+    cdef floating dist[BLOCK_ROWS]
+    cdef double total = 0
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        n_real = _transpose_block(X, d, block_start, stop, block_t)
+        _block_sq_distances(block_t, center, d, dist)
+        for i in range(n_real):
+            row = block_start + i
+            closest_sq[row] = min(<double>dist[i], closest_sq[row])
+            total += sample_weight[row] * closest_sq[row]
+    return total
+
+
+cdef double _update_closest_chunk(
+        const floating* X, const floating* sample_weight, const floating* center,
+        Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, floating* block_t,
+        double* closest_sq,
+) noexcept nogil:
+    """_update_closest_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
+        return _update_closest_chunk_d(X, sample_weight, center, 3, start, stop, block_t,
+                                       closest_sq)
+    return _update_closest_chunk_d(X, sample_weight, center, d, start, stop, block_t,
+                                   closest_sq)
+
+
+def kmeanspp_update_closest(
+        const floating[:, ::1] X,            # IN  (n, d)
+        const floating[::1] sample_weight,   # IN  (n,)
+        const floating[:, ::1] center,       # IN  (1, d) the centre just chosen
+        double[::1] closest_sq,              # IN/OUT (n,) squared distance to the nearest centre
+        double[::1] chunk_potentials,        # OUT (n_chunks,) sum(w * closest_sq) per row chunk
+        int n_threads=1,
+):
+    """closest_sq = min(closest_sq, |x - center|**2), and its weighted sum per row chunk.
+
+    The per-chunk sums (chunks as in ``row_chunks``) let the caller draw the next centre in
+    proportion to ``w * closest_sq`` without a cumulative sum over all rows.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef Py_ssize_t n_chunks, chunk_rows, c
+    _check_shapes(X, sample_weight, center)
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
+        raise ValueError("kmeanspp_update_closest: array sizes do not match X")
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    if n == 0:
+        return
+
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        chunk_potentials[c] = _update_closest_chunk(
+            &X[0, 0], &sample_weight[0], &center[0, 0], d, c * chunk_rows,
+            min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0], &closest_sq[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances for transform
+
+
+def sq_distances(
+        const floating[:, ::1] X,            # IN  (n, d)
+        const floating[:, ::1] centers,      # IN  (k, d)
+        floating[:, ::1] out,                # OUT (n, k) squared distances
+        int n_threads=1,
+):
+    """Squared Euclidean distance of every row to every centre (used by ``transform``)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    cdef Py_ssize_t b, i, j, n_real
+    cdef floating* block_t
+    cdef floating* dist
+    if centers.shape[1] != d or out.shape[0] != n or out.shape[1] != k:
+        raise ValueError("sq_distances: array shapes do not match")
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=BLOCK_ROWS)
+    if n == 0:
+        return
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        block_t = &scratch[threadid(), 0]
+        dist = block_t + d * BLOCK_ROWS
+        n_real = _transpose_block(&X[0, 0], d, b * BLOCK_ROWS, n, block_t)
+        for j in range(k):
+            _block_sq_distances(block_t, &centers[j, 0], d, dist)
+            for i in range(n_real):
+                out[b * BLOCK_ROWS + i, j] = dist[i]
+
+
+cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
+                   const floating[:, ::1] centers):
+    if sample_weight.shape[0] != X.shape[0]:
+        raise ValueError("sample_weight must have one entry per row of X")
+    if centers.shape[1] != X.shape[1]:
+        raise ValueError("centers must have as many columns as X")
+    if centers.shape[0] < 1:
+        raise ValueError("at least one centre is needed")
+
+
+cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size):
+    """Zeroed (n_chunks, size) float64 buffers, each row padded to its own cache lines.
+
+    Neighbouring chunks run on different threads; sharing a cache line would make every
+    update of one stall the other (false sharing).
+    """
+    cdef Py_ssize_t padded = (size + 2 * CACHE_LINE_DOUBLES - 1) // CACHE_LINE_DOUBLES \
+        * CACHE_LINE_DOUBLES
+    return np.zeros((max(n_chunks, 1), padded), dtype=np.float64)
+
+
+cdef _scratch(const floating[:, ::1] X, int n_threads, Py_ssize_t extra=0):
+    """One (d, BLOCK_ROWS) transposition buffer per thread, plus ``extra`` values."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    dtype = np.float32 if floating is float else np.float64
+    return np.empty((n_threads, X.shape[1] * BLOCK_ROWS + extra), dtype=dtype)
