@@ -1,0 +1,29 @@
+"""fastkm: exact k-means clustering with parallel Cython kernels.
+
+The public API:
+
+* :class:`KMeans` and :func:`kmeans`: exact k-means, scikit-learn compatible;
+* :func:`show_config`: version, OpenMP, threads and instruction-set level in use.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._config import build_info, show_config
+from ._kmeans import KMeans, KMeansResult, NotFittedError, kmeans
+from ._lloyd import IterationInfo
+
+try:
+    __version__ = version("fastkm")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "unknown"
+
+__all__ = [
+    "IterationInfo",
+    "KMeans",
+    "KMeansResult",
+    "NotFittedError",
+    "__version__",
+    "build_info",
+    "kmeans",
+    "show_config",
+]

@@ -297,8 +297,6 @@ def lloyd_pass(
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef double inertia = 0
     cdef double* cluster
-    if n == 0:
-        return 0.0
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
@@ -379,8 +377,6 @@ def kmeanspp_candidate_potentials(
     cdef double[:, ::1] chunk_pot = _chunk_buffers(n_chunks, n_candidates)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     potentials[:] = 0
-    if n == 0:
-        return
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         _candidates_chunk(&X[0, 0], &sample_weight[0], &candidates[0, 0], n_candidates, d,
@@ -447,8 +443,6 @@ def kmeanspp_update_closest(
     if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
         raise ValueError("kmeanspp_update_closest: array sizes do not match X")
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
-    if n == 0:
-        return
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         chunk_potentials[c] = _update_closest_chunk(
@@ -475,8 +469,6 @@ def sq_distances(
     if centers.shape[1] != d or out.shape[0] != n or out.shape[1] != k:
         raise ValueError("sq_distances: array shapes do not match")
     cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=BLOCK_ROWS)
-    if n == 0:
-        return
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         block_t = &scratch[threadid(), 0]
         dist = block_t + d * BLOCK_ROWS

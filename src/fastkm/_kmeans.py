@@ -1,0 +1,399 @@
+"""``fastkm.kmeans`` and ``fastkm.KMeans``: validation, initialization and restarts.
+
+The estimator follows scikit-learn's contract (parameters in ``__init__``, fitted attributes
+ending in ``_``, ``get_params``/``set_params``) without importing scikit-learn.
+"""
+
+import functools
+import inspect
+import numbers
+import sys
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from ._init import kmeans_plusplus, random_rows
+from ._isa import core
+from ._lloyd import lloyd
+from ._validation import (
+    check_array,
+    check_positive_int,
+    check_random_state,
+    check_sample_weight,
+    effective_n_threads,
+    mean_variance,
+)
+
+ALGORITHMS = ("lloyd",)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when an estimator is used before ``fit`` (as scikit-learn's NotFittedError)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _not_fitted_error_type():
+    """NotFittedError, also a scikit-learn NotFittedError when scikit-learn is loaded.
+
+    Code that already imported scikit-learn (a Pipeline, its estimator checks) catches its
+    own exception type; importing scikit-learn here just for that would make it a
+    dependency.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sklearn_exceptions.NotFittedError),
+                {"__module__": __name__})
+
+
+class KMeansResult(NamedTuple):
+    """What :func:`fastkm.kmeans` returns.
+
+    Attributes
+    ----------
+    centers : ndarray of shape (n_clusters, n_features)
+    labels : ndarray of shape (n_samples,), int32
+    inertia : float
+        Weighted sum of squared distances of the samples to their nearest centre.
+    n_iter : int
+        Lloyd iterations of the best run.
+    """
+
+    centers: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="auto",
+           max_iter=300, tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None,
+           verbose=0, callback=None):
+    """Exact k-means clustering of the rows of X.
+
+    Parameters are those of :class:`KMeans`.
+
+    Returns
+    -------
+    KMeansResult
+        ``(centers, labels, inertia, n_iter)`` of the run with the lowest inertia.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastkm
+    >>> X = np.array([[1.0, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> result = fastkm.kmeans(X, 2, init=X[[0, 3]])
+    >>> result.centers
+    array([[ 1.,  2.],
+           [10.,  2.]])
+    >>> result.labels
+    array([0, 0, 0, 1, 1, 1], dtype=int32)
+    >>> result.inertia
+    16.0
+    """
+    X = check_array(X)
+    n_samples, n_features = X.shape
+    n_clusters = check_positive_int(n_clusters, "n_clusters")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if not isinstance(tol, numbers.Real) or not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {callback!r}")
+    n_threads = effective_n_threads(n_threads)
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+    sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
+    init_array = _check_init(init, n_clusters, n_features, X.dtype)
+    n_init = _check_n_init(n_init, init)
+    random_state = check_random_state(random_state)
+    tol = tol * mean_variance(X) if tol > 0 else 0.0
+
+    best = None
+    for run in range(n_init):
+        if init_array is not None:
+            centers = init_array
+        elif callable(init):
+            centers = _check_init(init(X, n_clusters, random_state=random_state), n_clusters,
+                                  n_features, X.dtype, name="the array returned by init")
+        elif init == "k-means++":
+            centers, _ = kmeans_plusplus(X, n_clusters, sample_weight, random_state,
+                                         n_threads)
+        else:
+            centers, _ = random_rows(X, n_clusters, sample_weight, random_state)
+        if verbose:
+            print(f"Initialization complete (run {run + 1} of {n_init})")
+        result = KMeansResult(*lloyd(X, sample_weight, centers, max_iter=max_iter, tol=tol,
+                                     n_threads=n_threads, callback=callback, verbose=verbose))
+        if best is None or result.inertia < best.inertia:
+            best = result
+    return best
+
+
+def _check_init(init, n_clusters, n_features, dtype, name="init"):
+    """The init array as a C-contiguous array of X's dtype, or None for a string/callable."""
+    if isinstance(init, str):
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
+                             f"got {init!r}")
+        return None
+    if callable(init) and name == "init":
+        return None
+    centers = check_array(init, name=name)
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(f"{name} has shape {centers.shape}; expected (n_clusters, "
+                         f"n_features) = ({n_clusters}, {n_features})")
+    return np.ascontiguousarray(centers, dtype=dtype)
+
+
+def _check_n_init(n_init, init):
+    if isinstance(n_init, str):
+        if n_init != "auto":
+            raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}")
+        return 10 if isinstance(init, str) and init == "random" else 1
+    n_init = check_positive_int(n_init, "n_init")
+    if n_init != 1 and not isinstance(init, str) and not callable(init):
+        warnings.warn(f"init is an array of centres, so n_init={n_init} is ignored: "
+                      f"a single run is made", RuntimeWarning, stacklevel=3)
+        return 1
+    return n_init
+
+
+class KMeans:
+    """Exact k-means clustering (Lloyd's algorithm) with parallel Cython kernels.
+
+    A drop-in for :class:`sklearn.cluster.KMeans` on dense data: same parameters, methods
+    and fitted attributes. Results are bit-identical for every ``n_threads``.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {'k-means++', 'random'}, array of shape (n_clusters, n_features) or callable, \
+default='k-means++'
+        'k-means++': greedy k-means++ (``2 + ln(n_clusters)`` candidates per centre,
+        weighted by ``sample_weight``). 'random': distinct rows drawn in proportion to their
+        weight. An array: the initial centres. A callable: called as
+        ``init(X, n_clusters, random_state=random_state)`` and must return such an array.
+    n_init : 'auto' or int, default='auto'
+        Runs from different initializations; the one with the lowest inertia is kept.
+        'auto' is 10 for ``init='random'`` and 1 otherwise.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations per run.
+    tol : float, default=1e-4
+        Convergence tolerance on the summed squared centre shift, relative to the mean
+        variance of the features (as scikit-learn). A run also stops when no label changes.
+    random_state : None, int or numpy.random.RandomState, default=None
+        Seed of the initialization. Pass an int for reproducible results.
+    algorithm : {'lloyd'}, default='lloyd'
+        The exact algorithm to run.
+    n_threads : int or None, default=None
+        OpenMP threads for the kernels. None uses every usable core, as limited by
+        ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
+    verbose : int, default=0
+        Print progress when positive.
+    callback : callable or None, default=None
+        Called after every iteration with an :class:`IterationInfo` (iteration number,
+        inertia, centre shift, centres, labels). Returning True stops the run.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centres, in X's floating dtype.
+    labels_ : ndarray of shape (n_samples,), int32
+        Index of the nearest centre of each training sample.
+    inertia_ : float
+        Weighted sum of squared distances of the training samples to their nearest centre.
+    n_iter_ : int
+        Lloyd iterations of the best run.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names, when ``fit`` was given a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm import KMeans
+    >>> X = np.array([[1.0, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> km.predict([[0, 0], [12, 3]]).tolist() == [km.labels_[0], km.labels_[3]]
+    True
+    """
+
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
+                 tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None, verbose=0,
+                 callback=None):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.algorithm = algorithm
+        self.n_threads = n_threads
+        self.verbose = verbose
+        self.callback = callback
+
+    # -- scikit-learn's parameter protocol ----------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls):
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator, as a dict (``deep`` is accepted for compatibility)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters by name; returns the estimator."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {self}. "
+                                 f"Valid parameters are: {sorted(valid)!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default
+                    for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not (isinstance(value, type(defaults[name])) and
+                           _same_value(value, defaults[name]))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here adds no dependency.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type="clusterer", target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+                    input_tags=InputTags(allow_nan=False, sparse=False))
+
+    # -- fitting and prediction --------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the k-means clustering of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 stays float32, other real types become float64.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample; a weight of 2 counts as the sample twice.
+
+        Returns
+        -------
+        self
+        """
+        feature_names = _feature_names(X)
+        result = kmeans(X, self.n_clusters, sample_weight=sample_weight, init=self.init,
+                        n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                        random_state=self.random_state, algorithm=self.algorithm,
+                        n_threads=self.n_threads, verbose=self.verbose,
+                        callback=self.callback)
+        self.cluster_centers_ = result.centers
+        self.labels_ = result.labels
+        self.inertia_ = result.inertia
+        self.n_iter_ = result.n_iter
+        self.n_features_in_ = result.centers.shape[1]
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the centres."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def predict(self, X):
+        """Index of the nearest centre of each sample of X (ties: the lowest index)."""
+        X = self._check_test_data(X)
+        labels, _ = self._assign(X, np.ones(X.shape[0], dtype=X.dtype))
+        return labels
+
+    def transform(self, X):
+        """Euclidean distance of each sample of X to each centre, shape (n, n_clusters)."""
+        X = self._check_test_data(X)
+        centers = self.cluster_centers_.astype(X.dtype)
+        distances = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+        core.sq_distances(X, centers, distances, effective_n_threads(self.n_threads))
+        return np.sqrt(distances, out=distances)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X under the fitted centres (higher is better)."""
+        X = self._check_test_data(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        _, inertia = self._assign(X, sample_weight)
+        return -inertia
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the ``transform`` outputs: ``kmeans0``, ``kmeans1``, ..."""
+        self._check_fitted()
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.cluster_centers_.shape[0])],
+                          dtype=object)
+
+    def _assign(self, X, sample_weight):
+        centers = self.cluster_centers_.astype(X.dtype)
+        k, d = centers.shape
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        inertia = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
+                                  np.empty(k), effective_n_threads(self.n_threads))
+        return labels, inertia
+
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not fitted yet; "
+                                 f"call 'fit' first")
+
+    def _check_test_data(self, X):
+        self._check_fitted()
+        names = _feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if fitted_names is not None and names is not None and \
+                not np.array_equal(names, fitted_names):
+            raise ValueError("The feature names of X differ from those seen in fit")
+        if fitted_names is not None and names is None and hasattr(X, "shape"):
+            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
+                          f"was fitted with feature names", UserWarning, stacklevel=3)
+        if fitted_names is None and names is not None:
+            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
+                          f"without feature names", UserWarning, stacklevel=3)
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
+        return X
+
+
+def _feature_names(X):
+    """String column names of a DataFrame, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "dtypes"):
+        return None
+    names = np.asarray(columns, dtype=object)
+    if len(names) and all(isinstance(name, str) for name in names):
+        return names
+    return None
+
+
+def _same_value(a, b):
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays compare element-wise
+        return a is b

@@ -1,0 +1,130 @@
+"""Lloyd's iteration: the loop around the one-pass kernel, convergence and empty clusters."""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._init import fewer_distinct_points_error
+from ._isa import core
+from ._validation import ROW_STEP
+
+
+class IterationInfo(NamedTuple):
+    """What a ``callback`` receives after each iteration of a fit.
+
+    Attributes
+    ----------
+    iteration : int
+        1 for the first iteration.
+    inertia : float
+        Weighted sum of squared distances of the samples to the centres they were assigned
+        to in this iteration (the centres before this iteration's update).
+    center_shift : float
+        Sum over centres of the squared distance each one moved in this iteration.
+    centers : ndarray of shape (n_clusters, n_features)
+        The centres after this iteration's update (a copy).
+    labels : ndarray of shape (n_samples,)
+        This iteration's assignment (a copy).
+    """
+
+    iteration: int
+    inertia: float
+    center_shift: float
+    centers: np.ndarray
+    labels: np.ndarray
+
+
+def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=None,
+          verbose=0):
+    """Run Lloyd's algorithm from ``centers_init``.
+
+    Stops when an iteration leaves every label unchanged, when the centres move by at most
+    ``tol`` (summed squared shift, absolute), when ``callback`` returns True, or after
+    ``max_iter`` iterations. The returned labels and inertia are those of the returned
+    centres.
+
+    Returns
+    -------
+    centers, labels, inertia, n_iter
+    """
+    n, d = X.shape
+    k = centers_init.shape[0]
+    centers = np.array(centers_init, dtype=X.dtype, order="C")
+    labels = np.empty(n, dtype=np.int32)
+    previous_labels = np.full(n, -1, dtype=np.int32)
+    sums = np.empty((k, d))
+    weight_sums = np.empty(k)
+    labels_match_centers = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
+                                  n_threads)
+        new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
+                                                  weight_sums)
+        center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+        unchanged = not relocated and np.array_equal(labels, previous_labels)
+        centers = new_centers
+        if verbose:
+            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
+        stop = False
+        if callback is not None:
+            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
+                                               labels.copy())))
+        if unchanged:
+            # Same labels as the previous pass, so the update reproduced the same centres.
+            labels_match_centers = True
+            if verbose:
+                print(f"Converged at iteration {n_iter}: strict convergence.")
+            break
+        if center_shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
+                      f"within tolerance {tol:.6g}.")
+            break
+        if stop:
+            break
+        previous_labels, labels = labels, previous_labels
+    if not labels_match_centers:
+        inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
+                                  n_threads)
+    return centers, labels, float(inertia), n_iter
+
+
+def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
+    """Centres as weighted means of their clusters; empty clusters re-seeded.
+
+    An empty cluster (zero total weight) takes the sample farthest from its assigned centre
+    (ties broken by the lower index), which leaves that sample's cluster; then the next
+    farthest, and so on. Never produces a NaN centre. Returns the centres and whether any
+    cluster was re-seeded.
+    """
+    empty = np.flatnonzero(weight_sums == 0)
+    if len(empty):
+        far = _farthest_samples(X, sample_weight, centers, labels, len(empty))
+        for cluster, row in zip(empty, far):
+            old = labels[row]
+            w = float(sample_weight[row])
+            sums[old] -= w * X[row]
+            weight_sums[old] -= w
+            sums[cluster] = w * X[row]
+            weight_sums[cluster] = w
+            labels[row] = cluster
+    new_centers = np.array(centers, dtype=X.dtype)
+    filled = weight_sums > 0  # a cluster emptied by the re-seeding keeps its centre
+    new_centers[filled] = sums[filled] / weight_sums[filled, None]
+    return new_centers, len(empty) > 0
+
+
+def _farthest_samples(X, sample_weight, centers, labels, count):
+    """Indices of the ``count`` positively weighted samples farthest from their centres."""
+    distances = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], ROW_STEP):
+        rows = slice(start, start + ROW_STEP)
+        diff = X[rows] - centers[labels[rows]]
+        distances[rows] = np.einsum("ij,ij->i", diff, diff)
+    distances[sample_weight == 0] = 0
+    order = np.argsort(-distances, kind="stable")[:count]
+    if len(order) < count or distances[order[-1]] <= 0:
+        n_distinct = len(centers) - count + int((distances[order] > 0).sum())
+        raise fewer_distinct_points_error(n_distinct, len(centers))
+    return order

@@ -1,0 +1,135 @@
+"""The Cython kernels against plain NumPy, for the instruction-set level in use.
+
+CI runs this file once per level (FASTKM_ISA=baseline, x86-64-v3, x86-64-v4).
+"""
+
+import numpy as np
+import pytest
+
+from fastkm._isa import core
+
+SHAPES = [(1, 1, 1), (5, 2, 3), (100, 3, 16), (1000, 1, 7), (2049, 4, 5), (3000, 5, 33),
+          (777, 17, 9), (500, 128, 20)]
+
+
+def numpy_pass(X, w, C):
+    X64, C64, w64 = X.astype(np.float64), C.astype(np.float64), w.astype(np.float64)
+    d2 = ((X64[:, None, :] - C64[None, :, :]) ** 2).sum(-1)
+    labels = d2.argmin(1)
+    sums = np.zeros(C.shape)
+    np.add.at(sums, labels, w64[:, None] * X64)
+    weights = np.bincount(labels, weights=w64, minlength=len(C))
+    return labels, sums, weights, float((w64 * d2.min(1)).sum())
+
+
+def run_pass(X, w, C, n_threads=2):
+    labels = np.empty(len(X), dtype=np.int32)
+    sums = np.empty((C.shape[0], X.shape[1]))
+    weights = np.empty(C.shape[0])
+    inertia = core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)
+    return labels, sums, weights, inertia
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d, k", SHAPES)
+def test_lloyd_pass_matches_numpy(n, d, k, dtype):
+    rng = np.random.default_rng(n + d + k)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    w = rng.uniform(0.5, 2, size=n).astype(dtype)
+    C = X[rng.choice(n, size=min(k, n), replace=False)]
+    labels, sums, weights, inertia = run_pass(X, w, C)
+    ref_labels, ref_sums, ref_weights, ref_inertia = numpy_pass(X, w, C)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    # float32 distances may break near-ties differently from float64; allow a handful.
+    mismatch = labels != ref_labels
+    assert mismatch.mean() <= (1e-3 if dtype == np.float32 else 0)
+    if not mismatch.any():
+        np.testing.assert_allclose(sums, ref_sums, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(weights, ref_weights, rtol=1e-12)
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=rtol)
+
+
+def test_lloyd_pass_ties_go_to_lowest_index():
+    X = np.zeros((70, 2))
+    C = np.array([[1.0, 0], [-1, 0], [0, 1]])
+    labels, _, weights, inertia = run_pass(X, np.ones(70), C)
+    assert (labels == 0).all() and weights.tolist() == [70, 0, 0] and inertia == 70
+
+
+def test_lloyd_pass_partials_add_up_over_slices():
+    """A chunked fit adds the partials of row slices: they must equal one whole pass."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_000, 3))
+    w = rng.uniform(size=10_000)
+    C = X[:8].copy()
+    whole = run_pass(X, w, C)
+    parts = [run_pass(X[s:s + 3333], w[s:s + 3333], C) for s in range(0, 10_000, 3333)]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+    np.testing.assert_allclose(sum(p[1] for p in parts), whole[1], rtol=1e-12)
+    np.testing.assert_allclose(sum(p[2] for p in parts), whole[2], rtol=1e-12)
+    np.testing.assert_allclose(sum(p[3] for p in parts), whole[3], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lloyd_pass_bit_identical_for_any_thread_count(dtype):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300_000, 3)).astype(dtype)
+    w = rng.uniform(size=len(X)).astype(dtype)
+    C = X[:32].copy()
+    results = [run_pass(X, w, C, n_threads=t) for t in (1, 2, 3, 7)]
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_lloyd_pass_empty_input_and_bad_shapes():
+    C = np.zeros((2, 3))
+    labels, sums, weights, inertia = run_pass(np.zeros((0, 3)), np.zeros(0), C)
+    assert inertia == 0 and not sums.any() and not weights.any()
+    with pytest.raises(ValueError):
+        core.lloyd_pass(np.zeros((4, 3)), np.ones(3), C, np.empty(4, np.int32),
+                        np.empty((2, 3)), np.empty(2), 1)
+    with pytest.raises(ValueError):
+        core.lloyd_pass(np.zeros((4, 3)), np.ones(4), C, np.empty(4, np.int32),
+                        np.empty((2, 3)), np.empty(2), 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 3, 8])
+def test_kmeanspp_kernels_match_numpy(d, dtype):
+    rng = np.random.default_rng(d)
+    n = 5000
+    X = rng.normal(size=(n, d)).astype(dtype)
+    w = rng.uniform(size=n).astype(dtype)
+    closest = np.full(n, np.inf)
+    n_chunks, chunk_rows = core.row_chunks(n)
+    chunk_pot = np.empty(n_chunks)
+    core.kmeanspp_update_closest(X, w, X[:1], closest, chunk_pot, 2)
+    expected = ((X.astype(np.float64) - X[0].astype(np.float64)) ** 2).sum(1)
+    np.testing.assert_allclose(closest, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    starts = np.arange(n_chunks) * chunk_rows
+    np.testing.assert_allclose(chunk_pot, np.add.reduceat(w * closest, starts), rtol=1e-10)
+
+    candidates = X[[5, 17, 400]]
+    potentials = np.empty(3)
+    core.kmeanspp_candidate_potentials(X, w, candidates, closest, potentials, 2)
+    for pot, cand in zip(potentials, candidates):
+        dist = ((X.astype(np.float64) - cand.astype(np.float64)) ** 2).sum(1)
+        np.testing.assert_allclose(pot, (w * np.minimum(closest, dist)).sum(),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-10)
+
+
+def test_sq_distances_matches_numpy():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1001, 6))
+    C = rng.normal(size=(9, 6))
+    out = np.empty((1001, 9))
+    core.sq_distances(X, C, out, 2)
+    np.testing.assert_allclose(out, ((X[:, None] - C[None]) ** 2).sum(-1), rtol=1e-12)
+
+
+def test_row_chunks_cover_rows_exactly():
+    for n in [1, 2047, 2048, 2049, 10**5, 10**7 + 3]:
+        n_chunks, chunk_rows = core.row_chunks(n)
+        assert (n_chunks - 1) * chunk_rows < n <= n_chunks * chunk_rows
+    assert core.row_chunks(0) == (0, 0)
