@@ -1,0 +1,399 @@
+"""The Python API: ``fastkm.kmeans`` and ``fastkm.KMeans`` against NumPy and their contract."""
+
+import numpy as np
+import pytest
+
+import fastkm
+from fastkm import IterationInfo, KMeans, kmeans
+from tests.conftest import reference_lloyd
+
+
+def blobs(n, d, k, seed=0, dtype=np.float64):
+    """n points around k well separated centres in d dimensions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-10, 10, size=(k, d))
+    X = centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+    return X.astype(dtype)
+
+
+def sq_distances(X, C):
+    X, C = np.asarray(X, np.float64), np.asarray(C, np.float64)
+    return ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+
+
+# -- equal to the NumPy reference Lloyd -------------------------------------------------------
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("n, d, k", [(500, 1, 3), (600, 2, 5), (700, 3, 8), (400, 5, 4),
+                                     (300, 17, 6), (250, 64, 5)])
+def test_matches_reference_lloyd(n, d, k, dtype, rtol, weighted):
+    rng = np.random.default_rng(n + d + k)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    w = rng.uniform(0.2, 3, size=n).astype(dtype) if weighted else None
+    init = X[rng.choice(n, size=k, replace=False)]
+    n_iter = 5
+    result = kmeans(X, k, sample_weight=w, init=init, max_iter=n_iter, tol=0)
+    ref_centers, _ = reference_lloyd(X, init, n_iter, sample_weight=w)
+    assert result.centers.dtype == dtype
+    np.testing.assert_allclose(result.centers, ref_centers, rtol=rtol, atol=rtol)
+    # An early (strict) stop is a fixed point, where the reference stays too.
+    assert result.n_iter <= n_iter
+    ref_labels = sq_distances(X, ref_centers).argmin(1)
+    # float32 distances may break near-ties differently from float64.
+    assert (result.labels != ref_labels).mean() <= (1e-2 if dtype == np.float32 else 0)
+
+
+def test_matches_reference_lloyd_one_iteration_at_a_time():
+    """Each callback step equals the reference after the same number of updates."""
+    X = blobs(400, 3, 5, seed=1)
+    init = X[:5].copy()
+    steps = []
+    kmeans(X, 5, init=init, max_iter=6, tol=0, callback=steps.append)
+    for info in steps:
+        ref_centers, ref_labels = reference_lloyd(X, init, info.iteration)
+        np.testing.assert_allclose(info.centers, ref_centers, rtol=1e-10, atol=1e-10)
+        np.testing.assert_array_equal(info.labels, ref_labels)
+
+
+# -- sample_weight ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_integer_weights_equal_repeated_rows(dtype):
+    X = blobs(300, 3, 4, seed=2, dtype=dtype)
+    w = np.random.default_rng(2).integers(1, 4, size=len(X))
+    init = X[[0, 50, 100, 150]].copy()
+    weighted = kmeans(X, 4, sample_weight=w, init=init, max_iter=20, tol=0)
+    repeated = kmeans(np.repeat(X, w, axis=0), 4, init=init, max_iter=20, tol=0)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(weighted.centers, repeated.centers, rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(np.repeat(weighted.labels, w), repeated.labels)
+    assert weighted.inertia == pytest.approx(repeated.inertia, rel=rtol)
+    assert weighted.n_iter == repeated.n_iter
+
+
+def test_zero_weights_equal_removed_rows():
+    X = blobs(300, 2, 3, seed=3)
+    w = np.ones(len(X))
+    w[::3] = 0
+    init = X[[1, 2, 4]].copy()
+    weighted = KMeans(3, init=init, max_iter=20, tol=0).fit(X, sample_weight=w)
+    kept = KMeans(3, init=init, max_iter=20, tol=0).fit(X[w > 0])
+    np.testing.assert_allclose(weighted.cluster_centers_, kept.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(weighted.labels_[w > 0], kept.labels_)
+    assert weighted.inertia_ == pytest.approx(kept.inertia_, rel=1e-12)
+
+
+def test_zero_weight_rows_are_never_chosen_as_initial_centres():
+    from fastkm._init import kmeans_plusplus, random_rows
+
+    X = blobs(2000, 2, 3, seed=4)
+    w = np.zeros(len(X))
+    w[::100] = 1
+    for seed in range(5):
+        _, indices = kmeans_plusplus(X, 5, w, np.random.RandomState(seed), 2)
+        assert (w[indices] > 0).all()
+        _, indices = random_rows(X, 5, w, np.random.RandomState(seed))
+        assert (w[indices] > 0).all()
+
+
+# -- fitted attributes and methods ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_methods_agree_with_fitted_attributes(dtype):
+    X = blobs(500, 4, 5, seed=5, dtype=dtype)
+    km = KMeans(5, random_state=0).fit(X)
+    assert km.cluster_centers_.dtype == dtype and km.cluster_centers_.shape == (5, 4)
+    assert km.labels_.dtype == np.int32 and km.labels_.shape == (500,)
+    assert isinstance(km.inertia_, float) and isinstance(km.n_iter_, int)
+    assert km.n_features_in_ == 4
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    distances = km.transform(X)
+    assert distances.dtype == dtype and distances.shape == (500, 5)
+    expected = np.sqrt(sq_distances(X, km.cluster_centers_))
+    np.testing.assert_allclose(distances, expected, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    assert km.score(X) == pytest.approx(-km.inertia_, rel=1e-6 if dtype == np.float32 else 1e-12)
+    w = np.linspace(0.5, 2, len(X))
+    weighted_inertia = (w * sq_distances(X, km.cluster_centers_).min(1)).sum()
+    assert km.score(X, sample_weight=w) == pytest.approx(-weighted_inertia, rel=1e-5)
+
+
+def test_fit_predict_and_fit_transform_equal_fit_then_method():
+    X = blobs(300, 3, 4, seed=6)
+    km = KMeans(4, random_state=1)
+    np.testing.assert_array_equal(km.fit_predict(X), km.fit(X).labels_)
+    np.testing.assert_array_equal(km.fit_transform(X), km.fit(X).transform(X))
+    w = np.linspace(1, 2, len(X))
+    np.testing.assert_array_equal(km.fit_predict(X, sample_weight=w),
+                                  km.fit(X, sample_weight=w).labels_)
+
+
+def test_predict_new_points_goes_to_nearest_centre():
+    X = blobs(300, 2, 3, seed=7)
+    km = KMeans(3, random_state=0).fit(X)
+    Y = np.random.default_rng(7).uniform(-12, 12, size=(1000, 2))
+    np.testing.assert_array_equal(km.predict(Y), sq_distances(Y, km.cluster_centers_).argmin(1))
+
+
+def test_kmeans_function_matches_estimator():
+    X = blobs(300, 3, 4, seed=8)
+    result = kmeans(X, 4, random_state=3)
+    km = KMeans(4, random_state=3).fit(X)
+    assert isinstance(result, fastkm.KMeansResult)
+    np.testing.assert_array_equal(result.centers, km.cluster_centers_)
+    np.testing.assert_array_equal(result.labels, km.labels_)
+    assert result.inertia == km.inertia_ and result.n_iter == km.n_iter_
+
+
+# -- determinism --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", ["k-means++", "random", "array"])
+def test_bit_identical_for_thread_counts_and_runs_on_1m_rows(init):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(1_000_000, 3)).astype(np.float32)
+    w = rng.uniform(0.5, 2, size=len(X)).astype(np.float32)
+    init = X[:8].copy() if init == "array" else init
+    results = [kmeans(X, 8, sample_weight=w, init=init, n_init=1, max_iter=5, tol=0,
+                      random_state=0, n_threads=n_threads) for n_threads in (1, 2, 2, 1)]
+    first = results[0]
+    for other in results[1:]:
+        assert np.array_equal(first.centers, other.centers)
+        assert np.array_equal(first.labels, other.labels)
+        assert first.inertia == other.inertia and first.n_iter == other.n_iter
+
+
+def test_random_state_fixes_the_result():
+    X = blobs(2000, 3, 6, seed=10)
+    for init in ("k-means++", "random"):
+        a = KMeans(6, init=init, random_state=5).fit(X)
+        b = KMeans(6, init=init, random_state=np.random.RandomState(5)).fit(X)
+        assert np.array_equal(a.cluster_centers_, b.cluster_centers_)
+        assert np.array_equal(a.labels_, b.labels_) and a.inertia_ == b.inertia_
+
+
+# -- initialization -----------------------------------------------------------------------------
+
+def first_centres(X, k, **options):
+    """The initial centres of a fit (as the callback's first step shows them)."""
+    seen = []
+
+    def record(info):
+        seen.append(info)
+        return True
+
+    kmeans(X, k, max_iter=1, callback=record, **options)
+    return seen[0]
+
+
+def test_kmeans_plus_plus_picks_distinct_rows_of_x():
+    X = blobs(1000, 2, 5, seed=11)
+    from fastkm._init import kmeans_plusplus
+
+    centers, indices = kmeans_plusplus(X, 5, np.ones(len(X)), np.random.RandomState(0), 2)
+    assert len(set(indices.tolist())) == 5
+    np.testing.assert_array_equal(centers, X[indices])
+
+
+def test_kmeans_plus_plus_spreads_over_separated_blobs():
+    # Five tight, far-apart blobs: greedy k-means++ puts one centre in each.
+    X = blobs(1000, 2, 5, seed=11) / 10 + np.repeat(np.arange(5)[:, None] * 100, 200, 0)
+    from fastkm._init import kmeans_plusplus
+
+    for seed in range(5):
+        centers, _ = kmeans_plusplus(X, 5, np.ones(len(X)), np.random.RandomState(seed), 2)
+        assert sorted(np.round(centers[:, 0] / 100).astype(int).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_random_init_gives_distinct_rows_among_many_duplicates():
+    X = np.vstack([np.zeros((5000, 2)), np.ones((5000, 2)), [[5.0, 5.0]], [[-0.0, 7.0]],
+                   [[0.0, 7.0]], [[9.0, 1.0]]])
+    from fastkm._init import random_rows
+
+    for seed in range(10):
+        centers, indices = random_rows(X, 5, np.ones(len(X)), np.random.RandomState(seed))
+        assert len(np.unique(centers + 0.0, axis=0)) == 5
+        np.testing.assert_array_equal(centers, X[indices])
+    result = kmeans(X, 5, init="random", n_init=1, random_state=0)
+    assert len(np.unique(result.centers, axis=0)) == 5
+
+
+def test_array_init_is_used_as_given():
+    X = blobs(300, 2, 3, seed=12)
+    init = X[[5, 6, 7]].copy()
+    info = first_centres(X, 3, init=init)
+    np.testing.assert_array_equal(info.labels, sq_distances(X, init).argmin(1))
+    # A list and an integer array are accepted too.
+    np.testing.assert_array_equal(
+        kmeans(X, 3, init=init.tolist(), max_iter=3).centers,
+        kmeans(X, 3, init=init, max_iter=3).centers)
+
+
+def test_callable_init_receives_x_k_and_random_state():
+    X = blobs(300, 2, 3, seed=13)
+    calls = []
+
+    def init(data, n_clusters, random_state):
+        calls.append((data.shape, n_clusters, type(random_state)))
+        return data[random_state.choice(len(data), n_clusters, replace=False)]
+
+    km = KMeans(3, init=init, n_init=3, random_state=0).fit(X)
+    assert calls == [((300, 2), 3, np.random.RandomState)] * 3
+    again = KMeans(3, init=init, n_init=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, again.cluster_centers_)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_n_init_keeps_the_lowest_inertia(init):
+    X = blobs(400, 2, 6, seed=14)
+    runs = []
+    rng = np.random.RandomState(7)
+    state = rng.get_state()
+    for _ in range(4):
+        runs.append(kmeans(X, 6, init=init, n_init=1, random_state=rng))
+    rng.set_state(state)
+    best = kmeans(X, 6, init=init, n_init=4, random_state=rng)
+    assert best.inertia == min(run.inertia for run in runs)
+    assert len({run.inertia for run in runs}) > 1  # the runs really differ
+
+
+def test_n_init_auto():
+    X = blobs(200, 2, 3, seed=15)
+    inits = []
+
+    def counting_init(data, k, random_state):
+        inits.append(k)
+        return data[:k]
+
+    kmeans(X, 3, init=counting_init, n_init="auto")
+    assert len(inits) == 1
+    from fastkm._kmeans import _check_n_init
+
+    assert _check_n_init("auto", "random") == 10
+    assert _check_n_init("auto", "k-means++") == 1
+    assert _check_n_init("auto", X[:3]) == 1
+    assert _check_n_init("auto", counting_init) == 1
+
+
+def test_array_init_with_n_init_warns_and_runs_once():
+    X = blobs(200, 2, 3, seed=16)
+    steps = []
+    with pytest.warns(RuntimeWarning, match="n_init"):
+        km = KMeans(3, init=X[:3], n_init=5, max_iter=1, callback=steps.append).fit(X)
+    assert len(steps) == 1 and km.n_iter_ == 1
+
+
+# -- convergence and the callback ----------------------------------------------------------------
+
+def test_stops_when_labels_do_not_change_and_attributes_agree_with_centres():
+    X = blobs(1000, 3, 4, seed=17)
+    steps = []
+    km = KMeans(4, random_state=0, tol=0, max_iter=300, callback=steps.append).fit(X)
+    assert km.n_iter_ < 300 and len(steps) == km.n_iter_
+    np.testing.assert_array_equal(steps[-1].labels, steps[-2].labels)
+    d2 = sq_distances(X, km.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, d2.argmin(1))
+    assert km.inertia_ == pytest.approx(d2.min(1).sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_max_iter_is_respected_and_attributes_agree_with_centres(max_iter):
+    X = blobs(2000, 2, 10, seed=18)
+    km = KMeans(10, init="random", n_init=1, random_state=0, max_iter=max_iter, tol=0).fit(X)
+    assert km.n_iter_ == max_iter
+    d2 = sq_distances(X, km.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, d2.argmin(1))
+    assert km.inertia_ == pytest.approx(d2.min(1).sum(), rel=1e-12)
+
+
+def test_tol_stops_earlier_than_strict_convergence():
+    X = blobs(3000, 2, 20, seed=19)
+    strict = KMeans(20, init="random", n_init=1, random_state=0, tol=0).fit(X)
+    loose = KMeans(20, init="random", n_init=1, random_state=0, tol=1e-1).fit(X)
+    assert loose.n_iter_ < strict.n_iter_
+    d2 = sq_distances(X, loose.cluster_centers_)
+    np.testing.assert_array_equal(loose.labels_, d2.argmin(1))
+
+
+def test_callback_receives_iteration_info_and_can_stop():
+    X = blobs(1000, 2, 8, seed=20)
+    steps = []
+    KMeans(8, init="random", n_init=1, random_state=0, tol=0, callback=steps.append).fit(X)
+    assert len(steps) > 3
+    assert [s.iteration for s in steps] == list(range(1, len(steps) + 1))
+    for s in steps:
+        assert isinstance(s, IterationInfo)
+        assert s.centers.shape == (8, 2) and s.labels.shape == (1000,)
+        assert isinstance(s.inertia, float) and isinstance(s.center_shift, float)
+    # Inertia never increases along Lloyd's iterations; the last shift is zero.
+    inertias = [s.inertia for s in steps]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:]))
+    assert steps[-1].center_shift == 0
+    shift = ((steps[1].centers - steps[0].centers) ** 2).sum()
+    assert steps[1].center_shift == pytest.approx(shift, rel=1e-12)
+
+    stopped = []
+    km = KMeans(8, init="random", n_init=1, random_state=0, tol=0,
+                callback=lambda info: stopped.append(info) or info.iteration == 2).fit(X)
+    assert len(stopped) == 2 and km.n_iter_ == 2
+    np.testing.assert_array_equal(km.cluster_centers_, stopped[-1].centers)
+    np.testing.assert_array_equal(km.labels_, sq_distances(X, km.cluster_centers_).argmin(1))
+
+
+def test_verbose_prints_progress_and_quiet_by_default(capsys):
+    X = blobs(200, 2, 3, seed=21)
+    KMeans(3, random_state=0).fit(X)
+    assert capsys.readouterr().out == ""
+    KMeans(3, random_state=0, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization complete" in out and "Iteration 1" in out and "Converged" in out
+
+
+# -- empty clusters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_empty_clusters_are_reseeded_without_nan(dtype):
+    X = blobs(500, 2, 3, seed=22, dtype=dtype)
+    # Two centres far outside the data get no point in the first assignment.
+    init = np.array([[0, 0], [1000, 1000], [-1000, 1000]], dtype=dtype)
+    steps = []
+    km = KMeans(3, init=init, tol=0, callback=steps.append).fit(X)
+    assert np.bincount(steps[0].labels, minlength=3).min() > 0
+    assert np.isfinite(km.cluster_centers_).all()
+    assert np.bincount(km.labels_, minlength=3).min() > 0
+    again = KMeans(3, init=init, tol=0).fit(X)
+    assert np.array_equal(km.cluster_centers_, again.cluster_centers_)
+    assert np.array_equal(km.labels_, again.labels_)
+    d2 = sq_distances(X, km.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, d2.argmin(1))
+
+
+def test_empty_cluster_takes_the_farthest_point():
+    X = np.array([[0.0], [1], [2], [10], [11], [30]])
+    init = np.array([[1.0], [11], [500]])
+    steps = []
+    kmeans(X, 3, init=init, max_iter=1, callback=steps.append)
+    # 30 is the farthest from its centre (11), so it re-seeds the empty cluster.
+    np.testing.assert_allclose(steps[0].centers, [[1], [10.5], [30]])
+    assert steps[0].labels.tolist() == [0, 0, 0, 1, 1, 2]
+
+
+def test_duplicate_initial_centres_are_separated():
+    X = blobs(300, 2, 3, seed=23)
+    init = np.repeat(X[:1], 3, axis=0)
+    km = KMeans(3, init=init).fit(X)
+    assert len(np.unique(km.cluster_centers_, axis=0)) == 3
+    assert np.bincount(km.labels_, minlength=3).min() > 0
+
+
+# -- threadpoolctl ----------------------------------------------------------------------------
+
+def test_threadpool_limits_sets_the_default_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    X = blobs(20_000, 3, 5, seed=24)
+    default = KMeans(5, random_state=0).fit(X)
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert fastkm.build_info()["threads"] == 1
+        limited = KMeans(5, random_state=0).fit(X)
+    assert np.array_equal(default.cluster_centers_, limited.cluster_centers_)
+    assert np.array_equal(default.labels_, limited.labels_)
+    assert default.inertia_ == limited.inertia_
