@@ -27,7 +27,10 @@ def check_array(X, *, name="X", ensure_min_samples=1):
                         f"(convert it with {name}.toarray())")
     if hasattr(X, "dtypes") and hasattr(X, "columns"):  # pandas DataFrame
         dtypes = set(map(str, X.dtypes))
-        X = X.to_numpy(dtype=np.float32 if dtypes == {"float32"} else np.float64)
+        try:
+            X = X.to_numpy(dtype=np.float32 if dtypes == {"float32"} else np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must be numeric: {exc}") from None
     if isinstance(X, np.ndarray) and X.dtype == object or not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -73,7 +76,10 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if isinstance(sample_weight, numbers.Number):
         sample_weight = np.full(n_samples, sample_weight)
     try:
-        weights = np.asarray(sample_weight, dtype=np.float64)
+        # Checked in X's dtype, the one the kernels see: a float32 cast can turn a huge
+        # weight into inf and a tiny one into 0.
+        with np.errstate(over="ignore"):  # an overflow is reported below as infinity
+            weights = np.asarray(sample_weight, dtype=np.float64).astype(dtype, copy=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"sample_weight must be numeric: {exc}") from None
     if weights.ndim != 1:
@@ -82,12 +88,12 @@ def check_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError(f"sample_weight has {weights.shape[0]} entries but X has "
                          f"{n_samples} samples")
     if not np.isfinite(weights).all():
-        raise ValueError("sample_weight contains NaN or infinity")
+        raise ValueError(f"sample_weight contains NaN or infinity (as {np.dtype(dtype).name})")
     if (weights < 0).any():
         raise ValueError("sample_weight contains negative values")
     if not (weights > 0).any():
-        raise ValueError("sample_weight is zero for every sample")
-    return np.ascontiguousarray(weights, dtype=dtype)
+        raise ValueError(f"sample_weight is zero for every sample (as {np.dtype(dtype).name})")
+    return np.ascontiguousarray(weights)
 
 
 def check_random_state(seed):
