@@ -112,6 +112,10 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
     new_centers = np.array(centers, dtype=X.dtype)
     filled = weight_sums > 0  # a cluster emptied by the re-seeding keeps its centre
     new_centers[filled] = sums[filled] / weight_sums[filled, None]
+    if not np.isfinite(new_centers).all():
+        # Finite inputs whose weighted sums exceed float64's range would give NaN centres.
+        raise ValueError("The weighted sums of the clusters overflow: rescale X or "
+                         "sample_weight")
     return new_centers, len(empty) > 0
 
 
