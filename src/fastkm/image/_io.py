@@ -1,0 +1,488 @@
+"""Reading images into RGB(A) arrays and writing quantized images, safely.
+
+:func:`load_image` turns a path, a ``PIL.Image`` or a NumPy array into a C-contiguous uint8
+RGB or RGBA array, whatever the source mode, with the EXIF orientation applied; every
+failure (missing, corrupt or truncated file, decompression bomb, zero-size image, wrong
+array) is a one-sentence exception that names the file.
+
+:func:`save_quantized` writes a palette and an index image: an indexed PNG at the smallest
+bit depth, a GIF, or a truecolour format; it writes a temporary file beside the target and
+renames it, so an error or Ctrl-C never leaves a partial file.
+"""
+
+import errno
+import io
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Output formats by file extension (Pillow's format names). PNG and GIF store a palette.
+FORMATS = {
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+
+#: Save options per truecolour format. A quantized image has few colours and hard edges:
+#: lossless WebP (``exact`` keeps the colours under alpha 0) and deflated TIFF keep it
+#: exact and small; JPEG can only approximate it, so it gets a high quality and no chroma
+#: subsampling.
+TRUECOLOUR_OPTIONS = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"lossless": True, "exact": True},
+    "TIFF": {"compression": "tiff_adobe_deflate"},
+    "BMP": {},
+}
+
+#: Formats that cannot store an ICC profile (Pillow writes none for them).
+NO_ICC = {"GIF", "BMP"}
+
+#: Formats without an alpha channel that readers honour (Pillow's 32-bit BMP reads back as
+#: RGB): transparent pixels are composited over white.
+NO_ALPHA = {"JPEG", "BMP"}
+
+#: Pillow modes holding 16-bit samples (16-bit grayscale PNG and TIFF files open as these).
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+class LoadedImage(NamedTuple):
+    """What :func:`load_image` returns.
+
+    Attributes
+    ----------
+    pixels : ndarray of shape (H, W, 3) or (H, W, 4), uint8, C-contiguous
+        RGB, or RGBA when at least one pixel is not fully opaque.
+    icc_profile : bytes or None
+        The source's embedded ICC profile when it describes RGB data; None otherwise
+        (a grayscale or CMYK profile would be wrong on RGB pixels).
+    path : pathlib.Path or None
+        The file the image came from, when known.
+    """
+
+    pixels: np.ndarray
+    icc_profile: bytes | None
+    path: Path | None
+
+
+def load_image(image):
+    """Read an image as a uint8 RGB or RGBA array, its ICC profile and its path.
+
+    Parameters
+    ----------
+    image : str, os.PathLike, PIL.Image.Image or ndarray
+        A file Pillow can open (any mode: P with or without transparency, 1, L, LA, RGB,
+        RGBA, CMYK, I;16, I, F, 16-bit PNG; only the first frame of an animation), an
+        image already opened with Pillow, or an array of shape (H, W), (H, W, 3) or
+        (H, W, 4) with dtype uint8, uint16 (scaled by 1/257) or float in [0, 1].
+
+    Returns
+    -------
+    LoadedImage
+        ``(pixels, icc_profile, path)``. ``pixels`` has 4 channels only when some alpha
+        value is below 255. The EXIF orientation is applied.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist.
+    ValueError
+        If the file is not an image, is truncated or corrupt, has zero size, exceeds
+        ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before any pixel is decoded), or if the
+        array has the wrong shape, dtype or range.
+    TypeError
+        If ``image`` is none of the accepted types.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm.image._io import load_image
+    >>> gray = np.array([[0.0, 1.0]])
+    >>> load_image(gray).pixels.tolist()
+    [[[0, 0, 0], [255, 255, 255]]]
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return _load_path(Path(image))
+    if isinstance(image, Image.Image):
+        filename = getattr(image, "filename", "")
+        name = filename or "the PIL image"
+        _check_size(image, name)
+        _decode(image, name)
+        return _from_pil(image, name, Path(filename) if filename else None)
+    if isinstance(image, np.ndarray):
+        return LoadedImage(_array_pixels(image), None, None)
+    raise TypeError(f"image must be a path, a PIL.Image or a NumPy array, "
+                    f"not {type(image).__name__}")
+
+
+def _load_path(path):
+    """Open, check and decode one file; every Pillow failure becomes a ValueError."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not an image")
+    # Pillow only warns between MAX_IMAGE_PIXELS and twice that; as an error, both cases
+    # stop at the header, before the pixels are decoded.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            opened = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"{path}: refused as a possible decompression bomb ({exc})") \
+                from None
+        except UnidentifiedImageError:
+            # Pillow also lands here for headers it rejects, zero width or height included.
+            raise ValueError(f"{path}: not an image Pillow can read (unknown format or a "
+                             f"damaged header)") from None
+        except PermissionError:
+            raise
+        except Exception as exc:  # Pillow's plugins raise many types on a bad header
+            raise ValueError(f"{path}: cannot read the image: {exc}") from None
+    with opened:
+        _check_size(opened, path)
+        _decode(opened, path)
+        return _from_pil(opened, path, path)
+
+
+def _check_size(img, name):
+    """Refuse zero-size images and decompression bombs from the header alone."""
+    width, height = img.size
+    if width == 0 or height == 0:
+        raise ValueError(f"{name}: zero-size image ({width} x {height} pixels)")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ValueError(f"{name}: refused as a possible decompression bomb: {width} x "
+                         f"{height} pixels exceeds the limit of {limit} "
+                         f"(PIL.Image.MAX_IMAGE_PIXELS)")
+
+
+def _decode(img, name):
+    """Decode every pixel now, so that a truncated or corrupt file fails here."""
+    try:
+        img.load()
+    except Exception as exc:  # OSError, SyntaxError, zlib/struct errors from the decoders
+        raise ValueError(f"{name}: the image is truncated or corrupt ({exc})") from None
+
+
+def _from_pil(img, name, path):
+    """A decoded Pillow image as a LoadedImage, orientation applied."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block must not lose the picture; keep it as is
+        pass
+    icc_profile = img.info.get("icc_profile") or None
+    if img.mode == "CMYK":
+        rgb = _cmyk_to_rgb(img, icc_profile)
+    elif img.mode in SIXTEEN_BIT_MODES:
+        rgb = _gray_to_rgb(_scale_16bit(np.asarray(img, dtype=np.int64).clip(0, 65535)))
+    elif img.mode == "F":
+        rgb = _gray_to_rgb(_float_pixels(img, name))
+    else:
+        rgb = _convert_8bit(img, name)
+    if not _is_rgb_profile(icc_profile):
+        icc_profile = None
+    return LoadedImage(_drop_opaque_alpha(rgb), icc_profile, path)
+
+
+def _convert_8bit(img, name):
+    """Pillow's own conversion to RGB or RGBA; it handles palettes and tRNS transparency."""
+    has_alpha = "A" in img.getbands() or "a" in img.getbands() or "transparency" in img.info
+    try:
+        return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{name}: cannot convert mode {img.mode} to RGB ({exc})") from None
+
+
+def _cmyk_to_rgb(img, icc_profile):
+    """CMYK to sRGB through the embedded profile when there is one, else Pillow's formula."""
+    if icc_profile:
+        from PIL import ImageCms
+
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            return np.asarray(ImageCms.profileToProfile(
+                img, source, ImageCms.createProfile("sRGB"), outputMode="RGB"))
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable profile: the naive conversion below still gives a picture
+    return np.asarray(img.convert("RGB"))
+
+
+def _float_pixels(img, name):
+    """Mode F as uint8: values within [0, 1] are fractions, anything else is 0..255.
+
+    Pillow itself reads F as 0..255 (``convert('L')`` clips), but float TIFF files usually
+    hold fractions; an all-[0, 1] image read as 0..255 would be black, so it is scaled.
+    """
+    values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name}: the float image contains NaN or infinity")
+    if values.min() >= 0 and values.max() <= 1:
+        values = values * 255
+    return np.rint(values.clip(0, 255)).astype(np.uint8)
+
+
+def _array_pixels(array):
+    """A NumPy image as C-contiguous uint8 with 3 or 4 channels."""
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        pixels = array
+    elif array.ndim == 2:
+        pixels = array[:, :, None]
+    else:
+        raise ValueError(f"image array must have shape (H, W), (H, W, 3) or (H, W, 4), "
+                         f"got {array.shape}")
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ValueError(f"zero-size image (array shape {array.shape})")
+    if pixels.dtype == np.uint8:
+        pass
+    elif pixels.dtype == np.uint16:
+        pixels = _scale_16bit(pixels)
+    elif pixels.dtype.kind == "f":
+        pixels = _scale_float(pixels)
+    else:
+        raise ValueError(f"image array must be uint8, uint16 or float in [0, 1], got "
+                         f"{array.dtype} (convert it, e.g. with .astype(np.uint8))")
+    if pixels.shape[2] == 1:
+        return _gray_to_rgb(pixels[:, :, 0])
+    return _drop_opaque_alpha(pixels)
+
+
+def _scale_16bit(values):
+    """0..65535 to 0..255, rounded to nearest (x / 257 is never exactly halfway)."""
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _scale_float(values):
+    """Fractions in [0, 1] to 0..255, rounded to nearest."""
+    if not np.isfinite(values).all():
+        raise ValueError("float image array contains NaN or infinity")
+    low, high = values.min(), values.max()
+    if low < 0 or high > 1:
+        raise ValueError(f"float image array must lie in [0, 1], got values in "
+                         f"[{low:g}, {high:g}]")
+    return np.rint(values * 255).astype(np.uint8)
+
+
+def _gray_to_rgb(gray):
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def _drop_opaque_alpha(pixels):
+    """RGB when every alpha is 255, so opaque images never pay for a fourth channel."""
+    if pixels.shape[2] == 4 and (pixels[:, :, 3] == 255).all():
+        pixels = pixels[:, :, :3]
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+def _is_rgb_profile(icc_profile):
+    """Whether an ICC profile describes RGB data (header bytes 16-19 name the space)."""
+    return icc_profile is not None and icc_profile[16:20] == b"RGB "
+
+
+def to_pil(palette, indices):
+    """A mode 'P' Pillow image from a palette and an index image.
+
+    Parameters
+    ----------
+    palette : array-like of shape (K, 3) or (K, 4), uint8
+        RGB or RGBA colours, 1 <= K <= 256. With an alpha column the palette is stored as
+        RGBA, so PNG output carries it as transparency and ``convert('RGBA')`` keeps it.
+    indices : array-like of shape (H, W), integers in [0, K)
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode 'P', size (W, H).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm.image._io import to_pil
+    >>> img = to_pil(np.array([[0, 0, 0], [255, 255, 255]], np.uint8), np.eye(2, dtype=np.uint8))
+    >>> img.mode, img.size, img.convert('RGB').getpixel((0, 0))
+    ('P', (2, 2), (255, 255, 255))
+    """
+    palette, indices = _check_quantized(palette, indices)
+    if len(palette) > 256:
+        raise ValueError(f"a palette image holds at most 256 colours, got {len(palette)}")
+    height, width = indices.shape
+    img = Image.frombytes("P", (width, height), indices.astype(np.uint8).tobytes())
+    img.putpalette(palette.tobytes(), rawmode="RGBA" if palette.shape[1] == 4 else "RGB")
+    return img
+
+
+def _check_quantized(palette, indices):
+    """Palette and indices as arrays, checked against each other."""
+    palette = np.asarray(palette)
+    indices = np.asarray(indices)
+    if palette.ndim != 2 or palette.shape[1] not in (3, 4) or len(palette) == 0:
+        raise ValueError(f"palette must have shape (K, 3) or (K, 4) with K >= 1, "
+                         f"got {palette.shape}")
+    if palette.dtype != np.uint8:
+        raise ValueError(f"palette must be uint8, got {palette.dtype}")
+    if indices.ndim != 2 or indices.size == 0 or indices.dtype.kind not in "ui":
+        raise ValueError(f"indices must be a non-empty 2-D integer array, got shape "
+                         f"{indices.shape} and dtype {indices.dtype}")
+    if indices.min() < 0 or indices.max() >= len(palette):
+        raise ValueError(f"indices must lie in [0, {len(palette)}) for a palette of "
+                         f"{len(palette)} colours")
+    return np.ascontiguousarray(palette), indices
+
+
+def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
+                   compress_level=None):
+    """Write a quantized image, in the format named by the file extension.
+
+    ``.png`` is an indexed PNG at the smallest bit depth that holds the palette (1, 2, 4
+    or 8 bits); for 16 colours or fewer the 8-bit encoding is tried too and the smaller
+    file kept, since zlib often packs whole-byte indices better. ``.gif`` is a GIF (one
+    transparent entry at most: the least opaque, when its alpha is below 128). ``.jpg``,
+    ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and ``.bmp`` hold the quantized
+    image as truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited over
+    white.
+
+    The file is written under a temporary name in the target folder and renamed at the
+    end: an error or KeyboardInterrupt never leaves a partial file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    palette : ndarray of shape (K, 3) or (K, 4), uint8
+        K <= 256 for PNG and GIF.
+    indices : ndarray of shape (H, W), integers in [0, K)
+    icc_profile : bytes, optional
+        Embedded where the format allows it (PNG, JPEG, WebP, TIFF).
+    overwrite : bool, default False
+        Replace an existing file; otherwise an existing file raises FileExistsError.
+    compress_level : int in [0, 9], optional
+        PNG zlib level. By default Pillow's ``optimize`` (the highest level) is used.
+
+    Returns
+    -------
+    int
+        The number of bytes written.
+
+    Raises
+    ------
+    ValueError
+        If the extension is unknown or the palette/indices are invalid.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    OSError
+        If the folder is missing or not writable (PermissionError, FileNotFoundError,
+        NotADirectoryError), naming the path.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from fastkm.image._io import save_quantized
+    >>> palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     size = save_quantized(os.path.join(folder, "a.png"), palette, np.eye(8, dtype=np.uint8))
+    >>> size > 0
+    True
+    """
+    path = Path(path)
+    try:
+        format_name = FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"{path}: unknown output extension {path.suffix!r}; use one of "
+                         f"{', '.join(FORMATS)}") from None
+    if path.exists() and not overwrite:
+        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)",
+                              str(path))
+    palette, indices = _check_quantized(palette, indices)
+    if format_name in ("PNG", "GIF") and len(palette) > 256:
+        raise ValueError(f"{path}: {format_name} holds at most 256 colours, got "
+                         f"{len(palette)}; use a truecolour format (.webp, .tif, ...)")
+    if format_name in NO_ICC:
+        icc_profile = None
+    if format_name == "PNG":
+        data = _encode_png(to_pil(palette, indices), len(palette), icc_profile, compress_level)
+    elif format_name == "GIF":
+        data = _encode_gif(palette, indices)
+    else:
+        data = _encode_truecolour(palette, indices, format_name, icc_profile)
+    _write_atomic(path, data)
+    return len(data)
+
+
+def _encode(img, format_name, **options):
+    buffer = io.BytesIO()
+    img.save(buffer, format_name, **{k: v for k, v in options.items() if v is not None})
+    return buffer.getvalue()
+
+
+def _encode_png(img, n_colors, icc_profile, compress_level):
+    """The smaller of the tight-bit-depth and the 8-bit encodings (one for K > 16)."""
+    options = {"icc_profile": icc_profile, "compress_level": compress_level,
+               "optimize": compress_level is None}
+    tight = _encode(img, "PNG", **options)
+    if n_colors > 16:
+        return tight
+    # Pillow derives the bit depth from the palette length (16 entries or fewer: 1, 2 or
+    # 4 bits), so an 8-bit file needs a 17th entry; it costs 3 bytes of PLTE.
+    padded = img.copy()
+    mode, entries = padded.palette.mode, padded.getpalette(padded.palette.mode)
+    padded.putpalette(entries + entries[-len(mode):], rawmode=mode)
+    eight_bit = _encode(padded, "PNG", **options)
+    return min(tight, eight_bit, key=len)
+
+
+def _encode_gif(palette, indices):
+    """GIF keeps one fully transparent entry at most: the least opaque one, if below 128."""
+    img = to_pil(palette[:, :3], indices)
+    transparency = None
+    if palette.shape[1] == 4 and palette[:, 3].min() < 128:
+        transparency = int(palette[:, 3].argmin())
+    return _encode(img, "GIF", transparency=transparency)
+
+
+def _encode_truecolour(palette, indices, format_name, icc_profile):
+    """palette[indices] as RGB(A); works for any K, including K > 256."""
+    pixels = palette[indices]
+    if pixels.shape[2] == 4 and format_name in NO_ALPHA:
+        pixels = _over_white(pixels)
+    img = Image.fromarray(np.ascontiguousarray(pixels))
+    return _encode(img, format_name, icc_profile=icc_profile,
+                   **TRUECOLOUR_OPTIONS[format_name])
+
+
+def _over_white(rgba):
+    alpha = rgba[:, :, 3:].astype(np.float32) / 255
+    return np.rint(rgba[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+
+
+def _write_atomic(path, data):
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    The rename is atomic within one folder, so readers see the old file or the whole new
+    one. The temporary file is removed on any failure, KeyboardInterrupt included, and is
+    created with the usual 0o666 & ~umask permissions (mkstemp's 0o600 would stick).
+    """
+    folder = path.parent
+    temporary = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write to this folder ({exc.strerror})",
+                        str(folder)) from None
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+        done = True
+    finally:
+        if not done:
+            temporary.unlink(missing_ok=True)

@@ -1,0 +1,557 @@
+"""fastkm.image._io: loading every image mode, and safe, small quantized output."""
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, PngImagePlugin
+
+from fastkm.image import _io
+from fastkm.image._io import LoadedImage, load_image, save_quantized, to_pil
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def png_bytes(array, bit_depth):
+    """A PNG written by hand, for what Pillow cannot write (16-bit RGB and RGBA)."""
+    height, width, channels = array.shape
+    color_type = {3: 2, 4: 6}[channels]
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in array)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(
+            ">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def png_bit_depth(path):
+    """The bit depth byte of a PNG's IHDR chunk."""
+    return path.read_bytes()[24]
+
+
+def bird_quantized(data_dir, n_colors):
+    """A palette and indices for the bird, from Pillow's quantizer (test data only)."""
+    img = Image.open(data_dir / "bird_small.png").convert("RGB").quantize(n_colors)
+    palette = np.array(img.getpalette()[:3 * n_colors], np.uint8).reshape(-1, 3)
+    return palette, np.asarray(img)
+
+
+# --- arrays -----------------------------------------------------------------------------
+
+
+def test_uint8_rgb_array_is_returned_contiguous():
+    loaded = load_image(RGB[:, ::-1])
+    assert isinstance(loaded, LoadedImage)
+    assert loaded.pixels.flags.c_contiguous and loaded.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(loaded.pixels, RGB[:, ::-1])
+    assert loaded.icc_profile is None and loaded.path is None
+
+
+def test_opaque_alpha_is_dropped_and_partial_alpha_kept():
+    rgba = np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)])
+    assert load_image(rgba).pixels.shape == (5, 7, 3)
+    rgba[2, 3, 3] = 254
+    np.testing.assert_array_equal(load_image(rgba).pixels, rgba)
+
+
+def test_grayscale_array_becomes_rgb():
+    gray = RGB[:, :, 0]
+    np.testing.assert_array_equal(load_image(gray).pixels, np.dstack([gray] * 3))
+
+
+def test_uint16_array_scaled_by_257_to_nearest():
+    values = np.array([[0, 257 * 10, 65535, 128, 129, 257 * 100 + 129]], np.uint16)
+    assert load_image(values).pixels[0, :, 0].tolist() == [0, 10, 255, 0, 1, 101]
+
+
+def test_float_array_in_unit_range():
+    values = np.array([[0.0, 0.5, 1.0, 0.2]], np.float32)
+    assert load_image(values).pixels[0, :, 0].tolist() == [0, 128, 255, 51]
+
+
+@pytest.mark.parametrize("values", [[[-0.1, 0.5]], [[0.5, 1.5]], [[np.nan, 0.5]]])
+def test_float_array_outside_unit_range_is_refused(values):
+    with pytest.raises(ValueError, match=r"\[0, 1\]|NaN"):
+        load_image(np.array(values))
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 4, 2), (4, 4, 3, 1), (4, 4, 5)])
+def test_wrong_array_shape_is_refused(shape):
+    with pytest.raises(ValueError, match="shape"):
+        load_image(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.int8, np.uint32])
+def test_wrong_array_dtype_is_refused(dtype):
+    with pytest.raises(ValueError, match="uint8, uint16 or float"):
+        load_image(np.zeros((4, 4, 3), dtype))
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (4, 0), (0, 0)])
+def test_zero_size_array_is_refused(shape):
+    with pytest.raises(ValueError, match="zero-size"):
+        load_image(np.zeros(shape, np.uint8))
+
+
+def test_other_types_are_refused():
+    with pytest.raises(TypeError, match="path, a PIL.Image or a NumPy array"):
+        load_image([[0, 1]])
+
+
+# --- files in every mode ----------------------------------------------------------------
+
+
+def gray_cases():
+    gray = RGB[:, :, 0]
+    return gray, np.dstack([gray] * 3)
+
+
+def save(img, path, **options):
+    img.save(path, **options)
+    return path
+
+
+def test_rgb_png(tmp_path):
+    loaded = load_image(save(Image.fromarray(RGB), tmp_path / "a.png"))
+    np.testing.assert_array_equal(loaded.pixels, RGB)
+    assert loaded.path == tmp_path / "a.png"
+
+
+def test_rgba_png_partial_alpha(tmp_path):
+    rgba = np.dstack([RGB, RNG.integers(0, 256, RGB.shape[:2], dtype=np.uint8)])
+    loaded = load_image(save(Image.fromarray(rgba), tmp_path / "a.png"))
+    np.testing.assert_array_equal(loaded.pixels, rgba)
+
+
+def test_rgba_png_fully_opaque_loads_as_rgb(tmp_path):
+    img = Image.fromarray(RGB).convert("RGBA")
+    assert load_image(save(img, tmp_path / "a.png")).pixels.shape == (5, 7, 3)
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.tif"])
+def test_gray_l(tmp_path, name):
+    gray, expected = gray_cases()
+    loaded = load_image(save(Image.fromarray(gray), tmp_path / name))
+    np.testing.assert_array_equal(loaded.pixels, expected)
+
+
+def test_gray_la(tmp_path):
+    gray, expected = gray_cases()
+    alpha = np.full_like(gray, 128)
+    img = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(alpha)])
+    loaded = load_image(save(img, tmp_path / "a.png"))
+    np.testing.assert_array_equal(loaded.pixels, np.dstack([expected, alpha]))
+
+
+def test_bilevel(tmp_path):
+    bits = RGB[:, :, 0] > 127
+    img = Image.fromarray(bits.astype(np.uint8) * 255).convert("1")
+    loaded = load_image(save(img, tmp_path / "a.png"))
+    np.testing.assert_array_equal(loaded.pixels[:, :, 1], bits * 255)
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.gif"])
+def test_palette_without_transparency(tmp_path, name):
+    palette = np.array([[255, 0, 0], [0, 128, 255], [10, 20, 30]], np.uint8)
+    indices = RGB[:, :, 0] % 3
+    loaded = load_image(save(to_pil(palette, indices), tmp_path / name))
+    np.testing.assert_array_equal(loaded.pixels, palette[indices])
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.gif"])
+def test_palette_with_transparent_index(tmp_path, name):
+    palette = np.array([[255, 0, 0], [0, 128, 255], [10, 20, 30]], np.uint8)
+    indices = RGB[:, :, 0] % 3
+    img = to_pil(palette, indices)
+    loaded = load_image(save(img, tmp_path / name, transparency=1))
+    assert loaded.pixels.shape == (5, 7, 4)
+    np.testing.assert_array_equal(loaded.pixels[:, :, 3], np.where(indices == 1, 0, 255))
+    opaque = indices != 1
+    np.testing.assert_array_equal(loaded.pixels[opaque, :3], palette[indices[opaque]])
+
+
+def test_cmyk_without_profile(tmp_path):
+    cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255], [0, 255, 0, 0]]],
+                    np.uint8)
+    loaded = load_image(save(Image.fromarray(cmyk, "CMYK"), tmp_path / "a.tif"))
+    assert loaded.pixels.tolist() == [[[255, 255, 255], [0, 255, 255], [0, 0, 0],
+                                       [255, 0, 255]]]
+
+
+def test_cmyk_with_unusable_profile_falls_back():
+    img = Image.new("CMYK", (2, 1), (255, 0, 0, 0))
+    img.info["icc_profile"] = b"\0" * 200
+    loaded = load_image(img)
+    assert loaded.pixels.tolist() == [[[0, 255, 255]] * 2] and loaded.icc_profile is None
+
+
+def test_16bit_gray_png(tmp_path):
+    values = np.array([[0, 257 * 10, 65535, 40000]], np.uint16)
+    img = Image.fromarray(values)
+    assert img.mode == "I;16"
+    loaded = load_image(save(img, tmp_path / "a.png"))
+    assert loaded.pixels[0, :, 0].tolist() == [0, 10, 255, 156]
+
+
+def test_int32_mode_i_is_read_as_16_bit_and_clipped(tmp_path):
+    values = np.array([[-5, 257 * 10, 65535, 100000]], np.int32)
+    loaded = load_image(save(Image.fromarray(values), tmp_path / "a.tif"))
+    assert loaded.pixels[0, :, 0].tolist() == [0, 10, 255, 255]
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([[0.0, 0.5, 1.0]], [0, 128, 255]),          # fractions, as in float TIFF files
+    ([[0.0, 100.4, 300.0]], [0, 100, 255]),      # Pillow's own 0..255 convention, clipped
+])
+def test_float_mode_f(tmp_path, values, expected):
+    img = Image.fromarray(np.array(values, np.float32))
+    assert img.mode == "F"
+    loaded = load_image(save(img, tmp_path / "a.tif"))
+    assert loaded.pixels[0, :, 0].tolist() == expected
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_rgb_png(tmp_path, channels):
+    values = RNG.integers(0, 65536, (3, 4, channels), dtype=np.uint16)
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(values, 16))
+    # Pillow keeps the high byte of each 16-bit sample.
+    np.testing.assert_array_equal(load_image(path).pixels, values >> 8)
+
+
+@pytest.mark.parametrize("orientation, expected", [
+    (2, lambda a: a[:, ::-1]),
+    (3, lambda a: np.rot90(a, 2)),
+    (6, lambda a: np.rot90(a, -1)),
+    (8, lambda a: np.rot90(a, 1)),
+])
+def test_exif_orientation_is_applied(tmp_path, orientation, expected):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = save(Image.fromarray(RGB), tmp_path / "a.png", exif=exif)
+    np.testing.assert_array_equal(load_image(path).pixels, expected(RGB))
+
+
+def test_pil_image_input_keeps_its_filename(data_dir):
+    with Image.open(data_dir / "bird_small.png") as img:
+        loaded = load_image(img)
+    assert loaded.pixels.shape == (128, 128, 3)
+    assert loaded.path == data_dir / "bird_small.png"
+    assert load_image(Image.fromarray(RGB)).path is None
+
+
+def test_rgb_icc_profile_is_returned(tmp_path):
+    path = save(Image.fromarray(RGB), tmp_path / "a.png", icc_profile=SRGB_ICC)
+    assert load_image(path).icc_profile == SRGB_ICC
+
+
+def test_non_rgb_icc_profile_is_dropped():
+    img = Image.fromarray(RGB[:, :, 0])
+    img.info["icc_profile"] = SRGB_ICC[:16] + b"GRAY" + SRGB_ICC[20:]
+    assert load_image(img).icc_profile is None
+
+
+# --- bad files --------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_folder_is_not_an_image(tmp_path):
+    with pytest.raises(ValueError, match="folder"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"hello, not a picture", "not an image"),
+    (png_bytes(np.zeros((0, 3, 3), np.uint16), 16), "not an image"),  # zero height
+])
+def test_not_an_image(tmp_path, content, message):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_image(path)
+    assert "bad.png" in str(info.value)
+
+
+def test_zero_size_pil_image():
+    with pytest.raises(ValueError, match="zero-size"):
+        load_image(Image.new("RGB", (0, 4)))
+
+
+def test_truncated_file(tmp_path, data_dir):
+    content = (data_dir / "bird_small.png").read_bytes()
+    path = tmp_path / "cut.png"
+    path.write_bytes(content[:len(content) // 2])
+    with pytest.raises(ValueError, match="cut.png.*truncated or corrupt"):
+        load_image(path)
+
+
+def test_corrupt_file(tmp_path, data_dir):
+    content = bytearray((data_dir / "bird_small.png").read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 64] = bytes(64)
+    path = tmp_path / "broken.png"
+    path.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match="broken.png.*truncated or corrupt"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("limit", [10_000, 1_000])  # Pillow warns above 1x, fails above 2x
+def test_decompression_bomb_refused_before_decoding(monkeypatch, data_dir, limit):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+
+    def no_decoding(self):
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    with pytest.raises(ValueError, match="bird_small.png.*decompression bomb"):
+        load_image(data_dir / "bird_small.png")
+
+
+def test_decompression_bomb_pil_image(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ValueError, match="decompression bomb"):
+        load_image(Image.fromarray(RGB))
+
+
+# --- to_pil ----------------------------------------------------------------------------
+
+
+def test_to_pil_rgb():
+    palette = np.array([[1, 2, 3], [4, 5, 6]], np.uint8)
+    indices = RGB[:, :, 0] % 2
+    img = to_pil(palette, indices)
+    assert img.mode == "P" and img.size == (7, 5)
+    np.testing.assert_array_equal(np.asarray(img), indices)
+    np.testing.assert_array_equal(np.asarray(img.convert("RGB")), palette[indices])
+
+
+def test_to_pil_rgba_alpha_survives_png(tmp_path):
+    palette = np.array([[1, 2, 3, 0], [4, 5, 6, 128], [7, 8, 9, 255]], np.uint8)
+    indices = RGB[:, :, 0] % 3
+    img = to_pil(palette, indices)
+    np.testing.assert_array_equal(np.asarray(img.convert("RGBA")), palette[indices])
+    img.save(tmp_path / "a.png")
+    reread = np.asarray(Image.open(tmp_path / "a.png").convert("RGBA"))
+    np.testing.assert_array_equal(reread, palette[indices])
+
+
+@pytest.mark.parametrize("palette, indices, message", [
+    (np.zeros((257, 3), np.uint8), np.zeros((2, 2), np.uint8), "at most 256"),
+    (np.zeros((4, 3), np.uint8), np.full((2, 2), 4, np.uint8), r"\[0, 4\)"),
+    (np.zeros((4, 2), np.uint8), np.zeros((2, 2), np.uint8), "palette must have shape"),
+    (np.zeros((4, 3), np.float32), np.zeros((2, 2), np.uint8), "palette must be uint8"),
+    (np.zeros((4, 3), np.uint8), np.zeros(4, np.uint8), "indices must be"),
+])
+def test_to_pil_refuses_bad_input(palette, indices, message):
+    with pytest.raises(ValueError, match=message):
+        to_pil(palette, indices)
+
+
+# --- save_quantized --------------------------------------------------------------------
+
+
+def eight_bit_png_size(palette, indices):
+    """Size of the same image forced to 8 bits per index (a 17-entry palette)."""
+    padded = np.vstack([palette, np.repeat(palette[-1:], 17 - len(palette), 0)])
+    buffer = io.BytesIO()
+    to_pil(padded, indices).save(buffer, "PNG", optimize=True)
+    return len(buffer.getvalue())
+
+
+@pytest.mark.parametrize("n_colors, tight_bits", [(2, 1), (3, 2), (4, 2), (5, 4), (16, 4),
+                                                  (17, 8), (200, 8)])
+def test_png_bit_depth_and_round_trip(tmp_path, data_dir, n_colors, tight_bits):
+    palette, indices = bird_quantized(data_dir, n_colors)
+    path = tmp_path / "out.png"
+    size = save_quantized(path, palette, indices)
+    assert size == path.stat().st_size
+    assert png_bit_depth(path) in {tight_bits, 8}
+    if n_colors <= 16:
+        tight = io.BytesIO()
+        to_pil(palette, indices).save(tight, "PNG", optimize=True)
+        assert size <= min(len(tight.getvalue()), eight_bit_png_size(palette, indices))
+    with Image.open(path) as img:
+        assert img.mode == "P"
+    np.testing.assert_array_equal(load_image(path).pixels, palette[indices])
+
+
+def sixteen_colour_images():
+    """Index images where 8-bit (whole bytes, long runs) or 4-bit (random noise) wins."""
+    rng = np.random.default_rng(1)
+    runs = np.repeat(rng.integers(0, 16, (64, 1), dtype=np.uint8), 256, axis=1)
+    runs[:, ::7] = rng.integers(0, 16, runs[:, ::7].shape)
+    noise = rng.integers(0, 16, (64, 256), dtype=np.uint8)
+    return [(runs, 8), (noise, 4)]
+
+
+@pytest.mark.parametrize("indices, bits", sixteen_colour_images())
+def test_png_keeps_the_smaller_of_4_and_8_bits(tmp_path, indices, bits):
+    palette = np.arange(48, dtype=np.uint8).reshape(16, 3) * 5
+    path = tmp_path / "out.png"
+    save_quantized(path, palette, indices)
+    assert png_bit_depth(path) == bits
+    np.testing.assert_array_equal(load_image(path).pixels, palette[indices])
+
+
+def test_png_compress_level(tmp_path, data_dir):
+    palette, indices = bird_quantized(data_dir, 64)
+    fast = save_quantized(tmp_path / "fast.png", palette, indices, compress_level=0)
+    small = save_quantized(tmp_path / "small.png", palette, indices)
+    assert fast > small
+    np.testing.assert_array_equal(load_image(tmp_path / "fast.png").pixels, palette[indices])
+
+
+def test_png_rgba_palette(tmp_path):
+    palette = np.array([[1, 2, 3, 0], [4, 5, 6, 128], [7, 8, 9, 255]], np.uint8)
+    indices = RGB[:, :, 0] % 3
+    save_quantized(tmp_path / "a.png", palette, indices)
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png").pixels, palette[indices])
+
+
+def test_gif(tmp_path, data_dir):
+    palette, indices = bird_quantized(data_dir, 32)
+    save_quantized(tmp_path / "a.gif", palette, indices)
+    with Image.open(tmp_path / "a.gif") as img:
+        assert img.format == "GIF"
+    np.testing.assert_array_equal(load_image(tmp_path / "a.gif").pixels, palette[indices])
+
+
+def test_gif_keeps_the_transparent_entry(tmp_path):
+    palette = np.array([[1, 2, 3, 255], [4, 5, 6, 0], [7, 8, 9, 255]], np.uint8)
+    indices = RGB[:, :, 0] % 3
+    save_quantized(tmp_path / "a.gif", palette, indices)
+    pixels = load_image(tmp_path / "a.gif").pixels
+    np.testing.assert_array_equal(pixels[:, :, 3], palette[indices, 3])
+    opaque = indices != 1
+    np.testing.assert_array_equal(pixels[opaque, :3], palette[indices[opaque], :3])
+
+
+@pytest.mark.parametrize("name, alpha", [
+    ("a.webp", False), ("a.webp", True), ("a.tif", False), ("a.tiff", True), ("A.TIF", True),
+    ("a.bmp", False),
+])
+def test_lossless_truecolour(tmp_path, data_dir, name, alpha):
+    palette, indices = bird_quantized(data_dir, 16)
+    if alpha:
+        palette = np.hstack([palette, np.arange(0, 256, 16, dtype=np.uint8)[:, None]])
+    save_quantized(tmp_path / name, palette, indices)
+    with Image.open(tmp_path / name) as img:
+        assert img.mode == ("RGBA" if alpha else "RGB")
+    np.testing.assert_array_equal(load_image(tmp_path / name).pixels, palette[indices])
+
+
+def test_truecolour_allows_more_than_256_colours(tmp_path):
+    palette = RNG.integers(0, 256, (300, 3), dtype=np.uint8)
+    indices = np.arange(300, dtype=np.uint16).reshape(15, 20)
+    save_quantized(tmp_path / "a.webp", palette, indices)
+    np.testing.assert_array_equal(load_image(tmp_path / "a.webp").pixels, palette[indices])
+    with pytest.raises(ValueError, match="at most 256"):
+        save_quantized(tmp_path / "a.png", palette, indices)
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "a.jpeg"])
+def test_jpeg(tmp_path, data_dir, name):
+    palette, indices = bird_quantized(data_dir, 16)
+    save_quantized(tmp_path / name, palette, indices)
+    error = np.abs(load_image(tmp_path / name).pixels.astype(int) - palette[indices])
+    assert error.mean() < 3
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "a.bmp"])
+def test_formats_without_alpha_composite_over_white(tmp_path, name):
+    palette = np.array([[0, 0, 0, 0], [0, 0, 0, 255]], np.uint8)
+    indices = np.repeat(np.array([[0, 1]], np.uint8), 16, axis=0).repeat(16, axis=1)
+    save_quantized(tmp_path / name, palette, indices)
+    pixels = load_image(tmp_path / name).pixels
+    assert pixels.shape[2] == 3
+    assert pixels[:, :8].min() > 240 and pixels[:, -8:].max() < 15
+
+
+@pytest.mark.parametrize("name, kept", [("a.png", True), ("a.jpg", True), ("a.webp", True),
+                                        ("a.tif", True), ("a.gif", False), ("a.bmp", False)])
+def test_icc_profile_kept_where_supported(tmp_path, data_dir, name, kept):
+    palette, indices = bird_quantized(data_dir, 8)
+    save_quantized(tmp_path / name, palette, indices, icc_profile=SRGB_ICC)
+    with Image.open(tmp_path / name) as img:
+        assert img.info.get("icc_profile") == (SRGB_ICC if kept else None)
+
+
+def test_unknown_extension(tmp_path):
+    with pytest.raises(ValueError, match="unknown output extension '.xyz'"):
+        save_quantized(tmp_path / "a.xyz", np.zeros((1, 3), np.uint8), np.zeros((2, 2), int))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_is_not_overwritten(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(b"keep me")
+    palette, indices = np.zeros((2, 3), np.uint8), np.eye(4, dtype=np.uint8)
+    with pytest.raises(FileExistsError, match="a.png"):
+        save_quantized(path, palette, indices)
+    assert path.read_bytes() == b"keep me"
+    save_quantized(path, palette, indices, overwrite=True)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("exception", [OSError("disk full"), KeyboardInterrupt])
+def test_failure_mid_write_leaves_no_partial_file(tmp_path, monkeypatch, exception):
+    path = tmp_path / "a.png"
+    path.write_bytes(b"old")
+
+    def fail(source, target):
+        assert os.path.getsize(source) > 0  # the data was written, not yet renamed
+        raise exception
+
+    monkeypatch.setattr(_io.os, "replace", fail)
+    with pytest.raises(type(exception) if isinstance(exception, OSError) else exception):
+        save_quantized(path, np.zeros((2, 3), np.uint8), np.eye(4, dtype=np.uint8),
+                       overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert path.read_bytes() == b"old"
+
+
+def test_written_file_has_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save_quantized(tmp_path / "a.png", np.zeros((2, 3), np.uint8), np.eye(4, dtype=np.uint8))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("folder, error", [("missing", FileNotFoundError),
+                                           ("a_file", NotADirectoryError)])
+def test_unwritable_folder(tmp_path, folder, error):
+    (tmp_path / "a_file").write_bytes(b"")
+    with pytest.raises(error, match="cannot write to this folder") as info:
+        save_quantized(tmp_path / folder / "a.png", np.zeros((2, 3), np.uint8),
+                       np.eye(4, dtype=np.uint8))
+    assert info.value.filename == str(tmp_path / folder)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions and a non-root user")
+def test_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    try:
+        with pytest.raises(PermissionError, match="cannot write to this folder"):
+            save_quantized(folder / "a.png", np.zeros((2, 3), np.uint8),
+                           np.eye(4, dtype=np.uint8))
+    finally:
+        folder.chmod(0o700)
