@@ -32,18 +32,23 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when an estimator is used before ``fit`` (as scikit-learn's NotFittedError)."""
 
 
-@functools.lru_cache(maxsize=None)
 def _not_fitted_error_type():
     """NotFittedError, also a scikit-learn NotFittedError when scikit-learn is loaded.
 
     Code that already imported scikit-learn (a Pipeline, its estimator checks) catches its
     own exception type; importing scikit-learn here just for that would make it a
-    dependency.
+    dependency. Looked up at every call, as scikit-learn may be imported after a first error.
     """
     sklearn_exceptions = sys.modules.get("sklearn.exceptions")
     if sklearn_exceptions is None:
         return NotFittedError
-    return type("NotFittedError", (NotFittedError, sklearn_exceptions.NotFittedError),
+    return _with_sklearn_base(sklearn_exceptions.NotFittedError)
+
+
+@functools.lru_cache(maxsize=None)
+def _with_sklearn_base(sklearn_not_fitted_error):
+    """One NotFittedError subclass that is also scikit-learn's, made once."""
+    return type("NotFittedError", (NotFittedError, sklearn_not_fitted_error),
                 {"__module__": __name__})
 
 
@@ -358,8 +363,8 @@ default='k-means++'
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
-            raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not fitted yet; "
-                                 f"call 'fit' first")
+            raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not "
+                                           f"fitted yet; call 'fit' first")
 
     def _check_test_data(self, X):
         self._check_fitted()
