@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from fastkm.image import _io
+from fastkm.image._compare import compare_picture
 from fastkm.image._io import LoadedImage, load_image, save_quantized, to_pil
 
 RNG = np.random.default_rng(0)
@@ -555,3 +556,45 @@ def test_read_only_folder(tmp_path):
                            np.eye(4, dtype=np.uint8))
     finally:
         folder.chmod(0o700)
+
+
+# --- compare_picture -------------------------------------------------------------------
+
+
+def find(picture, image):
+    """The (x, y) offsets where ``image`` appears, pixel for pixel, in ``picture``."""
+    picture = np.asarray(picture)
+    height, width = image.shape[:2]
+    return [(x, y) for y, x in zip(*np.nonzero((picture[:, :, :3] == image[0, 0, :3]).all(2)))
+            if y + height <= picture.shape[0] and x + width <= picture.shape[1]
+            and (picture[y:y + height, x:x + width] == image).all()]
+
+
+@pytest.mark.parametrize("height, width", [(40, 60), (60, 40), (50, 50)])
+def test_compare_picture_layout(height, width):
+    original = RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    palette = RNG.integers(0, 256, (16, 3), dtype=np.uint8)
+    quantized = palette[RNG.integers(0, 16, (height, width))]
+    picture = compare_picture(original, quantized, palette)
+    assert picture.mode == "RGB"
+    [(x0, y0)], [(x1, y1)] = find(picture, original), find(picture, quantized)
+    assert y0 == y1 and x1 >= x0 + width  # side by side
+    if width >= height:  # swatches below: the picture is about two images wide
+        assert 2 * width < picture.width < 2 * width + 40 and picture.height > height + 8
+    else:  # swatches at the right: about one image tall
+        assert picture.width > 2 * width + 4 and height < picture.height < height + 60
+    swatch_colours = {tuple(c) for c in np.asarray(picture).reshape(-1, 3)}
+    assert {tuple(c) for c in palette} <= swatch_colours
+
+
+def test_compare_picture_shows_transparency_as_checkerboard():
+    original = np.zeros((40, 60, 4), np.uint8)
+    palette = np.array([[0, 0, 0, 0]], np.uint8)
+    picture = np.asarray(compare_picture(original, original, palette))
+    # Fully transparent black: the panels show only the two checkerboard shades.
+    assert {tuple(c) for c in picture[30:40, 10:50].reshape(-1, 3)} == {(255,) * 3, (204,) * 3}
+
+
+def test_compare_picture_refuses_different_sizes():
+    with pytest.raises(ValueError, match="differ in size"):
+        compare_picture(RGB, RGB[1:], np.zeros((2, 3), np.uint8))
