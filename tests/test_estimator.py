@@ -377,6 +377,19 @@ def test_empty_cluster_takes_the_farthest_point():
     assert steps[0].labels.tolist() == [0, 0, 0, 1, 1, 2]
 
 
+def test_cluster_emptied_by_reseeding_keeps_its_centre():
+    # Both members of cluster 1 re-seed the two empty clusters; 0.1 + 0.2 - 0.1 - 0.2 is not
+    # 0 in floating point, yet cluster 1 must keep its centre, not move to residue / residue.
+    X = np.array([[0.0], [0.01], [0.02], [0.03], [100.1], [100.3]])
+    w = np.array([1, 1, 1, 1, 0.1, 0.2])
+    init = np.array([[0.0], [100.2], [1000], [2000]])
+    steps = []
+    kmeans(X, 4, sample_weight=w, init=init, max_iter=1, callback=steps.append)
+    np.testing.assert_allclose(steps[0].centers.ravel(), [0.015, 100.2, 100.1, 100.3],
+                               rtol=1e-12)
+    assert steps[0].labels.tolist() == [0, 0, 0, 0, 2, 3]
+
+
 def test_duplicate_initial_centres_are_separated():
     X = blobs(300, 2, 3, seed=23)
     init = np.repeat(X[:1], 3, axis=0)

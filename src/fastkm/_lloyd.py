@@ -104,11 +104,16 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
         for cluster, row in zip(empty, far):
             old = labels[row]
             w = float(sample_weight[row])
-            sums[old] -= w * X[row]
+            moved = w * X[row].astype(np.float64)  # in float64, as the kernel summed it
+            sums[old] -= moved
             weight_sums[old] -= w
-            sums[cluster] = w * X[row]
+            sums[cluster] = moved
             weight_sums[cluster] = w
             labels[row] = cluster
+        # A cluster that lost all its members may keep a rounding residue of its weight,
+        # which would place its centre at residue / residue: count members instead.
+        members = np.bincount(labels[sample_weight > 0], minlength=len(centers))
+        weight_sums[members == 0] = 0
     new_centers = np.array(centers, dtype=X.dtype)
     filled = weight_sums > 0  # a cluster emptied by the re-seeding keeps its centre
     new_centers[filled] = sums[filled] / weight_sums[filled, None]
