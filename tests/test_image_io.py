@@ -11,7 +11,14 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from fastkm.image import _io
 from fastkm.image._compare import compare_picture
-from fastkm.image._io import LoadedImage, load_image, save_quantized, to_pil
+from fastkm.image._io import (
+    LoadedImage,
+    load_image,
+    output_format,
+    save_image,
+    save_quantized,
+    to_pil,
+)
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -598,3 +605,38 @@ def test_compare_picture_shows_transparency_as_checkerboard():
 def test_compare_picture_refuses_different_sizes():
     with pytest.raises(ValueError, match="differ in size"):
         compare_picture(RGB, RGB[1:], np.zeros((2, 3), np.uint8))
+
+
+# --- save_image and output_format ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.webp", "a.bmp", "a.tif"])
+def test_save_image_round_trip(tmp_path, name):
+    size = save_image(tmp_path / name, Image.fromarray(RGB))
+    assert size == (tmp_path / name).stat().st_size
+    np.testing.assert_array_equal(load_image(tmp_path / name).pixels, RGB)
+
+
+def test_save_image_is_as_safe_as_save_quantized(tmp_path, monkeypatch):
+    (tmp_path / "a.png").write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        save_image(tmp_path / "a.png", Image.fromarray(RGB))
+    with pytest.raises(ValueError, match="unknown output extension"):
+        save_image(tmp_path / "a.txt", Image.fromarray(RGB))
+    monkeypatch.setattr(_io.os, "replace", lambda source, target: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        save_image(tmp_path / "a.png", Image.fromarray(RGB), overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert (tmp_path / "a.png").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("name, expected", [("a.PNG", "PNG"), ("b.c.jpeg", "JPEG"),
+                                            ("x.TIFF", "TIFF")])
+def test_output_format(name, expected):
+    assert output_format(name) == expected
+
+
+@pytest.mark.parametrize("name", ["a", "a.svg", "a.png.bak"])
+def test_output_format_unknown(name):
+    with pytest.raises(ValueError, match="unknown output extension"):
+        output_format(name)

@@ -7,7 +7,9 @@ array) is a one-sentence exception that names the file.
 
 :func:`save_quantized` writes a palette and an index image: an indexed PNG at the smallest
 bit depth, a GIF, or a truecolour format; it writes a temporary file beside the target and
-renames it, so an error or Ctrl-C never leaves a partial file.
+renames it, so an error or Ctrl-C never leaves a partial file. :func:`save_image` writes
+any Pillow image (the compare picture) the same way; :func:`output_format` maps an output
+file name to its format, or refuses it.
 """
 
 import errno
@@ -393,14 +395,8 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     True
     """
     path = Path(path)
-    try:
-        format_name = FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise ValueError(f"{path}: unknown output extension {path.suffix!r}; use one of "
-                         f"{', '.join(FORMATS)}") from None
-    if path.exists() and not overwrite:
-        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)",
-                              str(path))
+    format_name = output_format(path)
+    _check_target(path, overwrite)
     palette, indices = _check_quantized(palette, indices)
     if format_name in ("PNG", "GIF") and len(palette) > 256:
         raise ValueError(f"{path}: {format_name} holds at most 256 colours, got "
@@ -415,6 +411,61 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
         data = _encode_truecolour(palette, indices, format_name, icc_profile)
     _write_atomic(path, data)
     return len(data)
+
+
+def save_image(path, img, *, overwrite=False):
+    """Write a Pillow RGB image (a compare picture, say) as safely as :func:`save_quantized`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Its extension picks the format, as for :func:`save_quantized`.
+    img : PIL.Image.Image
+        Mode 'RGB' (or any mode the chosen format can store).
+    overwrite : bool, default False
+
+    Returns
+    -------
+    int
+        The number of bytes written.
+    """
+    path = Path(path)
+    format_name = output_format(path)
+    _check_target(path, overwrite)
+    data = _encode(img, format_name, **TRUECOLOUR_OPTIONS.get(format_name, {}))
+    _write_atomic(path, data)
+    return len(data)
+
+
+def output_format(path):
+    """Pillow's format name for an output file, from its extension (any letter case).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        'PNG', 'GIF', 'JPEG', 'WEBP', 'TIFF' or 'BMP'.
+
+    Raises
+    ------
+    ValueError
+        If the extension is none of ``FORMATS``.
+    """
+    path = Path(path)
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"{path}: unknown output extension {path.suffix!r}; use one of "
+                         f"{', '.join(FORMATS)}") from None
+
+
+def _check_target(path, overwrite):
+    if path.exists() and not overwrite:
+        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)",
+                              str(path))
 
 
 def _encode(img, format_name, **options):
