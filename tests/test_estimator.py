@@ -173,8 +173,8 @@ def test_random_state_fixes_the_result():
 
 # -- initialization -----------------------------------------------------------------------------
 
-def first_centres(X, k, **options):
-    """The initial centres of a fit (as the callback's first step shows them)."""
+def first_step(X, k, **options):
+    """The IterationInfo of a fit's first iteration, whose labels come from the init."""
     seen = []
 
     def record(info):
@@ -220,7 +220,7 @@ def test_random_init_gives_distinct_rows_among_many_duplicates():
 def test_array_init_is_used_as_given():
     X = blobs(300, 2, 3, seed=12)
     init = X[[5, 6, 7]].copy()
-    info = first_centres(X, 3, init=init)
+    info = first_step(X, 3, init=init)
     np.testing.assert_array_equal(info.labels, sq_distances(X, init).argmin(1))
     # A list and an integer array are accepted too.
     np.testing.assert_array_equal(

@@ -8,7 +8,7 @@ import pytest
 
 from fastkm import KMeans
 
-sklearn = pytest.importorskip("sklearn")
+pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
 from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError  # noqa: E402
