@@ -334,6 +334,7 @@ def lloyd_pass(
             or weight_sums.shape[0] != k:
         raise ValueError("lloyd_pass: output arrays do not match X and centers")
     _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
@@ -416,6 +417,7 @@ def kmeanspp_candidate_potentials(
     if closest_sq.shape[0] != n or potentials.shape[0] != n_candidates:
         raise ValueError("kmeanspp_candidate_potentials: array sizes do not match X")
     _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads)
     cdef double[:, ::1] chunk_pot = _chunk_buffers(n_chunks, n_candidates)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     potentials[:] = 0
@@ -482,6 +484,7 @@ def kmeanspp_update_closest(
     cdef Py_ssize_t n_chunks, chunk_rows, c
     _check_shapes(X, sample_weight, center)
     _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads)
     if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
         raise ValueError("kmeanspp_update_closest: array sizes do not match X")
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
@@ -531,6 +534,13 @@ cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
         raise ValueError("at least one centre is needed")
 
 
+cdef inline int _threads_for(Py_ssize_t n_chunks, int n_threads):
+    """No more threads than chunks: waking idle threads costs more than small passes take."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    return <int>max(1, min(<Py_ssize_t>n_threads, n_chunks))
+
+
 cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size):
     """Zeroed (n_chunks, size) float64 buffers, each row padded to its own cache lines.
 
@@ -548,3 +558,63 @@ cdef _scratch(const floating[:, ::1] X, int n_threads, Py_ssize_t extra=0):
         raise ValueError(f"n_threads must be at least 1, got {n_threads}")
     dtype = np.float32 if floating is float else np.float64
     return np.empty((n_threads, X.shape[1] * BLOCK_ROWS + extra), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour quantization of 8-bit RGB images (fastkm.image)
+
+cdef extern from *:
+    """
+    /* Relaxed atomic increment: histogram counts are integers, so the order in which threads
+       add them does not change the result. Serial builds need no atomics. */
+    #if defined(_OPENMP) && (defined(__GNUC__) || defined(__clang__))
+    #define fastkm_atomic_increment(p) __atomic_fetch_add((p), 1u, __ATOMIC_RELAXED)
+    #elif defined(_OPENMP)
+    #define fastkm_atomic_increment(p) _Pragma("omp atomic") (*(p))++
+    #else
+    #define fastkm_atomic_increment(p) ((*(p))++)
+    #endif
+    """
+    void fastkm_atomic_increment(unsigned int* counter) noexcept nogil
+
+ctypedef unsigned char uint8_t
+ctypedef unsigned int uint32_t
+
+cdef enum:
+    RGB_KEYS = 1 << 24
+    PIXEL_BLOCK = 4096
+
+
+cdef inline uint32_t _rgb_key(const uint8_t* rgb) noexcept nogil:
+    return (<uint32_t>rgb[0] << 16) | (<uint32_t>rgb[1] << 8) | rgb[2]
+
+
+def rgb_histogram(
+        const uint8_t[:, ::1] rgb,           # IN  (n, 3) pixels
+        uint32_t[::1] counts,                # IN/OUT (2**24,) pixel count per 24-bit colour
+        int n_threads=1,
+):
+    """Add the pixels of ``rgb`` to ``counts``, indexed by ``r << 16 | g << 8 | b``."""
+    cdef Py_ssize_t n = rgb.shape[0], n_blocks = (n + PIXEL_BLOCK - 1) // PIXEL_BLOCK
+    cdef Py_ssize_t b, i
+    if rgb.shape[1] != 3 or counts.shape[0] != RGB_KEYS:
+        raise ValueError("rgb_histogram: expected (n, 3) pixels and 2**24 counters")
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
+            fastkm_atomic_increment(&counts[_rgb_key(&rgb[i, 0])])
+
+
+def remap_rgb(
+        const uint8_t[:, ::1] rgb,           # IN  (n, 3) pixels
+        const uint8_t[::1] lookup,           # IN  (2**24,) palette index of each 24-bit colour
+        uint8_t[::1] indices,                # OUT (n,) palette index of each pixel
+        int n_threads=1,
+):
+    """indices[i] = lookup[key of pixel i]: every pixel through the colour lookup table."""
+    cdef Py_ssize_t n = rgb.shape[0], n_blocks = (n + PIXEL_BLOCK - 1) // PIXEL_BLOCK
+    cdef Py_ssize_t b, i
+    if rgb.shape[1] != 3 or lookup.shape[0] != RGB_KEYS or indices.shape[0] != n:
+        raise ValueError("remap_rgb: array shapes do not match")
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
+            indices[i] = lookup[_rgb_key(&rgb[i, 0])]
