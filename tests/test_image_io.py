@@ -186,6 +186,15 @@ def test_palette_with_transparent_index(tmp_path, name):
     np.testing.assert_array_equal(loaded.pixels[opaque, :3], palette[indices[opaque]])
 
 
+def test_rarer_modes():
+    lab = Image.new("LAB", (2, 1), (255, 128, 128))  # white: its "A" band is no alpha
+    assert load_image(lab).pixels.tolist() == [[[254, 255, 254]] * 2]
+    premultiplied = Image.new("La", (1, 1), (100, 128))
+    assert load_image(premultiplied).pixels.tolist() == [[[199, 199, 199, 128]]]
+    rgba_palette = to_pil(np.array([[9, 8, 7, 100]], np.uint8), np.zeros((1, 1), np.uint8))
+    assert load_image(rgba_palette).pixels.tolist() == [[[9, 8, 7, 100]]]
+
+
 def test_cmyk_without_profile(tmp_path):
     cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255], [0, 255, 0, 0]]],
                     np.uint8)

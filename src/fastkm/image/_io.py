@@ -53,6 +53,9 @@ NO_ICC = {"GIF", "BMP"}
 #: RGB): transparent pixels are composited over white.
 NO_ALPHA = {"JPEG", "BMP"}
 
+#: Pillow modes with an alpha band (LAB's "A" band is a colour axis, not alpha).
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
 #: Pillow modes holding 16-bit samples (16-bit grayscale PNG and TIFF files open as these).
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
@@ -199,7 +202,10 @@ def _from_pil(img, name, path):
 
 def _convert_8bit(img, name):
     """Pillow's own conversion to RGB or RGBA; it handles palettes and tRNS transparency."""
-    has_alpha = "A" in img.getbands() or "a" in img.getbands() or "transparency" in img.info
+    if img.mode == "La":  # premultiplied: Pillow converts it to LA only
+        img = img.convert("LA")
+    has_alpha = (img.mode in ALPHA_MODES or "transparency" in img.info
+                 or img.mode == "P" and img.palette is not None and img.palette.mode == "RGBA")
     try:
         return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
     except (ValueError, OSError) as exc:
