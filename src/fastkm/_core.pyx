@@ -24,7 +24,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, sqrt
 
 cdef extern from *:
     """
@@ -361,6 +361,226 @@ def lloyd_pass(
 
 
 # ---------------------------------------------------------------------------------------------
+# Hamerly: the Lloyd pass with distance bounds (Hamerly 2010, "Making k-means even faster")
+#
+# Per row it keeps an upper bound on the distance to its centre and a lower bound on the
+# distance to any other centre. When the upper bound is below the larger of the lower bound
+# and half the distance from its centre to the nearest other centre, the row cannot change
+# cluster and no distance is computed. The labels are those of the plain Lloyd pass (ties
+# aside), and the sums are accumulated in the same order, so the centres are too.
+
+
+cdef inline void _keep_two_nearest(
+        const floating* dist,       # IN  (BLOCK_ROWS,) squared distances to centre j
+        int j,
+        floating* best,             # IN/OUT (BLOCK_ROWS,) smallest squared distance so far
+        floating* second,           # IN/OUT (BLOCK_ROWS,) second smallest
+        int* label,                 # IN/OUT (BLOCK_ROWS,) index of the smallest
+) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(BLOCK_ROWS):
+        second[i] = min(second[i], max(best[i], dist[i]))
+        label[i] = j if dist[i] < best[i] else label[i]
+        best[i] = dist[i] if dist[i] < best[i] else best[i]
+
+
+cdef inline void _block_two_nearest(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) rows in lanes
+        const floating* centers,    # IN  (k, d)
+        Py_ssize_t k, Py_ssize_t d,
+        floating* best,             # OUT (BLOCK_ROWS,) squared distance to the nearest centre
+        floating* second,           # OUT (BLOCK_ROWS,) to the second nearest (inf if k = 1)
+        int* label,                 # OUT (BLOCK_ROWS,)
+) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating dist[4 * BLOCK_ROWS]
+    for i in range(BLOCK_ROWS):
+        best[i] = INFINITY
+        second[i] = INFINITY
+        label[i] = 0
+    for j in range(0, k - 3, 4):
+        _block_sq_distances_4(block_t, centers + j * d, d, dist)
+        for i in range(4):
+            _keep_two_nearest(dist + i * BLOCK_ROWS, <int>(j + i), best, second, label)
+    for j in range(k - k % 4, k):
+        _block_sq_distances(block_t, centers + j * d, d, dist)
+        _keep_two_nearest(dist, <int>j, best, second, label)
+
+
+cdef inline floating _row_distance(const floating* x, const floating* c,
+                                   Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t f
+    cdef floating t, total = 0
+    for f in range(d):
+        t = x[f] - c[f]
+        total += t * t
+    return sqrt(total)
+
+
+cdef inline void _settle_pending(
+        const floating* X, Py_ssize_t d, const floating* centers, Py_ssize_t k,
+        const Py_ssize_t* rows,     # IN  (n_pending,) rows whose bounds failed
+        Py_ssize_t n_pending,
+        floating* block_t,          # scratch (d, BLOCK_ROWS)
+        int* labels,                # OUT rows' nearest centre
+        floating* upper,            # OUT rows' distance to it
+        floating* lower,            # OUT rows' distance to the second nearest
+) noexcept nogil:
+    """Full nearest-centre search for up to BLOCK_ROWS scattered rows, in vector lanes."""
+    cdef Py_ssize_t i, f, row
+    cdef floating best[BLOCK_ROWS]
+    cdef floating second[BLOCK_ROWS]
+    cdef int label[BLOCK_ROWS]
+    for i in range(BLOCK_ROWS):
+        row = rows[min(i, n_pending - 1)]
+        for f in range(d):
+            block_t[f * BLOCK_ROWS + i] = X[row * d + f]
+    _block_two_nearest(block_t, centers, k, d, best, second, label)
+    for i in range(n_pending):
+        row = rows[i]
+        labels[row] = label[i]
+        upper[row] = sqrt(best[i])
+        lower[row] = sqrt(second[i])
+
+
+cdef inline void _hamerly_chunk_d(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* centers,             # IN  (k, d)
+        const floating* half_gap,            # IN  (k,) half the distance to the nearest
+                                             #     other centre
+        const floating* shift,               # IN  (k,) how far each centre moved last update
+        floating max_shift,                  # IN  the largest shift
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
+        int* labels,                         # IN/OUT (n,) nearest centre
+        floating* upper,                     # IN/OUT (n,) upper bound of the distance to it
+        floating* lower,                     # IN/OUT (n,) lower bound to any other centre
+        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
+) noexcept nogil:
+    cdef Py_ssize_t row, i, f, n_pending = 0
+    cdef Py_ssize_t pending[BLOCK_ROWS]
+    cdef floating bound, u
+    cdef double w
+    cdef double* cluster
+    cdef int j
+    for row in range(start, stop):
+        j = labels[row]
+        u = upper[row] + shift[j]
+        lower[row] = lower[row] - max_shift
+        bound = max(lower[row], half_gap[j])
+        if u > bound:
+            u = _row_distance(X + row * d, centers + j * d, d)
+            if u > bound:
+                pending[n_pending] = row
+                n_pending += 1
+                if n_pending == BLOCK_ROWS:
+                    _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels,
+                                    upper, lower)
+                    n_pending = 0
+                continue
+        upper[row] = u
+    if n_pending:
+        _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels, upper, lower)
+    # The same accumulation, in the same order, as _lloyd_chunk_d.
+    for row in range(start, stop):
+        i = (row - start) % BLOCK_ROWS
+        w = sample_weight[row]
+        cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
+        for f in range(d):
+            cluster[f] += w * X[row * d + f]
+        cluster[d] += w
+
+
+cdef void _hamerly_chunk(
+        const floating* X, const floating* sample_weight, const floating* centers,
+        const floating* half_gap, const floating* shift, floating max_shift,
+        Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
+        floating* block_t, int* labels, floating* upper, floating* lower, double* acc,
+) noexcept nogil:
+    """_hamerly_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
+        _hamerly_chunk_d(X, sample_weight, centers, half_gap, shift, max_shift, k, 3, start,
+                         stop, ways, block_t, labels, upper, lower, acc)
+    else:
+        _hamerly_chunk_d(X, sample_weight, centers, half_gap, shift, max_shift, k, d, start,
+                         stop, ways, block_t, labels, upper, lower, acc)
+
+
+def hamerly_pass(
+        const floating[:, ::1] X,            # IN  (n, d) rows to assign
+        const floating[::1] sample_weight,   # IN  (n,) non-negative weights
+        const floating[:, ::1] centers,      # IN  (k, d) current centres
+        const floating[::1] shift,           # IN  (k,) distance each centre moved since the
+                                             #     bounds were last updated
+        int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
+        floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
+        floating[::1] lower,                 # IN/OUT (n,) lower bound to any other centre
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        int n_threads=1,
+):
+    """One Lloyd pass with Hamerly's bounds: the same labels, sums and weights.
+
+    To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
+    and ``shift = 0``. Rows whose bounds prove their centre is still the nearest are not
+    compared with any centre.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t ways = _accumulator_ways(d)
+    cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
+    cdef floating max_shift = 0
+    _check_shapes(X, sample_weight, centers)
+    if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
+            or shift.shape[0] != k or sums.shape[0] != k or sums.shape[1] != d \
+            or weight_sums.shape[0] != k:
+        raise ValueError("hamerly_pass: array shapes do not match X and centers")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads)
+    cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    cdef floating[::1] half_gap = _half_gaps(centers)
+    cdef double* cluster
+    for j in range(k):
+        max_shift = max(max_shift, shift[j])
+
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        _hamerly_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], &half_gap[0], &shift[0],
+                       max_shift, k, d, c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
+                       &scratch[threadid(), 0], &labels[0], &upper[0], &lower[0],
+                       &chunk_acc[c, 0])
+
+    sums[:, :] = 0
+    weight_sums[:] = 0
+    for c in range(n_chunks):
+        for way in range(ways):
+            for j in range(k):
+                cluster = &chunk_acc[c, (way * k + j) * (d + 1)]
+                for f in range(d):
+                    sums[j, f] += cluster[f]
+                weight_sums[j] += cluster[d]
+
+
+cdef _half_gaps(const floating[:, ::1] centers):
+    """Half the distance from each centre to its nearest other centre (inf if k = 1)."""
+    cdef Py_ssize_t k = centers.shape[0], d = centers.shape[1], a, b
+    cdef floating dist
+    dtype = np.float32 if floating is float else np.float64
+    out = np.full(k, np.inf, dtype=dtype)
+    cdef floating[::1] gaps = out
+    for a in range(k):
+        for b in range(a + 1, k):
+            dist = _row_distance(&centers[a, 0], &centers[b, 0], d)
+            gaps[a] = min(gaps[a], dist)
+            gaps[b] = min(gaps[b], dist)
+    for a in range(k):
+        gaps[a] *= 0.5
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Greedy k-means++ initialization
 
 
@@ -618,3 +838,93 @@ def remap_rgb(
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             indices[i] = lookup[_rgb_key(&rgb[i, 0])]
+
+
+cdef inline int _nearest_colour(const float[:, ::1] palette, float r, float g,
+                                float b) noexcept nogil:
+    """Index of the palette colour nearest to (r, g, b); ties go to the lowest index."""
+    cdef Py_ssize_t j
+    cdef int best_j = 0
+    cdef float dist, best = INFINITY, dr, dg, db
+    for j in range(palette.shape[0]):
+        dr = r - palette[j, 0]
+        dg = g - palette[j, 1]
+        db = b - palette[j, 2]
+        dist = dr * dr + dg * dg + db * db
+        if dist < best:
+            best = dist
+            best_j = <int>j
+    return best_j
+
+
+def dither_rgb(
+        const uint8_t[:, :, ::1] image,      # IN  (h, w, 3) pixels
+        const uint8_t[:, ::1] skip,          # IN  (h, w) 1 where a pixel is not dithered
+                                             #     (transparent): it passes no error on
+        const float[:, ::1] palette,         # IN  (K, 3) palette colours, 0-255
+        const float[:, ::1] acceptance,      # IN  (h, w) share of the incoming error each
+                                             #     pixel takes, in [0, 1]
+        short[::1] nearest,                  # IN/OUT (2**24,) nearest palette index of each
+                                             #     24-bit colour, -1 where not known yet
+        float strength,                      # IN  share of its error a pixel passes on
+        float max_error,                     # IN  errors longer than this are shrunk
+        uint8_t[:, ::1] indices,             # OUT (h, w) palette index of each pixel
+):
+    """Floyd-Steinberg error diffusion in serpentine order, with the error held in check.
+
+    Each pixel adds ``acceptance`` times the error its neighbours passed to it, is mapped to
+    the nearest palette colour (through the ``nearest`` cache, filled as colours appear),
+    and passes ``strength`` times its new error on (7/16 ahead, 3/16, 5/16 and 1/16 on the
+    next row). An error longer than ``max_error`` is shrunk to 3/4 first, so that one bad
+    match does not streak across the image. Sequential (error diffusion is), deterministic.
+    """
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1]
+    cdef Py_ssize_t y, x, step, c, forward
+    cdef float colour[3]
+    cdef float error[3]
+    cdef float length_sq, share
+    cdef int key, j
+    if image.shape[2] != 3 or palette.shape[1] != 3 or palette.shape[0] < 1 \
+            or palette.shape[0] > 32767 or nearest.shape[0] != RGB_KEYS \
+            or skip.shape[0] != h or skip.shape[1] != w \
+            or acceptance.shape[0] != h or acceptance.shape[1] != w \
+            or indices.shape[0] != h or indices.shape[1] != w:
+        raise ValueError("dither_rgb: array shapes do not match")
+    # Error carried into this row and the next, with one guard column at each end.
+    current_arr = np.zeros((w + 2, 3), dtype=np.float32)
+    following_arr = np.zeros((w + 2, 3), dtype=np.float32)
+    cdef float[:, ::1] current = current_arr
+    cdef float[:, ::1] following = following_arr
+    cdef float[:, ::1] swap
+    cdef float max_error_sq = max_error * max_error
+    with nogil:
+        for y in range(h):
+            forward = 1 if y % 2 == 0 else -1
+            for step in range(w):
+                x = step if forward == 1 else w - 1 - step
+                if skip[y, x]:
+                    continue
+                for c in range(3):
+                    colour[c] = min(255.0, max(0.0, image[y, x, c]
+                                               + acceptance[y, x] * current[x + 1, c]))
+                key = ((<int>(colour[0] + 0.5)) << 16) | ((<int>(colour[1] + 0.5)) << 8) \
+                    | (<int>(colour[2] + 0.5))
+                j = nearest[key]
+                if j < 0:
+                    j = _nearest_colour(palette, colour[0], colour[1], colour[2])
+                    nearest[key] = <short>j
+                indices[y, x] = <uint8_t>j
+                length_sq = 0
+                for c in range(3):
+                    error[c] = colour[c] - palette[j, c]
+                    length_sq = length_sq + error[c] * error[c]
+                share = strength * (0.75 if length_sq > max_error_sq else 1.0) / 16
+                for c in range(3):
+                    current[x + 1 + forward, c] += 7 * share * error[c]
+                    following[x + 1 - forward, c] += 3 * share * error[c]
+                    following[x + 1, c] += 5 * share * error[c]
+                    following[x + 1 + forward, c] += share * error[c]
+            swap = current
+            current = following
+            following = swap
+            following[:, :] = 0

@@ -35,13 +35,18 @@ class IterationInfo(NamedTuple):
 
 
 def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=None,
-          verbose=0):
+          verbose=0, algorithm="lloyd"):
     """Run Lloyd's algorithm from ``centers_init``.
 
     Stops when an iteration leaves every label unchanged, when the centres move by at most
     ``tol`` (summed squared shift, absolute), when ``callback`` returns True, or after
     ``max_iter`` iterations. The returned labels and inertia are those of the returned
     centres.
+
+    ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype) and
+    skips the samples they prove cannot change cluster: the same iterations, usually much
+    faster once few samples move. Its passes do not compute the inertia, so with a
+    ``callback`` or ``verbose`` it runs as 'lloyd'.
 
     Returns
     -------
@@ -55,14 +60,32 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
+    use_bounds = algorithm == "hamerly" and callback is None and not verbose
+    if use_bounds:
+        labels[:] = 0
+        upper = np.full(n, np.inf, dtype=X.dtype)
+        lower = np.zeros(n, dtype=X.dtype)
+        moved = np.zeros(k, dtype=X.dtype)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
-                                  n_threads)
+        if use_bounds:
+            core.hamerly_pass(X, sample_weight, centers, moved, labels, upper, lower, sums,
+                              weight_sums, n_threads)
+            inertia = float("nan")
+        else:
+            inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
+                                      n_threads)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
                                                   weight_sums)
-        center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+        shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
+        center_shift = float(shifts.sum())
         unchanged = not relocated and np.array_equal(labels, previous_labels)
+        if use_bounds:
+            # Rounded up, so that the bounds stay bounds in X's precision.
+            moved = np.nextafter(np.sqrt(shifts).astype(X.dtype), np.inf)
+            if relocated:  # re-seeded samples changed cluster outside the bounds' view
+                upper[:] = np.inf
+                lower[:] = 0
         centers = new_centers
         if verbose:
             print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
@@ -83,8 +106,11 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             break
         if stop:
             break
-        previous_labels, labels = labels, previous_labels
-    if not labels_match_centers:
+        if use_bounds:  # the bounds pass updates the labels in place
+            previous_labels[:] = labels
+        else:
+            previous_labels, labels = labels, previous_labels
+    if not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
                                   n_threads)
     return centers, labels, float(inertia), n_iter

@@ -5,6 +5,11 @@
 * :class:`QuantizedImage`: the result, with ``to_pil``, ``to_array``, ``save``, ``mse`` and
   ``psnr``.
 
-Image reading and writing live in ``fastkm.image._io``; colour-space conversions in
-``fastkm.image._color``.
+The k-means and remapping live in ``_quantize``; reading and writing images in ``_io``;
+sRGB/Oklab conversions in ``_color``; the side-by-side comparison picture in ``_compare``.
 """
+
+from ._io import load_image
+from ._quantize import QuantizedImage, apply_palette, fit_palette, quantize
+
+__all__ = ["QuantizedImage", "apply_palette", "fit_palette", "load_image", "quantize"]

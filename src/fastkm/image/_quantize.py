@@ -1,0 +1,488 @@
+"""Colour quantization by exact weighted k-means on an image's colour histogram.
+
+The path for one image:
+
+1. the exact histogram of its colours in one parallel pass (a 2**24-bin count for RGB; a
+   sort of 32-bit keys for images with partial transparency);
+2. k-means of the distinct colours weighted by their pixel counts, which is exactly
+   k-means of all the pixels: a weighted k-means++ start and Lloyd iterations on 6-bit
+   bins (each bin its colours' weighted mean) to get close cheaply, then Lloyd on the exact
+   colours until it converges;
+3. each distinct colour's nearest palette entry found once, and every pixel remapped
+   through that lookup table (or, with ``dither``, error diffusion in Cython).
+"""
+
+import numbers
+
+import numpy as np
+
+from .._init import kmeans_plusplus
+from .._isa import core
+from .._lloyd import lloyd
+from .._swap import random_swap
+from .._validation import check_random_state, effective_n_threads
+from . import _io
+from ._color import oklab_to_srgb, srgb_to_oklab
+
+COLORSPACES = ("rgb", "oklab")
+# Above this many distinct colours, clustering starts on 6-bit bins (about 10x fewer
+# points) before the exact colours; below it the exact colours are cheap enough.
+COARSE_MIN_COLOURS = 65536
+# Relative tolerances (as KMeans' tol) of the iterations on bins and on exact colours; the
+# bins are cheap enough to run almost to the end, and so are the exact colours at small K.
+COARSE_TOL = 1e-5
+EXACT_TOL = 1e-4
+SMALL_K_EXACT_TOL = 1e-6
+# Random swaps after k-means++ (see fastkm._swap) up to this K: at small K they find a
+# better local minimum (+0.05 dB mean PSNR on Kodak at K=16); at large K their cost
+# outweighs the gain.
+SMALL_K = 64
+SWAP_TRIALS = 64
+# Dithering (0-255 units, RGB distance). A pixel takes incoming error in proportion to its
+# own undithered error, fully from ACCEPT_FULL_ERROR on: a pixel its palette already matches
+# (flat areas) stays clean instead of turning into speckle. Diffused errors longer than
+# MAX_DITHER_ERROR are shrunk. Chosen on Kodak to keep both the PSNR and the PSNR after a 3x3
+# blur (how well local averages are kept, what dithering is for) above libimagequant's
+# dithered output at K = 16, 64 and 256 (BENCHMARKS.md).
+ACCEPT_FULL_ERROR = 16.0
+MAX_DITHER_ERROR = 16.0
+
+
+class QuantizedImage:
+    """An image reduced to a palette: what :func:`quantize` and :func:`apply_palette` return.
+
+    Attributes
+    ----------
+    palette : ndarray of shape (K, 3) or (K, 4), uint8
+        The colours (RGBA when the image has transparency).
+    indices : ndarray of shape (H, W), uint8
+        Palette index of each pixel.
+    mse : float
+        Mean squared error per channel (0-255 scale) against the source image; fully
+        transparent pixels count as exact.
+    psnr : float
+        Peak signal-to-noise ratio in dB, ``10 log10(255**2 / mse)`` (inf when exact).
+    icc_profile : bytes or None
+        The source's ICC profile, written back by :meth:`save`.
+    """
+
+    def __init__(self, palette, indices, mse, icc_profile=None):
+        self.palette = palette
+        self.indices = indices
+        self.mse = float(mse)
+        self.icc_profile = icc_profile
+
+    @property
+    def psnr(self):
+        return float("inf") if self.mse == 0 else float(10 * np.log10(255.0 ** 2 / self.mse))
+
+    def __repr__(self):
+        h, w = self.indices.shape
+        return (f"QuantizedImage({w}x{h}, {len(self.palette)} colours, "
+                f"psnr={self.psnr:.2f} dB)")
+
+    def to_array(self):
+        """The quantized image as an (H, W, 3) or (H, W, 4) uint8 array."""
+        return self.palette[self.indices]
+
+    def to_pil(self):
+        """The quantized image as a Pillow image of mode 'P' with this palette."""
+        return _io.to_pil(self.palette, self.indices)
+
+    def save(self, path, *, overwrite=False, **options):
+        """Write the image: an indexed PNG (smallest bit depth), a GIF, or truecolour.
+
+        The format follows the extension; see ``fastkm.image._io.save_quantized`` for the
+        options. An existing file is only replaced with ``overwrite=True``. Returns the
+        number of bytes written.
+        """
+        return _io.save_quantized(path, self.palette, self.indices,
+                                  icc_profile=self.icc_profile, overwrite=overwrite, **options)
+
+
+def quantize(image, n_colors=16, *, colorspace="rgb", dither=False, random_state=0, n_init=1,
+             max_iter=300, n_threads=None):
+    """Reduce an image to its ``n_colors`` most representative colours.
+
+    The palette minimizes the squared error over all pixels (k-means, so the PSNR is as high
+    as k-means gets it) in RGB, or in the perceptual Oklab space with ``colorspace='oklab'``.
+    The same input and options give the same palette and indices on any thread count.
+
+    Parameters
+    ----------
+    image : str, path, PIL.Image or ndarray
+        A file Pillow can read, an image, or an (H, W, 3|4) uint8, uint16 or [0, 1] float
+        array. Fully transparent pixels are left out of the clustering and get one
+        transparent palette entry; partial transparency gives an RGBA palette.
+    n_colors : int, default=16
+        Palette size, 1 to 256. An image with fewer distinct colours keeps them exactly.
+    colorspace : {'rgb', 'oklab'}, default='rgb'
+    dither : bool or float, default=False
+        False for none; True or a strength in (0, 1] for Floyd-Steinberg error diffusion
+        (serpentine), weakened where it would only add noise.
+    random_state : int, RandomState or None, default=0
+        Seed of the weighted k-means++ start; fixed by default so results repeat.
+    n_init : int, default=1
+        Starts to try; the palette with the lowest error is kept.
+    max_iter : int, default=300
+        Lloyd iterations per stage.
+    n_threads : int or None, default=None
+        Threads for the kernels (None: all usable cores).
+
+    Returns
+    -------
+    QuantizedImage
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm.image import quantize
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    >>> q = quantize(image, n_colors=8)
+    >>> q.palette.shape, q.indices.shape, q.to_array().shape
+    ((8, 3), (64, 64), (64, 64, 3))
+    >>> 0 < q.psnr < 30
+    True
+    """
+    loaded = _io.load_image(image)
+    histogram = _Histogram(loaded.pixels, n_threads)
+    palette = _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter,
+                           n_threads)
+    return _apply(loaded, histogram, palette, colorspace, dither, n_threads)
+
+
+def fit_palette(images, n_colors=16, *, colorspace="rgb", random_state=0, n_init=1,
+                max_iter=300, n_threads=None):
+    """One palette for several images: k-means of their pooled colour histogram.
+
+    Parameters are those of :func:`quantize`; ``images`` is a sequence of images. Use the
+    result with :func:`apply_palette`.
+
+    Returns
+    -------
+    ndarray of shape (K, 3) or (K, 4), uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm.image import apply_palette, fit_palette
+    >>> a = np.zeros((8, 8, 3), np.uint8); b = np.full((8, 8, 3), 200, np.uint8)
+    >>> palette = fit_palette([a, b], n_colors=2)
+    >>> palette.tolist()
+    [[0, 0, 0], [200, 200, 200]]
+    >>> apply_palette(b, palette).indices[0, :3].tolist()
+    [1, 1, 1]
+    """
+    if isinstance(images, (str, bytes)) or hasattr(images, "shape") or \
+            hasattr(images, "getpixel"):
+        images = [images]
+    pixels = [_io.load_image(image).pixels for image in images]
+    if not pixels:
+        raise ValueError("fit_palette needs at least one image")
+    channels = 4 if any(p.shape[2] == 4 for p in pixels) else 3
+    flat = np.concatenate([_with_channels(p, channels).reshape(-1, channels) for p in pixels])
+    histogram = _Histogram(flat[None], n_threads)
+    return _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter,
+                        n_threads)
+
+
+def apply_palette(image, palette, *, colorspace="rgb", dither=False, n_threads=None):
+    """Map an image onto a given palette (nearest colour, or dithered).
+
+    Parameters
+    ----------
+    image : str, path, PIL.Image or ndarray
+    palette : array-like of shape (K, 3) or (K, 4), 0-255 values, K <= 256
+    colorspace, dither, n_threads
+        As for :func:`quantize`; ``colorspace`` sets the metric of "nearest".
+
+    Returns
+    -------
+    QuantizedImage
+    """
+    palette = _check_palette(palette)
+    loaded = _io.load_image(image)
+    if palette.shape[1] == 4 and loaded.pixels.shape[2] == 3:
+        loaded = loaded._replace(pixels=_with_channels(loaded.pixels, 4))
+    elif palette.shape[1] == 3 and loaded.pixels.shape[2] == 4:
+        palette = np.concatenate([palette, np.full((len(palette), 1), 255, np.uint8)], 1)
+    return _apply(loaded, _Histogram(loaded.pixels, n_threads), palette, colorspace, dither,
+                  n_threads)
+
+
+# -- the histogram -------------------------------------------------------------------------
+
+
+class _Histogram:
+    """The distinct colours of an (H, W, C) uint8 image and their pixel counts.
+
+    ``colours`` is (m, C) uint8 and ``counts`` (m,) int64, ordered by colour; ``remap(labels)``
+    turns one label per distinct colour into one per pixel. Fully transparent pixels (alpha
+    0) are left out; ``n_transparent`` counts them.
+    """
+
+    def __init__(self, pixels, n_threads):
+        n_threads = effective_n_threads(n_threads)
+        self.shape = pixels.shape[:2]
+        self.channels = pixels.shape[2]
+        self.n_threads = n_threads
+        flat = pixels.reshape(-1, self.channels)
+        self.transparent = None
+        if self.channels == 4:
+            alpha = flat[:, 3]
+            self.transparent = alpha == 0
+            if not self.transparent.any():
+                self.transparent = None
+            if (alpha[alpha > 0] == 255).all():  # no partial alpha: an RGB histogram
+                flat = np.ascontiguousarray(flat[:, :3])
+        self.n_transparent = 0 if self.transparent is None else int(self.transparent.sum())
+        self.pixels = flat
+        if flat.shape[1] == 3:
+            counts = np.zeros(1 << 24, dtype=np.uint32)
+            core.rgb_histogram(flat, counts, n_threads)
+            if self.transparent is not None:  # transparent pixels were counted too
+                keys = _rgb_keys(flat[self.transparent])
+                counts -= np.bincount(keys, minlength=1 << 24).astype(np.uint32)
+            self.keys = np.flatnonzero(counts).astype(np.uint32)
+            self.counts = counts[self.keys].astype(np.int64)
+            self.colours = np.stack([(self.keys >> 16) & 255, (self.keys >> 8) & 255,
+                                     self.keys & 255], axis=1).astype(np.uint8)
+        else:
+            visible = flat if self.transparent is None else flat[~self.transparent]
+            keys = visible.view(np.uint32).reshape(-1)
+            self.keys, self.counts = np.unique(keys, return_counts=True)
+            self.colours = self.keys.view(np.uint8).reshape(-1, 4)
+
+    def remap(self, labels):
+        """Per-pixel palette indices, (H, W) uint8, from one label per distinct colour."""
+        labels = labels.astype(np.uint8)
+        if self.pixels.shape[1] == 3:
+            lookup = np.zeros(1 << 24, dtype=np.uint8)
+            lookup[self.keys] = labels
+            indices = np.empty(len(self.pixels), dtype=np.uint8)
+            core.remap_rgb(self.pixels, lookup, indices, self.n_threads)
+        else:
+            keys = self.pixels.view(np.uint32).reshape(-1)
+            indices = labels[np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)]
+        return indices.reshape(self.shape)
+
+
+def _rgb_keys(rgb):
+    rgb = rgb.astype(np.uint32)
+    return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+
+
+def _with_channels(pixels, channels):
+    if pixels.shape[2] == channels:
+        return pixels
+    opaque = np.full(pixels.shape[:2] + (1,), 255, dtype=np.uint8)
+    return np.concatenate([pixels, opaque], axis=2)
+
+
+# -- fitting the palette ---------------------------------------------------------------------
+
+
+def _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter, n_threads):
+    """k-means of the histogram's colours; the palette as uint8, transparent entry last."""
+    if not isinstance(n_colors, numbers.Integral) or isinstance(n_colors, bool) or \
+            not 1 <= n_colors <= 256:
+        raise ValueError(f"n_colors must be an integer from 1 to 256, got {n_colors!r}")
+    if colorspace not in COLORSPACES:
+        raise ValueError(f"colorspace must be one of {COLORSPACES}, got {colorspace!r}")
+    if not isinstance(n_init, numbers.Integral) or n_init < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
+    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    random_state = check_random_state(random_state)
+    n_threads = effective_n_threads(n_threads)
+    has_transparent = int(histogram.n_transparent > 0)
+    n_visible = n_colors - has_transparent
+    colours = histogram.colours
+    transparent_entry = np.zeros((has_transparent, colours.shape[1]), np.uint8)
+    if len(colours) == 0:  # nothing visible: only the transparent entry
+        return transparent_entry
+    if n_visible < 1:
+        raise ValueError("n_colors must be at least 2 for an image with transparent and "
+                         "visible pixels")
+    if len(colours) <= n_visible:  # few enough colours to keep them all exactly
+        return np.concatenate([colours, transparent_entry])
+
+    points = _to_space(colours, colorspace)
+    weights = histogram.counts.astype(np.float32)
+    best_centres, best_error = None, np.inf
+    for _ in range(n_init):
+        centres = _kmeans_colours(histogram, points, weights, n_visible, random_state,
+                                  max_iter, n_threads)
+        palette = _from_space(centres, colorspace)
+        labels = _nearest(points, weights, _to_space(palette, colorspace), n_threads)[0]
+        error = _squared_error(colours, histogram.counts, palette, labels)
+        if error < best_error:
+            best_centres, best_error = palette, error
+    return np.concatenate([best_centres, transparent_entry])
+
+
+def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_iter,
+                    n_threads):
+    """Centres of the weighted k-means of ``points``.
+
+    With many distinct colours, the start (k-means++, random swaps, Lloyd to convergence)
+    runs on 6-bit bins, about 10 to 25 times fewer points, and only the last iterations on
+    the exact colours.
+    """
+    start_points, start_weights = points, weights
+    if len(points) > COARSE_MIN_COLOURS:
+        start_points, start_weights = _coarse_bins(histogram.colours, points, weights)
+    centres, _ = kmeans_plusplus(start_points, n_clusters, start_weights, random_state,
+                                 n_threads)
+    centres, _ = random_swap(start_points, start_weights, centres,
+                             n_trials=SWAP_TRIALS if n_clusters <= SMALL_K else 0,
+                             random_state=random_state, n_threads=n_threads)
+    if start_points is not points:
+        centres = lloyd(start_points, start_weights, centres, max_iter=max_iter,
+                        tol=COARSE_TOL * _variance(start_points, start_weights),
+                        n_threads=n_threads, algorithm="hamerly")[0]
+    exact_tol = SMALL_K_EXACT_TOL if n_clusters <= SMALL_K else EXACT_TOL
+    return lloyd(points, weights, centres, max_iter=max_iter,
+                 tol=exact_tol * _variance(points, weights), n_threads=n_threads,
+                 algorithm="hamerly")[0]
+
+
+def _coarse_bins(colours, points, weights):
+    """Colours pooled by their top 6 bits per channel: each bin's weighted mean and weight."""
+    shifted = colours.astype(np.int64) >> 2
+    bins = np.zeros(len(colours), dtype=np.int64)
+    for channel in range(colours.shape[1]):
+        bins = (bins << 6) | shifted[:, channel]
+    n_bins = 1 << (6 * colours.shape[1])
+    bin_weights = np.bincount(bins, weights=weights, minlength=n_bins)
+    used = np.flatnonzero(bin_weights)
+    bin_points = np.stack([np.bincount(bins, weights=weights * points[:, f],
+                                       minlength=n_bins)[used]
+                           for f in range(points.shape[1])], axis=1)
+    bin_points /= bin_weights[used, None]
+    return (np.ascontiguousarray(bin_points, dtype=np.float32),
+            bin_weights[used].astype(np.float32))
+
+
+def _variance(points, weights):
+    w = weights.astype(np.float64) / weights.sum()
+    mean = w @ points
+    return float(w @ ((points - mean) ** 2).mean(axis=1))
+
+
+def _to_space(colours, colorspace):
+    """Colours (0-255, RGB or RGBA) as float32 points of the clustering space."""
+    colours = np.asarray(colours, dtype=np.float64)
+    if colorspace == "oklab":
+        # Oklab's L spans [0, 1]; 255 puts it on the scale of the alpha channel.
+        lab = srgb_to_oklab(colours[:, :3]) * 255.0
+        colours = np.concatenate([lab, colours[:, 3:]], axis=1)
+    return np.ascontiguousarray(colours, dtype=np.float32)
+
+
+def _from_space(points, colorspace):
+    """Cluster centres back to 0-255 uint8 colours (rounded, clipped)."""
+    points = np.asarray(points, dtype=np.float64)
+    if colorspace == "oklab":
+        rgb = oklab_to_srgb(points[:, :3] / 255.0)
+        points = np.concatenate([rgb, points[:, 3:]], axis=1)
+    return np.clip(np.rint(points), 0, 255).astype(np.uint8)
+
+
+def _nearest(points, weights, centres, n_threads):
+    """Nearest centre of each point (ties: lowest index) and the weighted squared error."""
+    centres = np.ascontiguousarray(centres, dtype=np.float32)
+    labels = np.empty(len(points), dtype=np.int32)
+    error = core.lloyd_pass(points, weights, centres, labels,
+                            np.empty(centres.shape, np.float64), np.empty(len(centres)),
+                            n_threads)
+    return labels, error
+
+
+def _squared_error(colours, counts, palette, labels):
+    """Summed squared 0-255 error over all channels and pixels of a histogram's colours."""
+    diff = colours.astype(np.float64) - palette[labels].astype(np.float64)
+    return float(counts @ (diff ** 2).sum(axis=1))
+
+
+def _check_palette(palette):
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or palette.shape[1] not in (3, 4) or not 1 <= len(palette) <= 256:
+        raise ValueError(f"palette must have shape (K, 3) or (K, 4) with 1 <= K <= 256, got "
+                         f"{palette.shape}")
+    if palette.dtype.kind not in "uif" or not np.isfinite(palette).all() or \
+            (palette < 0).any() or (palette > 255).any():
+        raise ValueError("palette values must be numbers from 0 to 255")
+    return np.rint(palette).astype(np.uint8)
+
+
+# -- mapping pixels to the palette -------------------------------------------------------------
+
+
+def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
+    """Map the image's pixels onto ``palette`` and measure the error."""
+    n_threads = effective_n_threads(n_threads)
+    strength = _check_dither(dither)
+    n_pixels = histogram.shape[0] * histogram.shape[1]
+    channels = palette.shape[1]
+    visible_palette = palette if histogram.n_transparent == 0 else palette[:-1]
+    if len(histogram.colours) == 0:
+        indices = np.zeros(histogram.shape, np.uint8)
+        return QuantizedImage(palette, indices, 0.0, loaded.icc_profile)
+    if histogram.colours.shape[1] != visible_palette.shape[1]:  # binary alpha, RGBA palette
+        visible_palette = visible_palette[:, :histogram.colours.shape[1]]
+    points = _to_space(histogram.colours, colorspace)
+    labels, _ = _nearest(points, histogram.counts.astype(np.float32),
+                         _to_space(visible_palette, colorspace), n_threads)
+    if strength:
+        indices = _dither(histogram, visible_palette, labels, strength)
+        diff = histogram.pixels.astype(np.float64) - \
+            visible_palette[indices.reshape(-1)].astype(np.float64)
+        if histogram.transparent is not None:
+            diff[histogram.transparent] = 0
+        squared = float((diff ** 2).sum())
+    else:
+        indices = histogram.remap(labels)
+        squared = _squared_error(histogram.colours, histogram.counts, visible_palette, labels)
+    if histogram.transparent is not None:
+        indices.reshape(-1)[histogram.transparent] = len(palette) - 1
+    return QuantizedImage(palette, indices, squared / (n_pixels * channels), loaded.icc_profile)
+
+
+def _check_dither(dither):
+    if dither is False or dither is None:
+        return 0.0
+    if dither is True:
+        return 1.0
+    if isinstance(dither, numbers.Real) and 0 < dither <= 1:
+        return float(dither)
+    raise ValueError(f"dither must be False, True or a strength in (0, 1], got {dither!r}")
+
+
+def _dither(histogram, palette, labels, strength):
+    """Error-diffused palette indices, (H, W) uint8, for an RGB (or binary-alpha) image."""
+    if histogram.colours.shape[1] != 3:
+        raise ValueError("dithering is not supported for images with partial transparency; "
+                         "use dither=False")
+    h, w = histogram.shape
+    image = histogram.pixels.reshape(h, w, 3)
+    skip = np.zeros((h, w), np.uint8) if histogram.transparent is None else \
+        histogram.transparent.reshape(h, w).view(np.uint8)
+    colours = palette.astype(np.float32)
+    nearest = np.full(1 << 24, -1, dtype=np.int16)
+    nearest[histogram.keys] = labels
+    own_error = _own_error(histogram, colours, labels)
+    acceptance = np.minimum(own_error / ACCEPT_FULL_ERROR, 1.0).astype(np.float32)
+    indices = np.empty((h, w), np.uint8)
+    core.dither_rgb(image, skip, colours, acceptance, nearest, strength, MAX_DITHER_ERROR,
+                    indices)
+    return indices
+
+
+def _own_error(histogram, colours, labels):
+    """(H, W) distance of each pixel to its nearest palette colour, without dithering."""
+    per_colour = np.sqrt(((histogram.colours - colours[labels]) ** 2).sum(axis=1))
+    lookup = np.zeros(1 << 24, dtype=np.float32)
+    lookup[histogram.keys] = per_colour
+    return lookup[_rgb_keys(histogram.pixels)].reshape(histogram.shape)
