@@ -133,3 +133,92 @@ def test_row_chunks_cover_rows_exactly():
         n_chunks, chunk_rows = core.row_chunks(n)
         assert (n_chunks - 1) * chunk_rows < n <= n_chunks * chunk_rows
     assert core.row_chunks(0) == (0, 0)
+
+
+def run_hamerly_iterations(X, w, C, n_iter, n_threads=2):
+    """Lloyd updates driven by hamerly_pass; yields each iteration's labels, sums, weights."""
+    n, k = len(X), len(C)
+    labels = np.zeros(n, np.int32)
+    upper = np.full(n, np.inf, X.dtype)
+    lower = np.zeros(n, X.dtype)
+    moved = np.zeros(k, X.dtype)
+    sums, weights = np.empty((k, X.shape[1])), np.empty(k)
+    for _ in range(n_iter):
+        core.hamerly_pass(X, w, C, moved, labels, upper, lower, sums, weights, n_threads)
+        yield labels.copy(), sums.copy(), weights.copy()
+        new = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None], C)
+        new = new.astype(X.dtype)
+        moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1)),
+                             np.inf).astype(X.dtype)
+        C = new
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d, k", [(5000, 3, 16), (3000, 2, 5), (4000, 7, 33), (2000, 3, 1),
+                                     (100, 3, 64)])
+def test_hamerly_pass_equals_lloyd_pass_every_iteration(n, d, k, dtype):
+    """Same labels, and bit-identical sums and weights, as the plain pass on the same centres."""
+    rng = np.random.default_rng(n + k)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    w = rng.uniform(0.5, 2, size=n).astype(dtype)
+    C = X[rng.choice(n, size=k, replace=False)].copy()
+    centres = C
+    for labels, sums, weights in run_hamerly_iterations(X, w, C, 8):
+        ref_labels, ref_sums, ref_weights, _ = run_pass(X, w, centres)
+        np.testing.assert_array_equal(labels, ref_labels)
+        assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
+        centres = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None],
+                           centres).astype(dtype)
+
+
+def test_hamerly_pass_bit_identical_for_any_thread_count():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200_000, 3)).astype(np.float32)
+    w = np.ones(len(X), np.float32)
+    C = X[:40].copy()
+    runs = [list(run_hamerly_iterations(X, w, C, 4, n_threads=t)) for t in (1, 2, 5)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_rgb_histogram_and_remap_match_numpy():
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, size=(50_000, 3), dtype=np.uint8)
+    rgb[::3] = rgb[0]  # a frequent colour
+    counts = np.zeros(1 << 24, np.uint32)
+    core.rgb_histogram(rgb, counts, 2)
+    keys = (rgb[:, 0].astype(np.int64) << 16) | (rgb[:, 1].astype(np.int64) << 8) | rgb[:, 2]
+    np.testing.assert_array_equal(counts, np.bincount(keys, minlength=1 << 24))
+    lookup = (np.arange(1 << 24) % 251).astype(np.uint8)
+    indices = np.empty(len(rgb), np.uint8)
+    core.remap_rgb(rgb, lookup, indices, 2)
+    np.testing.assert_array_equal(indices, lookup[keys])
+
+
+def test_dither_rgb_without_error_is_nearest_colour_mapping():
+    """With no error passed on, dithering reduces to each pixel's nearest palette colour."""
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, size=(12, 3)).astype(np.float32)
+    nearest = np.full(1 << 24, -1, np.int16)
+    indices = np.empty((40, 30), np.uint8)
+    core.dither_rgb(image, np.zeros((40, 30), np.uint8), palette,
+                    np.zeros((40, 30), np.float32), nearest, 1.0, 16.0, indices)
+    d2 = ((image[:, :, None, :].astype(float) - palette) ** 2).sum(-1)
+    np.testing.assert_array_equal(indices, d2.argmin(-1))
+
+
+def test_dither_rgb_keeps_local_averages():
+    """Full-strength diffusion on a smooth ramp: 2-colour output whose local mean follows it."""
+    ramp = np.repeat(np.linspace(0, 255, 64)[None, :, None], 32, axis=0)
+    image = np.repeat(ramp, 3, axis=2).astype(np.uint8)
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.float32)
+    indices = np.empty((32, 64), np.uint8)
+    core.dither_rgb(image, np.zeros((32, 64), np.uint8), palette,
+                    np.ones((32, 64), np.float32), np.full(1 << 24, -1, np.int16), 1.0,
+                    1e9, indices)
+    column_means = palette[indices][:, :, 0].mean(axis=0)
+    undithered = np.where(ramp[0, :, 0] < 127.5, 0, 255)
+    error = np.abs(column_means - ramp[0, :, 0]).mean()
+    assert error < 0.25 * np.abs(undithered - ramp[0, :, 0]).mean()
