@@ -25,6 +25,9 @@ from . import _io
 from ._color import oklab_to_srgb, srgb_to_oklab
 
 COLORSPACES = ("rgb", "oklab")
+# From this many pixels on, the histogram is one parallel counting pass over 2**24 bins;
+# below, a sort of the pixels' colour keys is cheaper.
+COUNTING_MIN_PIXELS = 1 << 20
 # Above this many distinct colours, clustering starts on 6-bit bins (about 10x fewer
 # points) before the exact colours; below it the exact colours are cheap enough.
 COARSE_MIN_COLOURS = 65536
@@ -217,55 +220,83 @@ def apply_palette(image, palette, *, colorspace="rgb", dither=False, n_threads=N
 class _Histogram:
     """The distinct colours of an (H, W, C) uint8 image and their pixel counts.
 
-    ``colours`` is (m, C) uint8 and ``counts`` (m,) int64, ordered by colour; ``remap(labels)``
-    turns one label per distinct colour into one per pixel. Fully transparent pixels (alpha
-    0) are left out; ``n_transparent`` counts them.
+    ``colours`` is (m, C) uint8 and ``counts`` (m,) int64; for RGB, ``keys`` are the 24-bit
+    colours ``r << 16 | g << 8 | b`` in increasing order. ``per_pixel`` and ``remap`` turn
+    one value per distinct colour into one per pixel. Fully transparent pixels (alpha 0) are
+    left out of the counts; ``n_transparent`` counts them. An image whose alpha is only 0
+    or 255 is histogrammed as RGB.
     """
 
     def __init__(self, pixels, n_threads):
-        n_threads = effective_n_threads(n_threads)
+        self.n_threads = effective_n_threads(n_threads)
         self.shape = pixels.shape[:2]
         self.channels = pixels.shape[2]
-        self.n_threads = n_threads
         flat = pixels.reshape(-1, self.channels)
         self.transparent = None
         if self.channels == 4:
             alpha = flat[:, 3]
-            self.transparent = alpha == 0
-            if not self.transparent.any():
-                self.transparent = None
+            if (alpha == 0).any():
+                self.transparent = alpha == 0
             if (alpha[alpha > 0] == 255).all():  # no partial alpha: an RGB histogram
                 flat = np.ascontiguousarray(flat[:, :3])
         self.n_transparent = 0 if self.transparent is None else int(self.transparent.sum())
         self.pixels = flat
-        if flat.shape[1] == 3:
-            counts = np.zeros(1 << 24, dtype=np.uint32)
-            core.rgb_histogram(flat, counts, n_threads)
-            if self.transparent is not None:  # transparent pixels were counted too
-                keys = _rgb_keys(flat[self.transparent])
-                counts -= np.bincount(keys, minlength=1 << 24).astype(np.uint32)
-            self.keys = np.flatnonzero(counts).astype(np.uint32)
-            self.counts = counts[self.keys].astype(np.int64)
-            self.colours = np.stack([(self.keys >> 16) & 255, (self.keys >> 8) & 255,
-                                     self.keys & 255], axis=1).astype(np.uint8)
+        self._inverse = None
+        if flat.shape[1] == 3 and len(flat) >= COUNTING_MIN_PIXELS:
+            self._count_rgb()
         else:
-            visible = flat if self.transparent is None else flat[~self.transparent]
-            keys = visible.view(np.uint32).reshape(-1)
-            self.keys, self.counts = np.unique(keys, return_counts=True)
-            self.colours = self.keys.view(np.uint8).reshape(-1, 4)
+            self._sort_keys()
+
+    def _count_rgb(self):
+        """The 2**24-bin counting pass: one parallel sweep, for large images."""
+        counts = np.zeros(1 << 24, dtype=np.uint32)
+        core.rgb_histogram(self.pixels, counts, self.n_threads)
+        if self.transparent is not None:  # transparent pixels were counted too
+            counts -= np.bincount(_rgb_keys(self.pixels[self.transparent]),
+                                  minlength=1 << 24).astype(np.uint32)
+        self.keys = np.flatnonzero(counts).astype(np.uint32)
+        self.counts = counts[self.keys].astype(np.int64)
+        self.colours = _rgb_colours(self.keys)
+
+    def _sort_keys(self):
+        """A sort of the pixels' colour keys: cheaper than 2**24 bins for small images, and
+        the way to RGBA colours."""
+        rgb = self.pixels.shape[1] == 3
+        keys = _rgb_keys(self.pixels) if rgb else self.pixels.view(np.uint32).reshape(-1)
+        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        if self.transparent is not None:
+            counts = counts - np.bincount(inverse[self.transparent], minlength=len(unique))
+        kept = counts > 0
+        self.keys, self.counts = unique[kept], counts[kept].astype(np.int64)
+        # Colours seen only in transparent pixels are dropped; those pixels get index 0
+        # here and the transparent entry later.
+        self._inverse = np.maximum(np.cumsum(kept) - 1, 0)[inverse]
+        self.colours = _rgb_colours(self.keys) if rgb else \
+            np.ascontiguousarray(self.keys).view(np.uint8).reshape(-1, 4)
+
+    def per_pixel(self, values):
+        """(H, W) array of ``values[colour of the pixel]``."""
+        if self._inverse is not None:
+            return values[self._inverse].reshape(self.shape)
+        lookup = np.zeros(1 << 24, dtype=values.dtype)
+        lookup[self.keys] = values
+        return lookup[_rgb_keys(self.pixels)].reshape(self.shape)
 
     def remap(self, labels):
         """Per-pixel palette indices, (H, W) uint8, from one label per distinct colour."""
         labels = labels.astype(np.uint8)
-        if self.pixels.shape[1] == 3:
-            lookup = np.zeros(1 << 24, dtype=np.uint8)
-            lookup[self.keys] = labels
-            indices = np.empty(len(self.pixels), dtype=np.uint8)
-            core.remap_rgb(self.pixels, lookup, indices, self.n_threads)
-        else:
-            keys = self.pixels.view(np.uint32).reshape(-1)
-            indices = labels[np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)]
+        if self._inverse is not None:
+            return self.per_pixel(labels)
+        lookup = np.zeros(1 << 24, dtype=np.uint8)
+        lookup[self.keys] = labels
+        indices = np.empty(len(self.pixels), dtype=np.uint8)
+        core.remap_rgb(self.pixels, lookup, indices, self.n_threads)
         return indices.reshape(self.shape)
+
+
+def _rgb_colours(keys):
+    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255],
+                    axis=1).astype(np.uint8)
 
 
 def _rgb_keys(rgb):
@@ -299,14 +330,14 @@ def _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter
     has_transparent = int(histogram.n_transparent > 0)
     n_visible = n_colors - has_transparent
     colours = histogram.colours
-    transparent_entry = np.zeros((has_transparent, colours.shape[1]), np.uint8)
+    transparent_entry = np.zeros((has_transparent, histogram.channels), np.uint8)
     if len(colours) == 0:  # nothing visible: only the transparent entry
         return transparent_entry
     if n_visible < 1:
         raise ValueError("n_colors must be at least 2 for an image with transparent and "
                          "visible pixels")
     if len(colours) <= n_visible:  # few enough colours to keep them all exactly
-        return np.concatenate([colours, transparent_entry])
+        return np.concatenate([_with_alpha(colours, histogram.channels), transparent_entry])
 
     points = _to_space(colours, colorspace)
     weights = histogram.counts.astype(np.float32)
@@ -319,7 +350,14 @@ def _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter
         error = _squared_error(colours, histogram.counts, palette, labels)
         if error < best_error:
             best_centres, best_error = palette, error
-    return np.concatenate([best_centres, transparent_entry])
+    return np.concatenate([_with_alpha(best_centres, histogram.channels), transparent_entry])
+
+
+def _with_alpha(palette, channels):
+    """An RGB palette as opaque RGBA when the image has transparency (channels = 4)."""
+    if palette.shape[1] == channels:
+        return palette
+    return np.concatenate([palette, np.full((len(palette), 1), 255, np.uint8)], axis=1)
 
 
 def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_iter,
@@ -472,17 +510,10 @@ def _dither(histogram, palette, labels, strength):
     colours = palette.astype(np.float32)
     nearest = np.full(1 << 24, -1, dtype=np.int16)
     nearest[histogram.keys] = labels
-    own_error = _own_error(histogram, colours, labels)
+    own_error = histogram.per_pixel(
+        np.sqrt(((histogram.colours - colours[labels]) ** 2).sum(axis=1)).astype(np.float32))
     acceptance = np.minimum(own_error / ACCEPT_FULL_ERROR, 1.0).astype(np.float32)
     indices = np.empty((h, w), np.uint8)
     core.dither_rgb(image, skip, colours, acceptance, nearest, strength, MAX_DITHER_ERROR,
                     indices)
     return indices
-
-
-def _own_error(histogram, colours, labels):
-    """(H, W) distance of each pixel to its nearest palette colour, without dithering."""
-    per_colour = np.sqrt(((histogram.colours - colours[labels]) ** 2).sum(axis=1))
-    lookup = np.zeros(1 << 24, dtype=np.float32)
-    lookup[histogram.keys] = per_colour
-    return lookup[_rgb_keys(histogram.pixels)].reshape(histogram.shape)
