@@ -214,9 +214,11 @@ def _convert_8bit(img, name):
 
 def _cmyk_to_rgb(img, icc_profile):
     """CMYK to sRGB through the embedded profile when there is one, else Pillow's formula."""
-    if icc_profile:
+    try:
         from PIL import ImageCms
-
+    except ImportError:  # Pillow built without LittleCMS
+        icc_profile = None
+    if icc_profile:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
             return np.asarray(ImageCms.profileToProfile(
