@@ -513,7 +513,7 @@ def _dither(histogram, palette, labels, strength):
     own_error = histogram.per_pixel(
         np.sqrt(((histogram.colours - colours[labels]) ** 2).sum(axis=1)).astype(np.float32))
     acceptance = np.minimum(own_error / ACCEPT_FULL_ERROR, 1.0).astype(np.float32)
-    indices = np.empty((h, w), np.uint8)
+    indices = np.zeros((h, w), np.uint8)  # skipped (transparent) pixels stay 0
     core.dither_rgb(image, skip, colours, acceptance, nearest, strength, MAX_DITHER_ERROR,
                     indices)
     return indices
