@@ -159,7 +159,7 @@ def _check_n_init(n_init, init):
     if isinstance(n_init, str):
         if n_init != "auto":
             raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}")
-        return 10 if isinstance(init, str) and init == "random" else 1
+        return 10 if callable(init) or (isinstance(init, str) and init == "random") else 1
     n_init = check_positive_int(n_init, "n_init")
     if n_init != 1 and not isinstance(init, str) and not callable(init):
         warnings.warn(f"init is an array of centres, so n_init={n_init} is ignored: "
@@ -186,7 +186,7 @@ default='k-means++'
         ``init(X, n_clusters, random_state=random_state)`` and must return such an array.
     n_init : 'auto' or int, default='auto'
         Runs from different initializations; the one with the lowest inertia is kept.
-        'auto' is 10 for ``init='random'`` and 1 otherwise.
+        'auto' is 10 for ``init='random'`` or a callable and 1 otherwise (as scikit-learn).
     max_iter : int, default=300
         Maximum number of Lloyd iterations per run.
     tol : float, default=1e-4
