@@ -1,0 +1,64 @@
+"""What the benchmark scripts print about the machine they ran on."""
+
+import os
+import platform
+import time
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def load_average():
+    try:
+        return "%.2f, %.2f, %.2f" % os.getloadavg()
+    except OSError:
+        return "unknown"
+
+
+def describe(extra=()):
+    """Lines describing the machine, the build and the library versions."""
+    import fastkm
+    import numpy as np
+
+    lines = [
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"cpu: {cpu_model()} ({os.cpu_count()} logical CPUs, {usable_cpus()} usable)",
+        f"load average (1, 5, 15 min) at start: {load_average()}",
+        f"python {platform.python_version()}, numpy {np.__version__}",
+        f"fastkm.build_info(): {fastkm.build_info()}",
+    ]
+    lines.extend(extra)
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if name in os.environ:
+            lines.append(f"WARNING: {name}={os.environ[name]} is set; it can slow numpy's BLAS "
+                         "(scikit-learn, faiss). Run with `env -u OPENBLAS_CORETYPE "
+                         "-u OPENBLAS_L2_SIZE` for a fair comparison.")
+    return lines
+
+
+def table(headers, rows):
+    """A Markdown table, columns padded to line up."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    sep = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
