@@ -9,7 +9,8 @@ Metadata lives in pyproject.toml; this file only describes the compiled modules:
   and still runs the vector width the machine has.
 
 OpenMP is probed at build time. Without it the kernels are built serially with a warning;
-``FASTKM_REQUIRE_OPENMP=1`` turns that warning into an error.
+``FASTKM_REQUIRE_OPENMP=1`` turns that warning into an error. ``FASTKM_OPENMP=0`` builds
+serial kernels on purpose.
 """
 
 import os
@@ -76,11 +77,13 @@ class BuildExt(build_ext):
         unix_like = self.compiler.compiler_type == "unix"
         base_flags = ["-O3"] if unix_like else []
         omp_flags = ["-fopenmp"] if unix_like else ["/openmp"]
-        has_openmp = compiles(self.compiler, OPENMP_PROBE, omp_flags,
-                              omp_flags if unix_like else ())
+        disabled = os.environ.get("FASTKM_OPENMP", "").strip() == "0"
+        has_openmp = not disabled and compiles(self.compiler, OPENMP_PROBE, omp_flags,
+                                               omp_flags if unix_like else ())
         if not has_openmp:
-            message = ("fastkm: OpenMP was not found; building serial kernels "
-                       "(set FASTKM_REQUIRE_OPENMP=1 to make this an error)")
+            reason = "disabled by FASTKM_OPENMP=0" if disabled else "not found"
+            message = (f"fastkm: OpenMP was {reason}; building serial kernels "
+                       f"(set FASTKM_REQUIRE_OPENMP=1 to make this an error)")
             if os.environ.get("FASTKM_REQUIRE_OPENMP", "0") not in {"", "0"}:
                 raise RuntimeError(message.split(";")[0] + " and FASTKM_REQUIRE_OPENMP is set")
             warnings.warn(message)
