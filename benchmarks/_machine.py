@@ -55,10 +55,21 @@ def table(headers, rows):
     """A Markdown table, columns padded to line up."""
     cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    # Numbers right-aligned, text left-aligned.
+    numeric = [all(_is_number(r[i]) for r in cells[1:]) for i in range(len(headers))]
 
     def line(r):
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(r, widths))) + " |"
+        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w)
+                                 for c, w, num in zip(r, widths, numeric)) + " |"
 
-    sep = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
+    sep = "|" + "|".join("-" * (w + 1) + (":" if num else "-")
+                         for w, num in zip(widths, numeric)) + "|"
     return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def _is_number(text):
+    try:
+        float(text.rstrip("x%").replace("/", ""))
+        return True
+    except ValueError:
+        return False
