@@ -77,6 +77,12 @@ cdef enum:
     MAX_CHUNKS = 64
     # See _accumulator_ways.
     ACCUMULATOR_WAYS = 4
+    # k-means++ candidates scored per pass (2 + ln k of them: 64 covers any k).
+    MAX_CANDIDATES = 64
+    # Multiply-adds a thread must get before a pass uses it (about a quarter millisecond).
+    MIN_WORK_PER_THREAD = 1 << 20
+    # A guess at a bounded pass's work per row and feature (bounds, some distances).
+    HAMERLY_WORK_PER_ROW = 8
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
 
@@ -334,7 +340,7 @@ def lloyd_pass(
             or weight_sums.shape[0] != k:
         raise ValueError("lloyd_pass: output arrays do not match X and centers")
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads)
+    n_threads = _threads_for(n_chunks, n_threads, n * k * d)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
@@ -538,7 +544,7 @@ def hamerly_pass(
             or weight_sums.shape[0] != k:
         raise ValueError("hamerly_pass: array shapes do not match X and centers")
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads)
+    n_threads = _threads_for(n_chunks, n_threads, n * d * HAMERLY_WORK_PER_ROW)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef floating[::1] half_gap = _half_gaps(centers)
@@ -587,25 +593,41 @@ cdef _half_gaps(const floating[:, ::1] centers):
 cdef inline void _candidates_chunk_d(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
-        const floating* candidates,          # IN  (L, d)
+        const floating* candidates,          # IN  (L, d), L <= MAX_CANDIDATES
         Py_ssize_t n_candidates, Py_ssize_t d,
         const double* closest_sq,            # IN  (n,)
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
         double* potentials,                  # OUT (L,) zeroed, potential of each candidate
 ) noexcept nogil:
-    cdef Py_ssize_t block_start, i, l, row, n_real
-    cdef floating dist[BLOCK_ROWS]
-    cdef double total
+    cdef Py_ssize_t block_start, i, l, m, n_real
+    cdef floating dist[4 * BLOCK_ROWS]
+    cdef double lane_weight[BLOCK_ROWS]
+    cdef double lane_closest[BLOCK_ROWS]
+    # One running sum per candidate and lane: a single sum per candidate would be a chain
+    # of dependent additions, four times slower than the distances themselves.
+    cdef double lane_potential[MAX_CANDIDATES * BLOCK_ROWS]
+    for i in range(n_candidates * BLOCK_ROWS):
+        lane_potential[i] = 0
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
-        for l in range(n_candidates):
+        for i in range(BLOCK_ROWS):  # lanes past the end weigh nothing
+            lane_weight[i] = sample_weight[block_start + i] if i < n_real else 0
+            lane_closest[i] = closest_sq[block_start + i] if i < n_real else 0
+        for l in range(0, n_candidates - 3, 4):
+            _block_sq_distances_4(block_t, candidates + l * d, d, dist)
+            for m in range(4):
+                for i in range(BLOCK_ROWS):
+                    lane_potential[(l + m) * BLOCK_ROWS + i] += lane_weight[i] * min(
+                        <double>dist[m * BLOCK_ROWS + i], lane_closest[i])
+        for l in range(n_candidates - n_candidates % 4, n_candidates):
             _block_sq_distances(block_t, candidates + l * d, d, dist)
-            total = 0
-            for i in range(n_real):
-                row = block_start + i
-                total += sample_weight[row] * min(<double>dist[i], closest_sq[row])
-            potentials[l] += total
+            for i in range(BLOCK_ROWS):
+                lane_potential[l * BLOCK_ROWS + i] += lane_weight[i] * min(<double>dist[i],
+                                                                           lane_closest[i])
+    for l in range(n_candidates):
+        for i in range(BLOCK_ROWS):
+            potentials[l] += lane_potential[l * BLOCK_ROWS + i]
 
 
 cdef void _candidates_chunk(
@@ -636,8 +658,10 @@ def kmeanspp_candidate_potentials(
     _check_shapes(X, sample_weight, candidates)
     if closest_sq.shape[0] != n or potentials.shape[0] != n_candidates:
         raise ValueError("kmeanspp_candidate_potentials: array sizes do not match X")
+    if n_candidates > MAX_CANDIDATES:
+        raise ValueError(f"at most {MAX_CANDIDATES} candidates per call")
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads)
+    n_threads = _threads_for(n_chunks, n_threads, n * n_candidates * d)
     cdef double[:, ::1] chunk_pot = _chunk_buffers(n_chunks, n_candidates)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     potentials[:] = 0
@@ -663,14 +687,19 @@ cdef inline double _update_closest_chunk_d(
 ) noexcept nogil:
     cdef Py_ssize_t block_start, i, row, n_real
     cdef floating dist[BLOCK_ROWS]
+    cdef double lane_total[BLOCK_ROWS]  # per lane, as in _candidates_chunk_d
     cdef double total = 0
+    for i in range(BLOCK_ROWS):
+        lane_total[i] = 0
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         _block_sq_distances(block_t, center, d, dist)
         for i in range(n_real):
             row = block_start + i
             closest_sq[row] = min(<double>dist[i], closest_sq[row])
-            total += sample_weight[row] * closest_sq[row]
+            lane_total[i] += sample_weight[row] * closest_sq[row]
+    for i in range(BLOCK_ROWS):
+        total += lane_total[i]
     return total
 
 
@@ -704,7 +733,7 @@ def kmeanspp_update_closest(
     cdef Py_ssize_t n_chunks, chunk_rows, c
     _check_shapes(X, sample_weight, center)
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads)
+    n_threads = _threads_for(n_chunks, n_threads, n * d)
     if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
         raise ValueError("kmeanspp_update_closest: array sizes do not match X")
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
@@ -733,6 +762,7 @@ def sq_distances(
     cdef floating* dist
     if centers.shape[1] != d or out.shape[0] != n or out.shape[1] != k:
         raise ValueError("sq_distances: array shapes do not match")
+    n_threads = _threads_for(n_blocks, n_threads, n * k * d)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=BLOCK_ROWS)
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         block_t = &scratch[threadid(), 0]
@@ -754,11 +784,17 @@ cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
         raise ValueError("at least one centre is needed")
 
 
-cdef inline int _threads_for(Py_ssize_t n_chunks, int n_threads):
-    """No more threads than chunks: waking idle threads costs more than small passes take."""
+cdef inline int _threads_for(Py_ssize_t n_chunks, int n_threads, Py_ssize_t work):
+    """Threads for a pass of ``work`` multiply-adds over ``n_chunks`` chunks.
+
+    No more threads than chunks, nor than MIN_WORK_PER_THREAD allows: waking a team costs
+    more than a small pass takes, and far more on a loaded machine, where a busy-waiting
+    thread steals the core of the one doing the work. The chunks, hence the results, do not
+    depend on this.
+    """
     if n_threads < 1:
         raise ValueError(f"n_threads must be at least 1, got {n_threads}")
-    return <int>max(1, min(<Py_ssize_t>n_threads, n_chunks))
+    return <int>max(1, min(<Py_ssize_t>n_threads, n_chunks, work // MIN_WORK_PER_THREAD))
 
 
 cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size):
@@ -819,6 +855,7 @@ def rgb_histogram(
     cdef Py_ssize_t b, i
     if rgb.shape[1] != 3 or counts.shape[0] != RGB_KEYS:
         raise ValueError("rgb_histogram: expected (n, 3) pixels and 2**24 counters")
+    n_threads = _threads_for(n_blocks, n_threads, n * 4)
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             fastkm_atomic_increment(&counts[_rgb_key(&rgb[i, 0])])
@@ -835,6 +872,7 @@ def remap_rgb(
     cdef Py_ssize_t b, i
     if rgb.shape[1] != 3 or lookup.shape[0] != RGB_KEYS or indices.shape[0] != n:
         raise ValueError("remap_rgb: array shapes do not match")
+    n_threads = _threads_for(n_blocks, n_threads, n * 4)
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             indices[i] = lookup[_rgb_key(&rgb[i, 0])]
