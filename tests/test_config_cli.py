@@ -91,3 +91,16 @@ def test_unknown_fastkm_isa_is_a_clear_import_error(value):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ImportError: FASTKM_ISA=")
     assert value in last_line and "baseline" in last_line
+
+
+def test_info_into_a_closed_pipe_exits_quietly():
+    """``fastkm info | head -1``: no traceback when the reader stops early."""
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen([sys.executable, "-m", "fastkm", "info"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # nobody reads: the first write hits a broken pipe
+    stderr = reader.stderr.read().decode()
+    reader.wait()
+    assert "Traceback" not in stderr

@@ -12,6 +12,7 @@ line, 1 when an image failed, 130 after Ctrl-C.
 import argparse
 import errno
 import importlib.resources
+import os
 import re
 import sys
 import time
@@ -91,6 +92,16 @@ def _strength(text):
 
 
 def main(argv=None):
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # The reader went away (``fastkm info | head``): stop quietly, as Unix tools do.
+        # Python would otherwise report the error again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "info":
