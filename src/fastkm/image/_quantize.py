@@ -346,6 +346,9 @@ def _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter
         centres = _kmeans_colours(histogram, points, weights, n_visible, random_state,
                                   max_iter, n_threads)
         palette = _from_space(centres, colorspace)
+        if n_init == 1:  # nothing to compare with
+            return np.concatenate([_with_alpha(palette, histogram.channels),
+                                   transparent_entry])
         labels = _nearest(points, weights, _to_space(palette, colorspace), n_threads)[0]
         error = _squared_error(colours, histogram.counts, palette, labels)
         if error < best_error:
