@@ -422,3 +422,25 @@ def test_hamerly_gives_lloyds_result(dtype):
         assert np.array_equal(runs[0].cluster_centers_, runs[1].cluster_centers_)
         assert np.array_equal(runs[0].labels_, runs[1].labels_)
         assert runs[0].inertia_ == runs[1].inertia_ and runs[0].n_iter_ == runs[1].n_iter_
+
+
+def test_swap_trials_repair_a_bad_local_minimum():
+    """Two centres in one blob and none in another: Lloyd stays there, random swaps do not."""
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0], [10, 0], [0, 10], [10, 10]])
+    X = np.concatenate([c + rng.normal(0, 0.5, size=(200, 2)) for c in centres])
+    init = np.array([[-0.5, 0], [0.5, 0], [10, 0], [5, 10]])  # blob (0,0) twice
+    stuck = KMeans(4, init=init, n_init=1).fit(X)
+    fixed = KMeans(4, init=init, n_init=1, swap_trials=50, random_state=0).fit(X)
+    found = lambda km: sorted(map(tuple, np.rint(km.cluster_centers_ / 10).astype(int)))
+    assert found(stuck) != found(fixed) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert fixed.inertia_ < stuck.inertia_
+    again = KMeans(4, init=init, n_init=1, swap_trials=50, random_state=0).fit(X)
+    assert np.array_equal(again.cluster_centers_, fixed.cluster_centers_)
+    np.testing.assert_array_equal(fixed.labels_, fixed.predict(X))
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "many"])
+def test_swap_trials_must_be_a_count(value):
+    with pytest.raises(ValueError, match="swap_trials"):
+        KMeans(2, swap_trials=value).fit(blobs(50, 2, 2))
