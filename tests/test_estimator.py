@@ -444,3 +444,20 @@ def test_swap_trials_repair_a_bad_local_minimum():
 def test_swap_trials_must_be_a_count(value):
     with pytest.raises(ValueError, match="swap_trials"):
         KMeans(2, swap_trials=value).fit(blobs(50, 2, 2))
+
+
+def test_init_size_seeds_from_a_sample():
+    X = blobs(20_000, 4, 10, seed=8)
+    full = KMeans(10, random_state=0).fit(X)
+    sampled = KMeans(10, random_state=0, init_size=500).fit(X)
+    assert sampled.labels_.shape == (20_000,)
+    # Separated blobs: both find the same clusters (up to where tol stopped them).
+    np.testing.assert_allclose(np.sort(sampled.cluster_centers_, axis=0),
+                               np.sort(full.cluster_centers_, axis=0), atol=0.05)
+    assert sampled.inertia_ == pytest.approx(full.inertia_, rel=1e-3)
+    # A sample without enough distinct points falls back to every row.
+    X_dup = np.repeat(np.arange(12.0)[:, None], 1000, axis=0)
+    km = KMeans(12, init_size=20, random_state=0).fit(X_dup)
+    assert len(np.unique(km.labels_)) == 12
+    with pytest.raises(ValueError, match="init_size"):
+        KMeans(10, init_size=5).fit(X)

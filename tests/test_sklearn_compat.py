@@ -116,7 +116,7 @@ def test_clone_get_params_set_params_and_repr():
     assert params.pop("init") is init
     assert params == {"n_clusters": 3, "n_init": 1, "tol": 0.0, "random_state": 4,
                       "n_threads": 1, "max_iter": 300, "algorithm": "lloyd", "verbose": 0,
-                      "callback": None, "swap_trials": 0}
+                      "callback": None, "swap_trials": 0, "init_size": None}
     params["init"] = init
     copy = clone(km)
     assert copy is not km and not hasattr(copy, "cluster_centers_")

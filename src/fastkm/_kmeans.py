@@ -74,7 +74,7 @@ class KMeansResult(NamedTuple):
 
 def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="auto",
            max_iter=300, tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None,
-           verbose=0, callback=None, swap_trials=0):
+           verbose=0, callback=None, swap_trials=0, init_size=None):
     """Exact k-means clustering of the rows of X.
 
     Parameters are those of :class:`KMeans`.
@@ -109,6 +109,8 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     if not isinstance(verbose, numbers.Integral) or verbose < 0:
         raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
     swap_trials = check_positive_int(swap_trials, "swap_trials", minimum=0)
+    if init_size is not None:
+        init_size = check_positive_int(init_size, "init_size", minimum=n_clusters)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
     n_threads = effective_n_threads(n_threads)
@@ -127,6 +129,9 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         elif callable(init):
             centers = _check_init(init(X, n_clusters, random_state=random_state), n_clusters,
                                   n_features, X.dtype, name="the array returned by init")
+        elif init == "k-means++" and init_size is not None and init_size < n_samples:
+            centers = _kmeans_plusplus_on_sample(X, n_clusters, sample_weight, init_size,
+                                                 random_state, n_threads)
         elif init == "k-means++":
             centers, _ = kmeans_plusplus(X, n_clusters, sample_weight, random_state,
                                          n_threads)
@@ -145,6 +150,20 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         if best is None or result.inertia < best.inertia:
             best = result
     return best
+
+
+def _kmeans_plusplus_on_sample(X, n_clusters, sample_weight, init_size, random_state,
+                               n_threads):
+    """k-means++ on ``init_size`` random rows (all rows if the sample cannot seed k centres)."""
+    rows = np.unique(random_state.randint(0, len(X), size=init_size))
+    rows = rows[sample_weight[rows] > 0]
+    try:
+        centers, _ = kmeans_plusplus(np.ascontiguousarray(X[rows]), n_clusters,
+                                     np.ascontiguousarray(sample_weight[rows]), random_state,
+                                     n_threads)
+    except ValueError:  # the sample holds fewer distinct points than clusters
+        centers, _ = kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads)
+    return centers
 
 
 def _check_init(init, n_clusters, n_features, dtype, name="init"):
@@ -215,6 +234,13 @@ default='k-means++'
     callback : callable or None, default=None
         Called after every iteration with an :class:`IterationInfo` (iteration number,
         inertia, centre shift, centres, labels). Returning True stops the run.
+    init_size : int or None, default=None
+        With ``init='k-means++'``, run the initialization on this many rows drawn at random
+        (with replacement; duplicates dropped) instead of all of them, as scikit-learn's
+        MiniBatchKMeans does: k-means++ costs about ``2 + ln k`` passes over the data per
+        centre, which dominates a fit of millions of rows. Lloyd's iterations still use
+        every row. If the sample cannot seed ``n_clusters`` distinct centres, all rows are
+        used. None: all rows.
     swap_trials : int, default=0
         Random-swap refinement (Franti 2018) after each run: this many trials, each moving a
         random centre to a random sample (drawn by weight), running two Lloyd iterations
@@ -253,7 +279,7 @@ default='k-means++'
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
                  tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None, verbose=0,
-                 callback=None, swap_trials=0):
+                 callback=None, swap_trials=0, init_size=None):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -265,6 +291,7 @@ default='k-means++'
         self.verbose = verbose
         self.callback = callback
         self.swap_trials = swap_trials
+        self.init_size = init_size
 
     # -- scikit-learn's parameter protocol ----------------------------------------------------
 
@@ -325,7 +352,8 @@ default='k-means++'
                         n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                         random_state=self.random_state, algorithm=self.algorithm,
                         n_threads=self.n_threads, verbose=self.verbose,
-                        callback=self.callback, swap_trials=self.swap_trials)
+                        callback=self.callback, swap_trials=self.swap_trials,
+                        init_size=self.init_size)
         self.cluster_centers_ = result.centers
         self.labels_ = result.labels
         self.inertia_ = result.inertia
