@@ -7,7 +7,7 @@ CI = 0 means every true cluster was found. Prints mean CI, success rate (CI = 0)
 time per fit for fastkm (defaults, n_init=10, swap_trials) and scikit-learn (defaults,
 n_init=10).
 
-    python benchmarks/cbb_quality.py [--data ../shared/data/cbb] [--seeds 20] [--swaps 500]
+    python benchmarks/cbb_quality.py [--data ../shared/data/cbb] [--seeds 20] [--swaps 50]
 """
 
 import argparse
@@ -46,7 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=root.parent / "shared" / "data" / "cbb")
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--swaps", type=int, default=500)
+    parser.add_argument("--swaps", type=int, default=50)
     parser.add_argument("--sets", nargs="*", default=SETS)
     args = parser.parse_args()
 
