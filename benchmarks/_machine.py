@@ -30,6 +30,21 @@ def load_average():
         return "unknown"
 
 
+def git_state():
+    """The commit of the source tree and whether src/ has uncommitted changes."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {head}" + (", src/ has uncommitted changes" if dirty else ", src/ clean")
+
+
 def describe(extra=()):
     """Lines describing the machine, the build and the library versions."""
     import fastkm
@@ -41,6 +56,7 @@ def describe(extra=()):
         f"load average (1, 5, 15 min) at start: {load_average()}",
         f"python {platform.python_version()}, numpy {np.__version__}",
         f"fastkm.build_info(): {fastkm.build_info()}",
+        f"fastkm source: {git_state()}",
     ]
     lines.extend(extra)
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):

@@ -281,7 +281,8 @@ def main(argv=None):
                 print(t)
                 print(flush=True)
     if not args.skip_12mp:
-        print(twelve_mp_table(args.kodak_dir, ks, args.repeat, have_liq))
+        print(twelve_mp_table(args.kodak_dir, (16,) if args.quick else (16, 256), args.repeat,
+                              have_liq))
     return 0
 
 
