@@ -4,19 +4,25 @@ Subcommands:
 
 * ``fastkm info``: version, OpenMP, threads and instruction-set level (``show_config``).
 * ``fastkm compress``: reduce photos to K colours and save them as small indexed PNGs.
+* ``fastkm cluster``: k-means on the rows of a CSV or ``.npy`` file; labels, centres and the
+  iteration picture.
 
 Errors are reported as one line on stderr with a non-zero exit status: 2 for a bad command
-line, 1 when an image failed, 130 after Ctrl-C.
+line, 1 when an image or a data file failed, 130 after Ctrl-C.
 """
 
 import argparse
+import csv
 import errno
 import importlib.resources
+import io
 import os
 import re
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 #: Exit statuses.
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
@@ -46,6 +52,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("info", help="show the version, OpenMP, threads and instruction set")
     _add_compress(commands)
+    _add_cluster(commands)
     return parser
 
 
@@ -109,9 +116,9 @@ def _dispatch(argv):
 
         show_config()
         return 0
-    if args.command == "compress":
+    if args.command in ("compress", "cluster"):
         try:
-            return _compress(args)
+            return _compress(args) if args.command == "compress" else _cluster(args)
         except UsageError as exc:
             return _error(exc, USAGE)
         except KeyboardInterrupt:  # outputs are renamed into place whole, or not at all
@@ -269,3 +276,300 @@ def _describe(exc, source):
         return f"{exc.filename}: {exc.strerror or exc}"
     message = str(exc)
     return message if message.startswith(str(source)) else f"{source}: {message}"
+
+
+# -- cluster ---------------------------------------------------------------------------------
+
+#: --init values that name a method rather than a file.
+INIT_METHODS = ("k-means++", "random")
+
+#: Output formats of -o and --plot, by extension.
+TABLE_OUTPUTS = (".csv", ".npz")
+PLOT_OUTPUTS = (".png", ".pdf", ".svg")
+
+
+def _add_cluster(commands):
+    cluster = commands.add_parser(
+        "cluster", help="k-means on the rows of a CSV or .npy file",
+        description="Cluster the rows of DATA with exact k-means and print the inertia, the "
+                    "number of iterations and the cluster sizes. DATA is a CSV file (comma, "
+                    "semicolon or tab separated; a header row is detected and optional) or "
+                    "a 2-D .npy array; the columns used must be numeric, without missing "
+                    "values.")
+    cluster.add_argument("data", type=Path, metavar="DATA", help="a .csv or .npy file")
+    cluster.add_argument("-k", "--clusters", type=int, metavar="K",
+                         help="number of clusters (default: the rows of an --init FILE, "
+                              "else 3)")
+    cluster.add_argument("--init", default="k-means++", metavar="{k-means++,random,FILE}",
+                         help="k-means++ (default), random rows (best of 10 runs), or a "
+                              ".csv/.npy FILE of initial centres, one row per cluster, in "
+                              "DATA's units and selected columns")
+    cluster.add_argument("--max-iter", type=int, default=300, metavar="N",
+                         help="most Lloyd iterations (default 300)")
+    cluster.add_argument("--seed", type=int, default=0, metavar="S",
+                         help="seed of the initialization (default 0, so that runs repeat)")
+    cluster.add_argument("--standardize", action="store_true",
+                         help="scale every column to mean 0 and variance 1 before "
+                              "clustering (centres are still written in DATA's units)")
+    cluster.add_argument("--columns", metavar="A,B,...",
+                         help="use only these columns: header names or 0-based indices")
+    cluster.add_argument(
+        "-o", "--output", type=Path, metavar="OUT",
+        help="write the result: OUT.csv gets one label (0 to K-1) per data row under a "
+             "'label' header, and OUT's sibling <stem>-centers.csv the centres, row i "
+             "being cluster i's, under the column names (usable as --init); OUT.npz gets "
+             "the arrays 'labels' and 'centers'")
+    cluster.add_argument(
+        "--plot", type=Path, metavar="FILE",
+        help="draw the iteration picture (.png, .pdf or .svg): points coloured by cluster, "
+             "centres as crosses along their paths; data with more than 2 columns are "
+             "shown on their first two principal components (needs matplotlib: "
+             "pip install 'fastkm[plot]')")
+    cluster.add_argument("--panels", action="store_true",
+                         help="with --plot, one small panel per iteration instead of one")
+    cluster.add_argument("--force", action="store_true",
+                         help="replace existing output files (never the input)")
+
+
+def _cluster(args):
+    """Read, cluster, write, report; returns the exit status."""
+    from .image._io import _write_atomic
+
+    _check_cluster_args(args)
+    try:
+        targets = _cluster_targets(args)
+        X, names = _read_data(args.data, args.columns)
+        if args.plot is not None and X.shape[1] < 2:
+            raise ValueError(f"{args.data}: --plot needs at least 2 columns, the data has 1")
+        init = (args.init if args.init in INIT_METHODS
+                else _read_init(Path(args.init), args.clusters, X.shape[1]))
+        k = args.clusters or (3 if isinstance(init, str) else len(init))
+        if len(X) < k:
+            raise ValueError(f"{args.data}: {_count(len(X), 'row')}, fewer than the {k} "
+                             f"clusters")
+        # Everything is computed and rendered before the first file is written, so that an
+        # error leaves no output at all (and each file is renamed into place whole).
+        files, report = _fit_and_render(X, names, init, k, args, targets)
+        for path, data in files:
+            _write_atomic(path, data)
+    except (OSError, ValueError) as exc:
+        # OSErrors carry their file name; the ValueErrors raised here start with it.
+        message = (f"{exc.filename}: {exc.strerror or exc}"
+                   if isinstance(exc, OSError) and exc.filename else exc)
+        return _error(message, FAILED)
+    print("\n".join(report))
+    return 0
+
+
+def _check_cluster_args(args):
+    """Usage errors, found before any file is read."""
+    if args.clusters is not None and args.clusters < 1:
+        raise UsageError(f"-k must be at least 1, got {args.clusters}")
+    if args.max_iter < 1:
+        raise UsageError(f"--max-iter must be at least 1, got {args.max_iter}")
+    if args.output is not None and args.output.suffix.lower() not in TABLE_OUTPUTS:
+        raise UsageError(f"{args.output}: -o must end in .csv or .npz")
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_OUTPUTS:
+        raise UsageError(f"{args.plot}: --plot must end in .png, .pdf or .svg")
+    if args.panels and args.plot is None:
+        raise UsageError("--panels changes the --plot picture: give --plot FILE too")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: install fastkm[plot] "
+                             "(pip install 'fastkm[plot]')") from None
+
+
+def _cluster_targets(args):
+    """The output files by role, refused before any work as compress refuses its own: an
+    input, twice the same file, or (without --force) an existing file."""
+    targets = {}
+    if args.output is not None:
+        targets["output"] = args.output
+        if args.output.suffix.lower() == ".csv":
+            targets["centers"] = args.output.with_name(f"{args.output.stem}-centers.csv")
+    if args.plot is not None:
+        targets["plot"] = args.plot
+    inputs = [args.data] + ([Path(args.init)] if args.init not in INIT_METHODS else [])
+    written = set()
+    for path in targets.values():
+        for source in inputs:
+            _check_output(source, path, args.force, written)
+        written.add(path.resolve())
+    return targets
+
+
+def _fit_and_render(X, names, init, k, args, targets):
+    """Cluster X; returns the (path, bytes) pairs to write and the report's lines."""
+    from ._kmeans import KMeans
+    from .plot import iterations, record
+
+    if args.standardize:
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1  # a constant column stays constant (0), rather than NaN
+        X = (X - mean) / scale
+        if not isinstance(init, str):
+            init = (init - mean) / scale
+    recorder = record() if args.plot is not None else None
+    try:
+        km = KMeans(k, init=init, max_iter=args.max_iter, random_state=args.seed,
+                    callback=recorder).fit(X)
+    except ValueError as exc:  # e.g. fewer distinct rows than clusters
+        raise ValueError(f"{args.data}: {exc}") from None
+    centers = km.cluster_centers_ * scale + mean if args.standardize else km.cluster_centers_
+    files = []
+    if args.output is not None and "centers" in targets:
+        files.append((targets["output"], _csv_bytes(["label"], km.labels_[:, None])))
+        files.append((targets["centers"], _csv_bytes(names, centers)))
+    elif args.output is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, labels=km.labels_, centers=centers)
+        files.append((targets["output"], buffer.getvalue()))
+    if args.plot is not None:
+        # With several runs (--init random), draw the one that gave the result.
+        history = next(run for run in recorder.runs
+                       if np.array_equal(run[-1].centers, km.cluster_centers_))
+        units = " (standardized)" if args.standardize else ""
+        figure = iterations(X, history, init=None if isinstance(init, str) else init,
+                            panels=args.panels,
+                            feature_names=[name + units for name in names[:2]])
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=args.plot.suffix.lower()[1:])
+        files.append((targets["plot"], buffer.getvalue()))
+    sizes = np.bincount(km.labels_, minlength=k)
+    stopped = "converged" if km.n_iter_ < args.max_iter else "stopped at --max-iter"
+    how = f"init {args.init}, seed {args.seed}" if isinstance(init, str) \
+        else f"init from {args.init}"
+    report = [
+        f"{args.data}: {_count(len(X), 'row')}, {_count(X.shape[1], 'column')}, "
+        f"{_count(k, 'cluster')} ({how}{', standardized' if args.standardize else ''})",
+        f"inertia {km.inertia_:.6g} after {_count(km.n_iter_, 'iteration')} ({stopped})",
+        "cluster sizes: " + ", ".join(f"{i}: {n}" for i, n in enumerate(sizes)),
+    ]
+    report += [f"wrote {path}" for path, _ in files]
+    return files, report
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _csv_bytes(header, rows):
+    """CSV text: the header line, then the rows (integers as such, floats to full
+    precision, as repr writes them)."""
+    lines = [",".join(header)]
+    lines += [",".join(map(repr, row)) for row in rows.tolist()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _read_init(path, n_clusters, n_features):
+    """Initial centres from a .csv or .npy file: (K, n_features), K = -k when given."""
+    init, _ = _read_data(path, None)
+    expected = (n_clusters or len(init), n_features)
+    if init.shape != expected:
+        raise ValueError(f"{path}: initial centres of shape {init.shape}; expected "
+                         f"{expected} (one row per cluster, one column per data column)")
+    return init
+
+
+def _read_data(path, columns):
+    """The numeric matrix of a .npy or CSV file, and its column names."""
+    if path.suffix.lower() == ".npy":
+        X = _read_npy(path)
+        names = [f"x{i}" for i in range(X.shape[1])]
+    else:
+        X, names = _read_csv(path, columns)
+        columns = None  # already applied, by name or index
+    if columns is not None:
+        chosen = _column_indices(columns, None, X.shape[1], path)
+        X, names = X[:, chosen], [names[i] for i in chosen]
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: row {row + 1}, column {names[column]!r}: {X[row, column]} "
+                         f"is not a finite number (missing values are not allowed)")
+    return np.ascontiguousarray(X, dtype=np.float64), names
+
+
+def _read_npy(path):
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a numeric .npy array ({exc})") from None
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.size == 0 or X.dtype.kind not in "fiub":
+        raise ValueError(f"{path}: expected a non-empty 2-D numeric array, got shape "
+                         f"{X.shape}, dtype {X.dtype}")
+    return X
+
+
+def _read_csv(path, columns):
+    """Parse a CSV file: (values of the selected columns, their names)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: drop a spreadsheet's BOM
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (UTF-8) CSV file") from None
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = next((d for d in ",;\t" if d in first), ",")
+    rows = [(number, row) for number, row in enumerate(
+        csv.reader(io.StringIO(text), delimiter=delimiter), 1) if any(c.strip() for c in row)]
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    header = _is_header(rows)
+    width = len(rows[0][1])
+    names = ([c.strip() for c in rows[0][1]] if header else [f"x{i}" for i in range(width)])
+    if header:
+        rows = rows[1:]
+        if not rows:
+            raise ValueError(f"{path}: a header and no data rows")
+    for number, row in rows:
+        if len(row) != width:
+            raise ValueError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+    chosen = (range(width) if columns is None
+              else _column_indices(columns, names if header else None, width, path))
+    X = np.empty((len(rows), len(chosen)))
+    for j, column in enumerate(chosen):
+        for i, (number, row) in enumerate(rows):
+            cell = row[column].strip()
+            try:
+                X[i, j] = float(cell) if cell else np.nan
+            except ValueError:
+                raise ValueError(
+                    f"{path}: column {names[column]!r} is not numeric (line {number}: "
+                    f"{cell!r}); choose numeric columns with --columns") from None
+    return X, [names[i] for i in chosen]
+
+
+def _is_header(rows):
+    """Whether the first row names the columns: some cell of it is not a number where the
+    second row's is (or, with one row, no cell is a number)."""
+    first = [_is_number(c) for c in rows[0][1]]
+    if len(rows) == 1:
+        return not any(first)
+    second = [_is_number(c) for c in rows[1][1]]
+    return any(not a and b for a, b in zip(first, second))
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_indices(columns, names, width, path):
+    """--columns as 0-based indices: each item a header name, or else an index."""
+    chosen = []
+    for item in (c.strip() for c in columns.split(",")):
+        if names is not None and item in names:
+            chosen.append(names.index(item))
+        elif item.isdigit() and int(item) < width:
+            chosen.append(int(item))
+        else:
+            known = (f"the columns are {', '.join(names)}" if names is not None
+                     else f"give 0-based indices below {width}")
+            raise ValueError(f"{path}: unknown column {item!r} in --columns ({known})")
+    return chosen

@@ -1,0 +1,305 @@
+"""``fastkm cluster``: reading tables, outputs, the picture, and one-line errors that write
+nothing."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fastkm
+from fastkm.cli import main
+
+SEED_INIT = "3,3\n6,2\n8,5\n"
+
+
+def run(capsys, *args):
+    """main() in this process: (exit status, stdout lines, stderr lines)."""
+    try:
+        status = main(["cluster", *map(str, args)])
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out.splitlines(), err.splitlines()
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def seed(tmp_path, data_dir):
+    """The exercise's data and initial centres as files in tmp_path, and its numbers."""
+    data = tmp_path / "ex7.csv"
+    data.write_text((data_dir / "ex7data2.csv").read_text())
+    init = tmp_path / "init.csv"
+    init.write_text(SEED_INIT)
+    return data, init, json.loads((data_dir / "ex7_expected.json").read_text())
+
+
+@pytest.fixture
+def table(tmp_path):
+    """A CSV with a header, a text column and three well separated groups in (x, y, z)."""
+    rng = np.random.default_rng(0)
+    lines = ["name,x,y,z"]
+    for group in range(3):
+        for i, row in enumerate(rng.normal(size=(20, 3)) + 10 * group):
+            lines.append(f"p{group}-{i}," + ",".join(map(str, row)))
+    path = tmp_path / "points.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def png_of(path):
+    with Image.open(path) as img:
+        return img.format, img.size, len(img.convert("RGB").getcolors(1 << 24))
+
+
+# --- results and outputs -------------------------------------------------------------------
+
+
+def test_seed_run_writes_labels_and_centres(capsys, seed, tmp_path):
+    data, init, expected = seed
+    out = tmp_path / "result.csv"
+    status, lines, err = run(capsys, data, "--init", init, "--max-iter", 10, "-o", out)
+    assert status == 0 and err == []
+    assert lines[0] == f"{data}: 300 rows, 2 columns, 3 clusters (init from {init})"
+    assert lines[1] == "inertia 266.659 after 7 iterations (converged)"
+    assert lines[2] == "cluster sizes: 0: 98, 1: 102, 2: 100"
+    assert lines[3:] == [f"wrote {out}", f"wrote {tmp_path / 'result-centers.csv'}"]
+    labels = out.read_text().splitlines()
+    assert labels[0] == "label" and len(labels) == 301
+    assert np.bincount([int(v) for v in labels[1:]]).tolist() == [98, 102, 100]
+    centers = (tmp_path / "result-centers.csv").read_text().splitlines()
+    assert centers[0] == "x0,x1"
+    np.testing.assert_allclose([[float(v) for v in line.split(",")] for line in centers[1:]],
+                               expected["runkMeans_10iters_centroids"], atol=1e-9)
+    assert names(tmp_path) == ["ex7.csv", "init.csv", "result-centers.csv", "result.csv"]
+
+
+def test_npz_output_and_npy_input(capsys, seed, tmp_path):
+    data, init, expected = seed
+    npy = tmp_path / "X.npy"
+    np.save(npy, np.loadtxt(data, delimiter=","))
+    status, lines, _ = run(capsys, npy, "--init", init, "-o", tmp_path / "r.npz")
+    assert status == 0
+    with np.load(tmp_path / "r.npz") as result:
+        assert sorted(result.files) == ["centers", "labels"]
+        np.testing.assert_allclose(result["centers"], expected["runkMeans_10iters_centroids"],
+                                   atol=1e-9)
+        assert result["labels"].shape == (300,)
+
+
+def test_no_output_prints_only(capsys, seed, tmp_path):
+    data, _, _ = seed
+    status, lines, _ = run(capsys, data, "-k", 2)
+    assert status == 0 and len(lines) == 3 and "2 clusters (init k-means++" in lines[0]
+    assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+def test_same_result_as_the_library(capsys, table, tmp_path):
+    status, _, _ = run(capsys, table, "--columns", "x,z", "-k", 3, "--seed", 5,
+                       "-o", tmp_path / "r.npz")
+    assert status == 0
+    X = np.loadtxt(table, delimiter=",", skiprows=1, usecols=(1, 3))
+    km = fastkm.KMeans(3, random_state=5).fit(X)
+    with np.load(tmp_path / "r.npz") as result:
+        np.testing.assert_array_equal(result["labels"], km.labels_)
+        np.testing.assert_array_equal(result["centers"], km.cluster_centers_)
+
+
+def test_header_names_and_indices_select_columns(capsys, table, tmp_path):
+    status, lines, _ = run(capsys, table, "--columns", "y, 1", "-o", tmp_path / "a.csv")
+    assert status == 0 and "60 rows, 2 columns, 3 clusters" in lines[0]
+    assert (tmp_path / "a-centers.csv").read_text().splitlines()[0] == "y,x"
+    assert lines[2] == "cluster sizes: 0: 20, 1: 20, 2: 20"
+
+
+def test_headerless_semicolons_and_indices(capsys, tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a;1;0\nb;1.5;0.5\nc;9;9\nd;9.5;8.5\n")
+    status, _, _ = run(capsys, path, "-k", 2, "--columns", "1,2", "-o", tmp_path / "o.csv")
+    assert status == 0
+    header, *rows = (tmp_path / "o-centers.csv").read_text().splitlines()
+    assert header == "x1,x2" and sorted(rows) == ["1.25,0.25", "9.25,8.75"]
+
+
+def test_centres_file_round_trips_as_init(capsys, table, tmp_path):
+    run(capsys, table, "--columns", "x,y,z", "-o", tmp_path / "a.csv")
+    status, lines, _ = run(capsys, table, "--columns", "x,y,z", "--init",
+                           tmp_path / "a-centers.csv", "-o", tmp_path / "b.csv")
+    assert status == 0 and "3 clusters (init from" in lines[0]
+    assert "after 1 iteration (converged)" in lines[1]
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_standardize_writes_centres_in_data_units(capsys, tmp_path):
+    # Column 0 has two values; column 1 is spread evenly over 0..100. Unscaled, column 1
+    # decides the split; standardized, column 0's gap does.
+    i = np.arange(20)
+    X = np.column_stack([i % 2, i * 100 / 19])
+    np.save(tmp_path / "d.npy", X)
+    (tmp_path / "init.csv").write_text("0,50\n1,50\n")
+    common = [tmp_path / "d.npy", "--init", tmp_path / "init.csv"]
+    status, lines, _ = run(capsys, *common, "--standardize", "-o", tmp_path / "s.npz")
+    assert status == 0 and lines[0].endswith("(init from " + str(tmp_path / "init.csv")
+                                             + ", standardized)")
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    km = fastkm.KMeans(2, init=(np.array([[0, 50], [1, 50]]) - mean) / std).fit(
+        (X - mean) / std)
+    with np.load(tmp_path / "s.npz") as result:
+        np.testing.assert_allclose(result["centers"], km.cluster_centers_ * std + mean)
+        assert result["centers"][:, 0].tolist() == [0.0, 1.0]
+    run(capsys, *common, "-o", tmp_path / "u.npz")
+    with np.load(tmp_path / "u.npz") as result:
+        assert result["centers"][:, 0].tolist() != [0.0, 1.0]
+
+
+def test_force_replaces_outputs(capsys, seed, tmp_path):
+    data, _, _ = seed
+    out = tmp_path / "r.csv"
+    out.write_text("old\n")
+    (tmp_path / "r-centers.csv").write_text("old\n")
+    status, _, _ = run(capsys, data, "-o", out, "--force")
+    assert status == 0 and out.read_text().startswith("label\n")
+
+
+# --- the picture ---------------------------------------------------------------------------
+
+
+def test_plot_is_a_png_of_the_expected_size(capsys, seed, tmp_path):
+    data, init, _ = seed
+    picture = tmp_path / "it.png"
+    status, lines, _ = run(capsys, data, "--init", init, "--plot", picture)
+    assert status == 0 and lines[-1] == f"wrote {picture}"
+    fmt, size, colors = png_of(picture)
+    assert fmt == "PNG" and size == (600, 500) and colors > 1
+
+
+def test_plot_of_more_columns_and_panels(capsys, table, tmp_path):
+    picture = tmp_path / "it.png"
+    status, _, _ = run(capsys, table, "--columns", "x,y,z", "--panels", "--plot", picture,
+                       "--max-iter", 2)
+    assert status == 0
+    fmt, size, colors = png_of(picture)
+    assert fmt == "PNG" and size == (640, 340) and colors > 1  # 2 panels of 320 x 300
+
+
+def test_plot_with_several_runs(capsys, seed, tmp_path):
+    data, _, _ = seed
+    status, _, _ = run(capsys, data, "--init", "random", "--plot", tmp_path / "it.svg")
+    assert status == 0 and (tmp_path / "it.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_through_python_m(seed, tmp_path):
+    data, _, _ = seed
+    done = subprocess.run([sys.executable, "-m", "fastkm", "cluster", str(data), "-k", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "cluster sizes: " in done.stdout
+
+
+# --- errors: one line, non-zero status, nothing written ----------------------------------
+
+
+def assert_one_error(status, out, err, *mentions):
+    assert status != 0
+    assert out == [] and len(err) == 1, err
+    assert err[0].startswith("fastkm: error: ")
+    for text in mentions:
+        assert text in err[0], err[0]
+
+
+@pytest.mark.parametrize("content, extra, mentions", [
+    ("x,y\n1,2\n3,abc\n", [], ["column 'y' is not numeric", "line 3", "'abc'"]),
+    ("name,x\nalice,1\nbob,2\n", [], ["column 'name' is not numeric"]),
+    ("x,y\n1,2\n3,\n4,5\n", [], ["row 2, column 'y'", "not a finite number"]),
+    ("1,2\nnan,3\n4,5\n", [], ["row 2, column 'x0'", "nan"]),
+    ("x,y\n1,2\n3,4\n", ["-k", "3"], ["2 rows, fewer than the 3 clusters"]),
+    ("x\n1\n2\n3\n4\n", ["--plot", "p.png"], ["--plot needs at least 2 columns"]),
+    ("x,y\n1,2\n3,4\n", ["--columns", "x,w", "-k", "1"], ["unknown column 'w'",
+                                                          "the columns are x, y"]),
+    ("1,2\n3,4\n", ["--columns", "2", "-k", "1"], ["unknown column '2'", "below 2"]),
+    ("x,y\n1,2\n3,4,5\n", [], ["line 3 has 3 fields, expected 2"]),
+    ("x,y\n", [], ["a header and no data rows"]),
+    ("", [], ["no data rows"]),
+])
+def test_bad_data(capsys, tmp_path, content, extra, mentions):
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+    status, out, err = run(capsys, path, "-o", tmp_path / "o.csv", *extra)
+    assert_one_error(status, out, err, str(path), *mentions)
+    assert names(tmp_path) == ["d.csv"]
+
+
+def test_missing_file(capsys, tmp_path):
+    status, out, err = run(capsys, tmp_path / "none.csv", "-o", tmp_path / "o.csv")
+    assert_one_error(status, out, err, "none.csv", "No such file")
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("init, mentions", [
+    ("3,3\n6,2\n", ["init.csv", "shape (2, 2); expected (3, 2)"]),
+    ("3,3,1\n6,2,1\n8,5,1\n", ["init.csv", "shape (3, 3); expected (3, 2)"]),
+])
+def test_init_file_of_the_wrong_shape(capsys, seed, tmp_path, init, mentions):
+    data, init_file, _ = seed
+    init_file.write_text(init)
+    status, out, err = run(capsys, data, "-k", 3, "--init", init_file, "-o",
+                           tmp_path / "o.csv", "--plot", tmp_path / "p.png")
+    assert_one_error(status, out, err, *mentions)
+    assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+@pytest.mark.parametrize("existing", ["o.csv", "o-centers.csv", "p.png"])
+def test_existing_output_without_force(capsys, seed, tmp_path, existing):
+    data, _, _ = seed
+    (tmp_path / existing).write_text("keep\n")
+    status, out, err = run(capsys, data, "-o", tmp_path / "o.csv", "--plot",
+                           tmp_path / "p.png")
+    assert_one_error(status, out, err, existing, "--force")
+    assert names(tmp_path) == sorted(["ex7.csv", "init.csv", existing])
+    assert (tmp_path / existing).read_text() == "keep\n"
+
+
+def test_never_overwrites_the_input(capsys, seed, tmp_path):
+    data, _, _ = seed
+    before = data.read_text()
+    status, out, err = run(capsys, data, "-o", data, "--force")
+    assert_one_error(status, out, err, "is the input")
+    assert data.read_text() == before
+
+
+@pytest.mark.parametrize("args, mentions", [
+    (["-k", "0"], ["-k must be at least 1"]),
+    (["--max-iter", "0"], ["--max-iter must be at least 1"]),
+    (["-o", "out.txt"], ["-o must end in .csv or .npz"]),
+    (["--plot", "p.jpg"], ["--plot must end in .png, .pdf or .svg"]),
+    (["--panels"], ["give --plot FILE too"]),
+    (["-k", "x"], ["invalid int value"]),
+])
+def test_usage_errors(capsys, seed, tmp_path, args, mentions):
+    data, _, _ = seed
+    status, out, err = run(capsys, data, *args)
+    assert_one_error(status, out, err, *mentions)
+    assert status == 2
+    assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+def test_plot_without_matplotlib(capsys, seed, tmp_path, monkeypatch):
+    data, _, _ = seed
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail
+    status, out, err = run(capsys, data, "-o", tmp_path / "o.csv", "--plot",
+                           tmp_path / "p.png")
+    assert_one_error(status, out, err, "install fastkm[plot]")
+    assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+def test_too_few_distinct_rows(capsys, tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,1\n1,1\n1,1\n")
+    status, out, err = run(capsys, path, "-k", 2, "-o", tmp_path / "o.npz")
+    assert_one_error(status, out, err, str(path), "distinct")
+    assert names(tmp_path) == ["d.csv"]
