@@ -99,12 +99,13 @@ def test_no_output_prints_only(capsys, seed, tmp_path):
     assert names(tmp_path) == ["ex7.csv", "init.csv"]
 
 
-def test_same_result_as_the_library(capsys, table, tmp_path):
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_same_result_as_the_library(capsys, table, tmp_path, init):
     status, _, _ = run(capsys, table, "--columns", "x,z", "-k", 3, "--seed", 5,
-                       "-o", tmp_path / "r.npz")
+                       "--init", init, "-o", tmp_path / "r.npz")
     assert status == 0
     X = np.loadtxt(table, delimiter=",", skiprows=1, usecols=(1, 3))
-    km = fastkm.KMeans(3, random_state=5).fit(X)
+    km = fastkm.KMeans(3, init=init, random_state=5).fit(X)
     with np.load(tmp_path / "r.npz") as result:
         np.testing.assert_array_equal(result["labels"], km.labels_)
         np.testing.assert_array_equal(result["centers"], km.cluster_centers_)
@@ -185,6 +186,18 @@ def test_plot_of_more_columns_and_panels(capsys, table, tmp_path):
     assert status == 0
     fmt, size, colors = png_of(picture)
     assert fmt == "PNG" and size == (640, 340) and colors > 1  # 2 panels of 320 x 300
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_plot_does_not_change_the_result(capsys, seed, tmp_path, init):
+    data, _, _ = seed
+    run(capsys, data, "-k", 4, "--init", init, "-o", tmp_path / "a.csv")
+    status, lines, _ = run(capsys, data, "-k", 4, "--init", init, "-o", tmp_path / "b.csv",
+                           "--plot", tmp_path / "b.png")
+    assert status == 0
+    for name in ("{}.csv", "{}-centers.csv"):
+        assert (tmp_path / name.format("a")).read_text() == \
+            (tmp_path / name.format("b")).read_text()
 
 
 def test_plot_with_several_runs(capsys, seed, tmp_path):

@@ -412,9 +412,13 @@ def _fit_and_render(X, names, init, k, args, targets):
         if not isinstance(init, str):
             init = (init - mean) / scale
     recorder = record() if args.plot is not None else None
+    starts = []  # each run's initial centres, for the picture's paths
+    fit_init, n_init = init, "auto"
+    if recorder is not None and isinstance(init, str):
+        fit_init, n_init = _keeping_starts(init, starts), (1 if init == "k-means++" else 10)
     try:
-        km = KMeans(k, init=init, max_iter=args.max_iter, random_state=args.seed,
-                    callback=recorder).fit(X)
+        km = KMeans(k, init=fit_init, n_init=n_init, max_iter=args.max_iter,
+                    random_state=args.seed, callback=recorder).fit(X)
     except ValueError as exc:  # e.g. fewer distinct rows than clusters
         raise ValueError(f"{args.data}: {exc}") from None
     centers = km.cluster_centers_ * scale + mean if args.standardize else km.cluster_centers_
@@ -428,10 +432,10 @@ def _fit_and_render(X, names, init, k, args, targets):
         files.append((targets["output"], buffer.getvalue()))
     if args.plot is not None:
         # With several runs (--init random), draw the one that gave the result.
-        history = next(run for run in recorder.runs
-                       if np.array_equal(run[-1].centers, km.cluster_centers_))
+        run = next(i for i, history in enumerate(recorder.runs)
+                   if np.array_equal(history[-1].centers, km.cluster_centers_))
         units = " (standardized)" if args.standardize else ""
-        figure = iterations(X, history, init=None if isinstance(init, str) else init,
+        figure = iterations(X, recorder.runs[run], init=starts[run] if starts else init,
                             panels=args.panels,
                             feature_names=[name + units for name in names[:2]])
         buffer = io.BytesIO()
@@ -449,6 +453,29 @@ def _fit_and_render(X, names, init, k, args, targets):
     ]
     report += [f"wrote {path}" for path, _ in files]
     return files, report
+
+
+def _keeping_starts(method, starts):
+    """An init callable that does what ``init=method`` does and appends each start to
+    ``starts``: KMeans shows its initial centres to nobody but a callable init.
+
+    The same draws from the same random state: the result is the one ``init=method``
+    gives, which the tests check.
+    """
+    from ._init import kmeans_plusplus, random_rows
+    from ._validation import effective_n_threads
+
+    def init(X, n_clusters, random_state):
+        weights = np.ones(len(X), dtype=X.dtype)
+        if method == "k-means++":
+            centers, _ = kmeans_plusplus(X, n_clusters, weights, random_state,
+                                         effective_n_threads(None))
+        else:
+            centers, _ = random_rows(X, n_clusters, weights, random_state)
+        starts.append(centers)
+        return centers
+
+    return init
 
 
 def _count(n, noun):
