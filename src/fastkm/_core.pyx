@@ -15,9 +15,12 @@ work that touches every row. Every kernel:
 * never allocates an (n, k) array: extra memory is O(chunks x k x d) plus a small buffer per
   thread.
 
-Distances are computed directly as sum((x - c)**2), with rows in vector lanes: a block of
-``BLOCK_ROWS`` rows is transposed into a per-thread buffer, then each centre is compared with
-the whole block at once. The comparisons are branchless so that the compiler vectorizes them.
+Rows go in vector lanes: a block of ``BLOCK_ROWS`` rows is transposed into a per-thread
+buffer, then each centre is compared with the whole block at once. The comparisons are
+branchless so that the compiler vectorizes them. Distances are computed directly as
+sum((x - c)**2), except in ``lloyd_pass`` from ``DOT_FORM_MIN_FEATURES`` features on, where
+the nearest centre is found with the dot-product form by a register-blocked C micro-kernel
+(see "Lloyd for high d" below); its inertia and sums are still exact.
 """
 
 import numpy as np
@@ -68,6 +71,92 @@ cdef extern from *:
     int fastkm_cpu_level() noexcept nogil
 
 
+cdef extern from *:
+    """
+    /* Register-blocked micro-kernel of the dot-product form (high d; see _lloyd_chunk_dot).
+
+    fastkm_panel_dots_{f,d}(block_t, panel, d, dots) computes, for the FASTKM_BLOCK_ROWS rows
+    of a transposed block and the FASTKM_PANEL centres of a packed panel,
+
+        dots[g * FASTKM_BLOCK_ROWS + r] = sum over f of block_t[f * FASTKM_BLOCK_ROWS + r]
+                                                        * panel[f * FASTKM_PANEL + g]
+
+    with the sum taken in feature order (one FMA per term where the ISA has FMA). The
+    accumulators are local variables of GCC/Clang vector types, so the compiler keeps them in
+    registers for the whole feature loop; written with arrays (as Cython does), gcc spills
+    part of them to the stack and reloads them every feature. The panel width fits the
+    register file of each level: 2 row vectors x FASTKM_PANEL centres accumulators plus
+    the two row vectors and a broadcast centre value. */
+    #define FASTKM_BLOCK_ROWS 32
+    #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
+    #define FASTKM_VECTOR_EXTENSIONS 1
+    #if defined(__AVX512F__)
+    #define FASTKM_VBYTES 64
+    #define FASTKM_PANEL 12     /* 24 of 32 zmm registers hold accumulators */
+    #elif defined(__AVX__)
+    #define FASTKM_VBYTES 32
+    #define FASTKM_PANEL 6      /* 12 of 16 ymm registers */
+    #else
+    #define FASTKM_VBYTES 16
+    #define FASTKM_PANEL 4      /* 8 of 16 xmm registers: no FMA, products need temporaries */
+    #endif
+
+    #define FASTKM_DEFINE_PANEL_DOTS(NAME, T)                                                 \\
+    __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
+    static void NAME(const T* block_t, const T* panel, Py_ssize_t d, T* dots) {               \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+            vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { acc0[g] = (vec){0}; acc1[g] = (vec){0}; } \\
+            const T* x = block_t + r0;                                                        \\
+            const T* c = panel;                                                               \\
+            for (Py_ssize_t f = 0; f < d; f++) {                                              \\
+                vec x0, x1;                                                                   \\
+                __builtin_memcpy(&x0, x, sizeof(vec)); /* unaligned loads */                  \\
+                __builtin_memcpy(&x1, x + W, sizeof(vec));                                    \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int g = 0; g < FASTKM_PANEL; g++) {                                      \\
+                    acc0[g] += x0 * c[g];                                                     \\
+                    acc1[g] += x1 * c[g];                                                     \\
+                }                                                                             \\
+                x += FASTKM_BLOCK_ROWS;                                                       \\
+                c += FASTKM_PANEL;                                                            \\
+            }                                                                                 \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) {                                          \\
+                __builtin_memcpy(dots + g * FASTKM_BLOCK_ROWS + r0, &acc0[g], sizeof(vec));   \\
+                __builtin_memcpy(dots + g * FASTKM_BLOCK_ROWS + r0 + W, &acc1[g], sizeof(vec)); \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #else
+    /* Portable fallback: the same sums in the same order, left to the compiler. */
+    #define FASTKM_VECTOR_EXTENSIONS 0
+    #define FASTKM_PANEL 8
+    #define FASTKM_DEFINE_PANEL_DOTS(NAME, T)                                                 \\
+    static void NAME(const T* block_t, const T* panel, Py_ssize_t d, T* dots) {               \\
+        for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
+        for (Py_ssize_t f = 0; f < d; f++)                                                    \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
+                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
+                                                       * panel[f * FASTKM_PANEL + g];         \\
+    }
+    #endif
+    FASTKM_DEFINE_PANEL_DOTS(fastkm_panel_dots_f, float)
+    FASTKM_DEFINE_PANEL_DOTS(fastkm_panel_dots_d, double)
+    """
+    enum: FASTKM_PANEL
+    enum: FASTKM_BLOCK_ROWS
+    int FASTKM_VECTOR_EXTENSIONS
+    void fastkm_panel_dots_f(const float* block_t, const float* panel, Py_ssize_t d,
+                             float* dots) noexcept nogil
+    void fastkm_panel_dots_d(const double* block_t, const double* panel, Py_ssize_t d,
+                             double* dots) noexcept nogil
+
+
 cdef enum:
     # Rows compared with a centre at once; a multiple of every vector width in use.
     BLOCK_ROWS = 32
@@ -79,6 +168,14 @@ cdef enum:
     ACCUMULATOR_WAYS = 4
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
+    # From this many features on, lloyd_pass finds nearest centres with the dot-product form
+    # (see _lloyd_chunk_dot); below it, with the direct form sum((x - c)**2).
+    DOT_FORM_MIN_FEATURES = 16
+    # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
+    SQ_DISTANCE_WAYS = 8
+
+# The C micro-kernel and the Cython block code must agree on the block height.
+assert FASTKM_BLOCK_ROWS == BLOCK_ROWS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +200,16 @@ def compiled_level():
 def cpu_level():
     """The highest x86-64 instruction-set level the running CPU supports: 1, 3 or 4."""
     return fastkm_cpu_level()
+
+
+def lloyd_layout():
+    """How lloyd_pass finds nearest centres: ``(dot_form_min_features, panel_width)``.
+
+    From ``dot_form_min_features`` features on it uses the dot-product form, with centres in
+    panels of ``panel_width`` (which depends on the instruction-set level); below, the direct
+    form. Exposed for tests and benchmarks.
+    """
+    return DOT_FORM_MIN_FEATURES, FASTKM_PANEL
 
 
 def row_chunks(Py_ssize_t n_rows):
@@ -312,6 +419,166 @@ cdef void _lloyd_chunk(
                        acc, inertia)
 
 
+# ---------------------------------------------------------------------------------------------
+# Lloyd for high d: the dot-product form
+#
+# |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre, so the nearest
+# centre minimises |c|^2 / 2 - x.c: one FMA per row, centre and feature instead of a
+# subtraction and an FMA, and FASTKM_PANEL centres per pass over a block (the C micro-kernel
+# keeps them all in registers). Rounding: the score's error grows with |x| |c| rather than
+# with |x - c|^2, so rows almost equidistant from two centres may be assigned differently
+# from the direct form (as in scikit-learn, which uses this form at every d). Two measures
+# keep this small: rows and centres are shifted by the mean of the centres, which brings
+# |x| and |c| down to the spread of the data; and the inertia and the sums never use the
+# score: they are computed from X and the chosen centre, exactly, in float64. The form is
+# only used from DOT_FORM_MIN_FEATURES features on, where it is also the faster one.
+
+
+cdef inline void _transpose_block_shifted(
+        const floating* X,          # IN  (n, d) C-contiguous data
+        Py_ssize_t d,
+        Py_ssize_t start,           # IN  first row of the block
+        Py_ssize_t stop,            # IN  end of the rows this chunk may read
+        const floating* shift,      # IN  (d,) subtracted from every row
+        floating* block_t,          # OUT (d, BLOCK_ROWS) the shifted rows in lanes
+) noexcept nogil:
+    """_transpose_block of X - shift (lanes past the end repeat the last real row)."""
+    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
+    cdef Py_ssize_t i, f
+    cdef const floating* row
+    for i in range(BLOCK_ROWS):
+        row = X + (start + min(i, n_real - 1)) * d
+        for f in range(d):
+            block_t[f * BLOCK_ROWS + i] = row[f] - shift[f]
+
+
+cdef inline void _keep_nearer_dot(
+        const floating* dots,       # IN  (BLOCK_ROWS,) x.c of each lane for centre j
+        floating half_norm,         # IN  |c|^2 / 2 of centre j
+        int j,
+        floating* best,             # IN/OUT (BLOCK_ROWS,) best score so far
+        int* label,                 # IN/OUT (BLOCK_ROWS,)
+) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating score
+    for i in range(BLOCK_ROWS):  # branchless, as _keep_nearer
+        score = half_norm - dots[i]
+        label[i] = j if score < best[i] else label[i]
+        best[i] = score if score < best[i] else best[i]
+
+
+cdef inline void _block_nearest_dot(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) shifted rows in lanes
+        const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) shifted centres
+        const floating* half_norms, # IN  (n_panels * FASTKM_PANEL,) |c|^2 / 2, inf for padding
+        Py_ssize_t n_panels, Py_ssize_t d,
+        floating* dots,             # scratch (FASTKM_PANEL, BLOCK_ROWS)
+        int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
+) noexcept nogil:
+    """Nearest centre of each lane; exact ties go to the lowest index."""
+    cdef Py_ssize_t i, p, g
+    cdef floating best[BLOCK_ROWS]
+    for i in range(BLOCK_ROWS):
+        best[i] = INFINITY
+        label[i] = 0
+    for p in range(n_panels):
+        if floating is float:
+            fastkm_panel_dots_f(block_t, panels + p * d * FASTKM_PANEL, d, dots)
+        else:
+            fastkm_panel_dots_d(block_t, panels + p * d * FASTKM_PANEL, d, dots)
+        for g in range(FASTKM_PANEL):  # in index order, so that ties keep the lowest index
+            _keep_nearer_dot(dots + g * BLOCK_ROWS, half_norms[p * FASTKM_PANEL + g],
+                             <int>(p * FASTKM_PANEL + g), best, label)
+
+
+cdef void _lloyd_chunk_dot(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* centers,             # IN  (k, d)
+        const floating* panels,              # IN  see _pack_panels
+        const floating* half_norms,          # IN  see _pack_panels
+        const floating* shift,               # IN  (d,) see _pack_panels
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        floating* block_t,                   # scratch (d + FASTKM_PANEL, BLOCK_ROWS)
+        int* labels,                         # OUT (n,) rows [start, stop) written
+        double* acc,                         # OUT (k, d + 1) zeroed, as in _lloyd_chunk_d
+        double* inertia,                     # OUT weighted squared distances of the chunk
+) noexcept nogil:
+    cdef Py_ssize_t n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
+    cdef Py_ssize_t block_start, i, f, n_real
+    cdef int label[BLOCK_ROWS]
+    cdef double w, total = 0
+    cdef double* cluster
+    cdef const floating* row
+    cdef floating* dots = block_t + d * BLOCK_ROWS
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
+        _transpose_block_shifted(X, d, block_start, stop, shift, block_t)
+        _block_nearest_dot(block_t, panels, half_norms, n_panels, d, dots, label)
+        for i in range(n_real):
+            # Sums and the exact distance to the chosen centre, from the unshifted row.
+            labels[block_start + i] = label[i]
+            w = sample_weight[block_start + i]
+            row = X + (block_start + i) * d
+            cluster = acc + label[i] * (d + 1)
+            for f in range(d):
+                cluster[f] += w * row[f]
+            cluster[d] += w
+            total += w * _sq_distance(row, centers + label[i] * d, d)
+    inertia[0] = total
+
+
+cdef inline double _sq_distance(
+        const floating* x,          # IN  (d,)
+        const floating* c,          # IN  (d,)
+        Py_ssize_t d,
+) noexcept nogil:
+    """|x - c|^2 in float64, in SQ_DISTANCE_WAYS interleaved partial sums.
+
+    A single running sum is a chain of dependent additions that the compiler may not
+    reorder (no -ffast-math); fixed interleaved sums vectorize and stay deterministic.
+    """
+    cdef double part[SQ_DISTANCE_WAYS]
+    cdef double t, total = 0
+    cdef Py_ssize_t f, j, d_main = d - d % SQ_DISTANCE_WAYS
+    for j in range(SQ_DISTANCE_WAYS):
+        part[j] = 0
+    for f from 0 <= f < d_main by SQ_DISTANCE_WAYS:
+        for j in range(SQ_DISTANCE_WAYS):
+            t = <double>x[f + j] - <double>c[f + j]
+            part[j] += t * t
+    for f in range(d_main, d):
+        t = <double>x[f] - <double>c[f]
+        total += t * t
+    for j in range(SQ_DISTANCE_WAYS):
+        total += part[j]
+    return total
+
+
+cdef _pack_panels(const floating[:, ::1] centers):
+    """The centres as the micro-kernel reads them: ``(panels, half_norms, shift)``.
+
+    shift (d,) is the mean of the centres. panels (n_panels, d, FASTKM_PANEL) holds centre
+    p * FASTKM_PANEL + g minus the shift at [p, :, g], padded with zero centres up to a whole
+    panel; half_norms[j] is half the squared norm of shifted centre j (computed in float64),
+    infinite for the padding so that it is never chosen.
+    """
+    dtype = np.float32 if floating is float else np.float64
+    C = np.asarray(centers)
+    k, d = C.shape
+    n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
+    shift = C.astype(np.float64).mean(axis=0).astype(dtype)
+    shifted = np.zeros((n_panels * FASTKM_PANEL, d), dtype=dtype)
+    shifted[:k] = C - shift
+    half_norms = np.full(n_panels * FASTKM_PANEL, np.inf, dtype=dtype)
+    half_norms[:k] = 0.5 * np.einsum("ij,ij->i", shifted[:k].astype(np.float64),
+                                     shifted[:k].astype(np.float64))
+    panels = np.ascontiguousarray(
+        shifted.reshape(n_panels, FASTKM_PANEL, d).transpose(0, 2, 1))
+    return panels, half_norms, shift
+
+
 def lloyd_pass(
         const floating[:, ::1] X,            # IN  (n, d) rows to assign
         const floating[::1] sample_weight,   # IN  (n,) non-negative weights
@@ -327,7 +594,9 @@ def lloyd_pass(
     weighted sum of squared distances of the rows to their nearest centre.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
-    cdef Py_ssize_t ways = _accumulator_ways(d)
+    cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
+    # The dot-form chunks use one copy of the sums (see _accumulator_ways).
+    cdef Py_ssize_t ways = 1 if dot_form else _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or sums.shape[0] != k or sums.shape[1] != d \
@@ -336,14 +605,24 @@ def lloyd_pass(
     _row_chunks(n, &n_chunks, &chunk_rows)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
-    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=FASTKM_PANEL * BLOCK_ROWS)
+    cdef floating[:, :, ::1] panels
+    cdef floating[::1] half_norms, shift
     cdef double inertia = 0
     cdef double* cluster
 
-    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
-                     min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0], &labels[0],
-                     &chunk_acc[c, 0], &chunk_inertia[c, 0])
+    if dot_form:
+        panels, half_norms, shift = _pack_panels(centers)
+        for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            _lloyd_chunk_dot(&X[0, 0], &sample_weight[0], &centers[0, 0], &panels[0, 0, 0],
+                             &half_norms[0], &shift[0], k, d, c * chunk_rows,
+                             min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0],
+                             &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
+    else:
+        for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
+                         min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
+                         &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
 
     # Ordered merge: the result does not depend on which thread ran which chunk.
     sums[:, :] = 0
