@@ -75,18 +75,21 @@ cdef extern from *:
     """
     /* Register-blocked micro-kernel of the dot-product form (high d; see _lloyd_chunk_dot).
 
-    fastkm_panel_dots_{f,d}(block_t, panel, d, dots) computes, for the FASTKM_BLOCK_ROWS rows
-    of a transposed block and the FASTKM_PANEL centres of a packed panel,
+    fastkm_panel_nearest_{f,d}(block_t, panel, half_norms, d, first, best, label) compares
+    the FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
+    panel (centre indices first, first + 1, ...): for each row r and centre g, in that order,
 
-        dots[g * FASTKM_BLOCK_ROWS + r] = sum over f of block_t[f * FASTKM_BLOCK_ROWS + r]
-                                                        * panel[f * FASTKM_PANEL + g]
+        score = half_norms[g] - sum over f of block_t[f * FASTKM_BLOCK_ROWS + r]
+                                              * panel[f * FASTKM_PANEL + g]
+        if score < best[r]: best[r] = score, label[r] = first + g
 
-    with the sum taken in feature order (one FMA per term where the ISA has FMA). The
-    accumulators are local variables of GCC/Clang vector types, so the compiler keeps them in
-    registers for the whole feature loop; written with arrays (as Cython does), gcc spills
-    part of them to the stack and reloads them every feature. The panel width fits the
-    register file of each level: 2 row vectors x FASTKM_PANEL centres accumulators plus
-    the two row vectors and a broadcast centre value. */
+    with the sum taken in feature order (one FMA per term where the ISA has FMA), so ties go
+    to the lowest index. The accumulators are local variables of GCC/Clang vector types, so
+    the compiler keeps them in registers for the whole feature loop; written with arrays (as
+    Cython does), gcc spills part of them to the stack and reloads them every feature. The
+    panel width fits the register file of each level: 2 row vectors x FASTKM_PANEL centres
+    accumulators plus the two row vectors and a broadcast centre value. The scores never
+    leave the registers either: the argmin update is done here, branchless. */
     #define FASTKM_BLOCK_ROWS 32
     #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
     #define FASTKM_VECTOR_EXTENSIONS 1
@@ -101,11 +104,15 @@ cdef extern from *:
     #define FASTKM_PANEL 4      /* 8 of 16 xmm registers: no FMA, products need temporaries */
     #endif
 
-    #define FASTKM_DEFINE_PANEL_DOTS(NAME, T)                                                 \\
+    /* IT: the integer type as wide as T (the type of T's comparison masks). */
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
     __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
-    static void NAME(const T* block_t, const T* panel, Py_ssize_t d, T* dots) {               \\
+    static void NAME(const T* block_t, const T* panel, const T* half_norms, Py_ssize_t d,      \\
+                     int first, T* best, int* label) {                                        \\
         typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
         enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
             vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
             _Pragma("GCC unroll 16")                                                          \\
@@ -124,37 +131,72 @@ cdef extern from *:
                 x += FASTKM_BLOCK_ROWS;                                                       \\
                 c += FASTKM_PANEL;                                                            \\
             }                                                                                 \\
+            vec b0, b1;                                                                       \\
+            ivec32 l0_32, l1_32;                                                              \\
+            __builtin_memcpy(&b0, best + r0, sizeof(vec));                                    \\
+            __builtin_memcpy(&b1, best + r0 + W, sizeof(vec));                                \\
+            __builtin_memcpy(&l0_32, label + r0, sizeof(ivec32));                             \\
+            __builtin_memcpy(&l1_32, label + r0 + W, sizeof(ivec32));                         \\
+            ivec l0 = __builtin_convertvector(l0_32, ivec);                                   \\
+            ivec l1 = __builtin_convertvector(l1_32, ivec);                                   \\
             _Pragma("GCC unroll 16")                                                          \\
-            for (int g = 0; g < FASTKM_PANEL; g++) {                                          \\
-                __builtin_memcpy(dots + g * FASTKM_BLOCK_ROWS + r0, &acc0[g], sizeof(vec));   \\
-                __builtin_memcpy(dots + g * FASTKM_BLOCK_ROWS + r0 + W, &acc1[g], sizeof(vec)); \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order: ties keep the lowest */ \\
+                vec s0 = half_norms[g] - acc0[g], s1 = half_norms[g] - acc1[g];               \\
+                ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */      \\
+                ivec j = (ivec){0} + (IT)(first + g);                                         \\
+                b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                               \\
+                b1 = (vec)(((ivec)s1 & m1) | ((ivec)b1 & ~m1));                               \\
+                l0 = (j & m0) | (l0 & ~m0);                                                   \\
+                l1 = (j & m1) | (l1 & ~m1);                                                   \\
             }                                                                                 \\
+            l0_32 = __builtin_convertvector(l0, ivec32);                                      \\
+            l1_32 = __builtin_convertvector(l1, ivec32);                                      \\
+            __builtin_memcpy(best + r0, &b0, sizeof(vec));                                    \\
+            __builtin_memcpy(best + r0 + W, &b1, sizeof(vec));                                \\
+            __builtin_memcpy(label + r0, &l0_32, sizeof(ivec32));                             \\
+            __builtin_memcpy(label + r0 + W, &l1_32, sizeof(ivec32));                         \\
         }                                                                                     \\
     }
     #else
     /* Portable fallback: the same sums in the same order, left to the compiler. */
     #define FASTKM_VECTOR_EXTENSIONS 0
     #define FASTKM_PANEL 8
-    #define FASTKM_DEFINE_PANEL_DOTS(NAME, T)                                                 \\
-    static void NAME(const T* block_t, const T* panel, Py_ssize_t d, T* dots) {               \\
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
+    static void NAME(const T* block_t, const T* panel, const T* half_norms, Py_ssize_t d,      \\
+                     int first, T* best, int* label) {                                        \\
+        T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
         for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
         for (Py_ssize_t f = 0; f < d; f++)                                                    \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
                     dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
                                                        * panel[f * FASTKM_PANEL + g];         \\
+        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
+            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
+                T score = half_norms[g] - dots[g * FASTKM_BLOCK_ROWS + r];                    \\
+                label[r] = score < best[r] ? first + g : label[r];                            \\
+                best[r] = score < best[r] ? score : best[r];                                  \\
+            }                                                                                 \\
     }
     #endif
-    FASTKM_DEFINE_PANEL_DOTS(fastkm_panel_dots_f, float)
-    FASTKM_DEFINE_PANEL_DOTS(fastkm_panel_dots_d, double)
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastkm_prefetch(p) __builtin_prefetch(p)
+    #else
+    #define fastkm_prefetch(p) ((void)(p))
+    #endif
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long)
     """
     enum: FASTKM_PANEL
     enum: FASTKM_BLOCK_ROWS
     int FASTKM_VECTOR_EXTENSIONS
-    void fastkm_panel_dots_f(const float* block_t, const float* panel, Py_ssize_t d,
-                             float* dots) noexcept nogil
-    void fastkm_panel_dots_d(const double* block_t, const double* panel, Py_ssize_t d,
-                             double* dots) noexcept nogil
+    void fastkm_prefetch(const void* address) noexcept nogil
+    void fastkm_panel_nearest_f(const float* block_t, const float* panel,
+                                const float* half_norms, Py_ssize_t d, int first,
+                                float* best, int* label) noexcept nogil
+    void fastkm_panel_nearest_d(const double* block_t, const double* panel,
+                                const double* half_norms, Py_ssize_t d, int first,
+                                double* best, int* label) noexcept nogil
 
 
 cdef enum:
@@ -452,43 +494,28 @@ cdef inline void _transpose_block_shifted(
             block_t[f * BLOCK_ROWS + i] = row[f] - shift[f]
 
 
-cdef inline void _keep_nearer_dot(
-        const floating* dots,       # IN  (BLOCK_ROWS,) x.c of each lane for centre j
-        floating half_norm,         # IN  |c|^2 / 2 of centre j
-        int j,
-        floating* best,             # IN/OUT (BLOCK_ROWS,) best score so far
-        int* label,                 # IN/OUT (BLOCK_ROWS,)
-) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating score
-    for i in range(BLOCK_ROWS):  # branchless, as _keep_nearer
-        score = half_norm - dots[i]
-        label[i] = j if score < best[i] else label[i]
-        best[i] = score if score < best[i] else best[i]
-
-
 cdef inline void _block_nearest_dot(
         const floating* block_t,    # IN  (d, BLOCK_ROWS) shifted rows in lanes
         const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) shifted centres
         const floating* half_norms, # IN  (n_panels * FASTKM_PANEL,) |c|^2 / 2, inf for padding
         Py_ssize_t n_panels, Py_ssize_t d,
-        floating* dots,             # scratch (FASTKM_PANEL, BLOCK_ROWS)
         int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
 ) noexcept nogil:
     """Nearest centre of each lane; exact ties go to the lowest index."""
-    cdef Py_ssize_t i, p, g
+    cdef Py_ssize_t i, p
     cdef floating best[BLOCK_ROWS]
     for i in range(BLOCK_ROWS):
         best[i] = INFINITY
         label[i] = 0
-    for p in range(n_panels):
+    for p in range(n_panels):  # in index order, so that ties keep the lowest index
         if floating is float:
-            fastkm_panel_dots_f(block_t, panels + p * d * FASTKM_PANEL, d, dots)
+            fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
+                                   half_norms + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                   best, label)
         else:
-            fastkm_panel_dots_d(block_t, panels + p * d * FASTKM_PANEL, d, dots)
-        for g in range(FASTKM_PANEL):  # in index order, so that ties keep the lowest index
-            _keep_nearer_dot(dots + g * BLOCK_ROWS, half_norms[p * FASTKM_PANEL + g],
-                             <int>(p * FASTKM_PANEL + g), best, label)
+            fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
+                                   half_norms + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                   best, label)
 
 
 cdef void _lloyd_chunk_dot(
@@ -500,7 +527,7 @@ cdef void _lloyd_chunk_dot(
         const floating* shift,               # IN  (d,) see _pack_panels
         Py_ssize_t k, Py_ssize_t d,
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
-        floating* block_t,                   # scratch (d + FASTKM_PANEL, BLOCK_ROWS)
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
         int* labels,                         # OUT (n,) rows [start, stop) written
         double* acc,                         # OUT (k, d + 1) zeroed, as in _lloyd_chunk_d
         double* inertia,                     # OUT weighted squared distances of the chunk
@@ -511,11 +538,17 @@ cdef void _lloyd_chunk_dot(
     cdef double w, total = 0
     cdef double* cluster
     cdef const floating* row
-    cdef floating* dots = block_t + d * BLOCK_ROWS
+    cdef const floating* next_rows
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # values in a cache line
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
         _transpose_block_shifted(X, d, block_start, stop, shift, block_t)
-        _block_nearest_dot(block_t, panels, half_norms, n_panels, d, dots, label)
+        # The block takes k * d FMAs per row, long enough to fetch the next block from
+        # memory meanwhile; the hardware prefetcher sees no accesses to X until then.
+        next_rows = X + (block_start + BLOCK_ROWS) * d
+        for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
+            fastkm_prefetch(next_rows + f)
+        _block_nearest_dot(block_t, panels, half_norms, n_panels, d, label)
         for i in range(n_real):
             # Sums and the exact distance to the chosen centre, from the unshifted row.
             labels[block_start + i] = label[i]
@@ -605,7 +638,7 @@ def lloyd_pass(
     _row_chunks(n, &n_chunks, &chunk_rows)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
-    cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=FASTKM_PANEL * BLOCK_ROWS)
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef floating[:, :, ::1] panels
     cdef floating[::1] half_norms, shift
     cdef double inertia = 0
