@@ -82,14 +82,15 @@ def test_lloyd_pass_bit_identical_for_any_thread_count(dtype):
             assert np.array_equal(a, b)
 
 
-DOT_MIN_D, PANEL = core.lloyd_layout()
+MAX_UNROLLED_D, DOT_MIN_D, PANEL = core.lloyd_layout()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", sorted({DOT_MIN_D - 1, DOT_MIN_D, DOT_MIN_D + 1, 33, 128}))
+@pytest.mark.parametrize("d", sorted({MAX_UNROLLED_D, MAX_UNROLLED_D + 1, DOT_MIN_D - 1,
+                                      DOT_MIN_D, DOT_MIN_D + 1, 33, 128}))
 @pytest.mark.parametrize("k", [1, PANEL - 1, PANEL, PANEL + 1, 3 * PANEL + 5])
 def test_lloyd_pass_around_the_dot_form_threshold(d, k, dtype):
-    """Both distance forms, any k (whole panels or not), rows not a multiple of a block."""
+    """Every code path, any k (whole panels or not), rows not a multiple of a block."""
     rng = np.random.default_rng(d * 1000 + k)
     n = 2 * 2048 + 37
     # Clustered data far from the origin: the dot form must not lose labels to rounding.
@@ -102,12 +103,13 @@ def test_lloyd_pass_around_the_dot_form_threshold(d, k, dtype):
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-6)
     np.testing.assert_allclose(weights, ref_weights, rtol=1e-12)
+    # Panels (d > MAX_UNROLLED_D): inertia from float64 distances to the chosen centres.
     np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-4 if dtype == np.float32 and
-                               d < DOT_MIN_D else 1e-10)
+                               d <= MAX_UNROLLED_D else 1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [DOT_MIN_D - 1, DOT_MIN_D, 64])
+@pytest.mark.parametrize("d", [MAX_UNROLLED_D, MAX_UNROLLED_D + 1, DOT_MIN_D - 1, DOT_MIN_D, 64])
 def test_lloyd_pass_ties_in_both_forms(d, dtype):
     """Exact ties go to the lowest index, duplicated centres included, in both forms."""
     k = 2 * PANEL + 3
@@ -134,9 +136,10 @@ def test_lloyd_pass_ties_in_both_forms(d, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lloyd_pass_dot_form_bit_identical_for_any_thread_count(dtype):
+@pytest.mark.parametrize("d", [MAX_UNROLLED_D + 3, DOT_MIN_D + 7])
+def test_lloyd_pass_panels_bit_identical_for_any_thread_count(d, dtype):
     rng = np.random.default_rng(2)
-    X = rng.normal(size=(40_000, 40)).astype(dtype)
+    X = rng.normal(size=(40_000, d)).astype(dtype)
     w = rng.uniform(size=len(X)).astype(dtype)
     C = X[:2 * PANEL + 1].copy()
     results = [run_pass(X, w, C, n_threads=t) for t in (1, 2, 3, 7)]

@@ -19,8 +19,9 @@ Rows go in vector lanes: a block of ``BLOCK_ROWS`` rows is transposed into a per
 buffer, then each centre is compared with the whole block at once. The comparisons are
 branchless so that the compiler vectorizes them. Distances are computed directly as
 sum((x - c)**2), except in ``lloyd_pass`` from ``DOT_FORM_MIN_FEATURES`` features on, where
-the nearest centre is found with the dot-product form by a register-blocked C micro-kernel
-(see "Lloyd for high d" below); its inertia and sums are still exact.
+the nearest centre is found with the dot-product form (see "Lloyd for d > 4" below); its
+inertia and sums are still computed directly. For d > 4, ``lloyd_pass`` compares blocks with
+panels of centres in register-blocked C micro-kernels.
 """
 
 import numpy as np
@@ -73,23 +74,25 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Register-blocked micro-kernel of the dot-product form (high d; see _lloyd_chunk_dot).
+    /* Register-blocked micro-kernels of lloyd_pass for d > 4 (see _lloyd_chunk_panels).
 
-    fastkm_panel_nearest_{f,d}(block_t, panel, half_norms, d, first, best, label) compares
+    fastkm_panel_nearest[_direct]_{f,d}(block_t, panel, base, d, first, best, label) compares
     the FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
     panel (centre indices first, first + 1, ...): for each row r and centre g, in that order,
 
-        score = half_norms[g] - sum over f of block_t[f * FASTKM_BLOCK_ROWS + r]
-                                              * panel[f * FASTKM_PANEL + g]
+        x_f = block_t[f * FASTKM_BLOCK_ROWS + r], c_f = panel[f * FASTKM_PANEL + g]
+        score = base[g] - sum over f of x_f * c_f        (dot-product form)
+        score = base[g] + sum over f of (x_f - c_f)^2    (direct form, "_direct")
         if score < best[r]: best[r] = score, label[r] = first + g
 
-    with the sum taken in feature order (one FMA per term where the ISA has FMA), so ties go
-    to the lowest index. The accumulators are local variables of GCC/Clang vector types, so
+    with the sum taken in feature order (FMAs where the ISA has them), so ties go to the
+    lowest index. The accumulators are local variables of GCC/Clang vector types, so
     the compiler keeps them in registers for the whole feature loop; written with arrays (as
     Cython does), gcc spills part of them to the stack and reloads them every feature. The
     panel width fits the register file of each level: 2 row vectors x FASTKM_PANEL centres
     accumulators plus the two row vectors and a broadcast centre value. The scores never
-    leave the registers either: the argmin update is done here, branchless. */
+    leave the registers either: the argmin update is done here, branchless.
+    The direct form needs a subtraction and an FMA per term, the dot form one FMA. */
     #define FASTKM_BLOCK_ROWS 32
     #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
     #define FASTKM_VECTOR_EXTENSIONS 1
@@ -105,9 +108,9 @@ cdef extern from *:
     #endif
 
     /* IT: the integer type as wide as T (the type of T's comparison masks). */
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
     __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
-    static void NAME(const T* block_t, const T* panel, const T* half_norms, Py_ssize_t d,      \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, int* label) {                                        \\
         typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
         typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
@@ -125,8 +128,15 @@ cdef extern from *:
                 __builtin_memcpy(&x1, x + W, sizeof(vec));                                    \\
                 _Pragma("GCC unroll 16")                                                      \\
                 for (int g = 0; g < FASTKM_PANEL; g++) {                                      \\
-                    acc0[g] += x0 * c[g];                                                     \\
-                    acc1[g] += x1 * c[g];                                                     \\
+                    if (DIRECT) {                                                             \\
+                        vec t = x0 - c[g];                                                    \\
+                        acc0[g] += t * t;                                                     \\
+                        t = x1 - c[g];                                                        \\
+                        acc1[g] += t * t;                                                     \\
+                    } else {                                                                  \\
+                        acc0[g] += x0 * c[g];                                                 \\
+                        acc1[g] += x1 * c[g];                                                 \\
+                    }                                                                         \\
                 }                                                                             \\
                 x += FASTKM_BLOCK_ROWS;                                                       \\
                 c += FASTKM_PANEL;                                                            \\
@@ -141,7 +151,8 @@ cdef extern from *:
             ivec l1 = __builtin_convertvector(l1_32, ivec);                                   \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order: ties keep the lowest */ \\
-                vec s0 = half_norms[g] - acc0[g], s1 = half_norms[g] - acc1[g];               \\
+                vec s0 = DIRECT ? base[g] + acc0[g] : base[g] - acc0[g];                      \\
+                vec s1 = DIRECT ? base[g] + acc1[g] : base[g] - acc1[g];                      \\
                 ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */      \\
                 ivec j = (ivec){0} + (IT)(first + g);                                         \\
                 b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                               \\
@@ -161,19 +172,25 @@ cdef extern from *:
     /* Portable fallback: the same sums in the same order, left to the compiler. */
     #define FASTKM_VECTOR_EXTENSIONS 0
     #define FASTKM_PANEL 8
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
-    static void NAME(const T* block_t, const T* panel, const T* half_norms, Py_ssize_t d,      \\
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, int* label) {                                        \\
         T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
         for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
         for (Py_ssize_t f = 0; f < d; f++)                                                    \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
-                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
-                                                       * panel[f * FASTKM_PANEL + g];         \\
+                    if (DIRECT) {                                                             \\
+                        T t = block_t[f * FASTKM_BLOCK_ROWS + r] - panel[f * FASTKM_PANEL + g]; \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += t * t;                             \\
+                    } else {                                                                  \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r] \\
+                                                           * panel[f * FASTKM_PANEL + g];     \\
+                    }                                                                         \\
         for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
             for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
-                T score = half_norms[g] - dots[g * FASTKM_BLOCK_ROWS + r];                    \\
+                T score = DIRECT ? base[g] + dots[g * FASTKM_BLOCK_ROWS + r]                  \\
+                                 : base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                 \\
                 label[r] = score < best[r] ? first + g : label[r];                            \\
                 best[r] = score < best[r] ? score : best[r];                                  \\
             }                                                                                 \\
@@ -184,19 +201,26 @@ cdef extern from *:
     #else
     #define fastkm_prefetch(p) ((void)(p))
     #endif
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int)
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int, 0)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long, 0)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_f, float, int, 1)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_d, double, long long, 1)
     """
     enum: FASTKM_PANEL
     enum: FASTKM_BLOCK_ROWS
     int FASTKM_VECTOR_EXTENSIONS
     void fastkm_prefetch(const void* address) noexcept nogil
-    void fastkm_panel_nearest_f(const float* block_t, const float* panel,
-                                const float* half_norms, Py_ssize_t d, int first,
-                                float* best, int* label) noexcept nogil
+    void fastkm_panel_nearest_f(const float* block_t, const float* panel, const float* base,
+                                Py_ssize_t d, int first, float* best, int* label) noexcept nogil
     void fastkm_panel_nearest_d(const double* block_t, const double* panel,
-                                const double* half_norms, Py_ssize_t d, int first,
-                                double* best, int* label) noexcept nogil
+                                const double* base, Py_ssize_t d, int first, double* best,
+                                int* label) noexcept nogil
+    void fastkm_panel_nearest_direct_f(const float* block_t, const float* panel,
+                                       const float* base, Py_ssize_t d, int first,
+                                       float* best, int* label) noexcept nogil
+    void fastkm_panel_nearest_direct_d(const double* block_t, const double* panel,
+                                       const double* base, Py_ssize_t d, int first,
+                                       double* best, int* label) noexcept nogil
 
 
 cdef enum:
@@ -210,8 +234,10 @@ cdef enum:
     ACCUMULATOR_WAYS = 4
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
-    # From this many features on, lloyd_pass finds nearest centres with the dot-product form
-    # (see _lloyd_chunk_dot); below it, with the direct form sum((x - c)**2).
+    # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d;
+    # above, centre panels and C micro-kernels (_lloyd_chunk_panels): the direct form
+    # sum((x - c)**2) below DOT_FORM_MIN_FEATURES features, the dot-product form from there.
+    MAX_UNROLLED_FEATURES = 4
     DOT_FORM_MIN_FEATURES = 16
     # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
     SQ_DISTANCE_WAYS = 8
@@ -245,13 +271,13 @@ def cpu_level():
 
 
 def lloyd_layout():
-    """How lloyd_pass finds nearest centres: ``(dot_form_min_features, panel_width)``.
+    """How lloyd_pass finds nearest centres: ``(max_unrolled, dot_form_min, panel_width)``.
 
-    From ``dot_form_min_features`` features on it uses the dot-product form, with centres in
-    panels of ``panel_width`` (which depends on the instruction-set level); below, the direct
-    form. Exposed for tests and benchmarks.
+    Up to ``max_unrolled`` features, code compiled for each d; above, centres in panels of
+    ``panel_width`` (which depends on the instruction-set level) and the direct form, or from
+    ``dot_form_min`` features on the dot-product form. Exposed for tests and benchmarks.
     """
-    return DOT_FORM_MIN_FEATURES, FASTKM_PANEL
+    return MAX_UNROLLED_FEATURES, DOT_FORM_MIN_FEATURES, FASTKM_PANEL
 
 
 def row_chunks(Py_ssize_t n_rows):
@@ -443,7 +469,7 @@ cdef void _lloyd_chunk(
         Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
         floating* block_t, int* labels, double* acc, double* inertia,
 ) noexcept nogil:
-    """_lloyd_chunk_d, compiled separately for each small d."""
+    """_lloyd_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
     if d == 1:
         _lloyd_chunk_d(X, sample_weight, centers, k, 1, start, stop, ways, block_t, labels,
                        acc, inertia)
@@ -453,27 +479,27 @@ cdef void _lloyd_chunk(
     elif d == 3:
         _lloyd_chunk_d(X, sample_weight, centers, k, 3, start, stop, ways, block_t, labels,
                        acc, inertia)
-    elif d == 4:
+    else:  # d == 4: larger d go to _lloyd_chunk_panels
         _lloyd_chunk_d(X, sample_weight, centers, k, 4, start, stop, ways, block_t, labels,
-                       acc, inertia)
-    else:
-        _lloyd_chunk_d(X, sample_weight, centers, k, d, start, stop, ways, block_t, labels,
                        acc, inertia)
 
 
 # ---------------------------------------------------------------------------------------------
-# Lloyd for high d: the dot-product form
+# Lloyd for d > 4: centre panels and register-blocked C micro-kernels
 #
-# |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre, so the nearest
-# centre minimises |c|^2 / 2 - x.c: one FMA per row, centre and feature instead of a
-# subtraction and an FMA, and FASTKM_PANEL centres per pass over a block (the C micro-kernel
-# keeps them all in registers). Rounding: the score's error grows with |x| |c| rather than
-# with |x - c|^2, so rows almost equidistant from two centres may be assigned differently
-# from the direct form (as in scikit-learn, which uses this form at every d). Two measures
-# keep this small: rows and centres are shifted by the mean of the centres, which brings
-# |x| and |c| down to the spread of the data; and the inertia and the sums never use the
-# score: they are computed from X and the chosen centre, exactly, in float64. The form is
-# only used from DOT_FORM_MIN_FEATURES features on, where it is also the faster one.
+# The centres are packed in panels of FASTKM_PANEL (see _pack_panels), and a C micro-kernel
+# compares a block with a whole panel keeping its 2 x FASTKM_PANEL accumulators in registers.
+# Below DOT_FORM_MIN_FEATURES features it computes sum((x - c)**2) directly, as the d <= 4
+# chunks do. From DOT_FORM_MIN_FEATURES on it uses the dot-product form: |x - c|^2 =
+# |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre, so the nearest centre
+# minimises |c|^2 / 2 - x.c: one FMA per row, centre and feature instead of a subtraction
+# and an FMA. Rounding: the score's error grows with |x| |c| rather than with |x - c|^2, so
+# rows almost equidistant from two centres may be assigned differently from the direct form
+# (as in scikit-learn, which uses this form at every d); identical centres still tie exactly.
+# Two measures keep this small: rows and centres are shifted by the mean of the centres,
+# which brings |x| and |c| down to the spread of the data; and the inertia and the sums
+# never use the score: in both forms they are computed from X and the chosen centre, in
+# float64.
 
 
 cdef inline void _transpose_block_shifted(
@@ -494,11 +520,12 @@ cdef inline void _transpose_block_shifted(
             block_t[f * BLOCK_ROWS + i] = row[f] - shift[f]
 
 
-cdef inline void _block_nearest_dot(
+cdef inline void _block_nearest_panels(
         const floating* block_t,    # IN  (d, BLOCK_ROWS) shifted rows in lanes
-        const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) shifted centres
-        const floating* half_norms, # IN  (n_panels * FASTKM_PANEL,) |c|^2 / 2, inf for padding
+        const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) see _pack_panels
+        const floating* base,       # IN  (n_panels * FASTKM_PANEL,) see _pack_panels
         Py_ssize_t n_panels, Py_ssize_t d,
+        bint dot_form,              # IN  which micro-kernel
         int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
 ) noexcept nogil:
     """Nearest centre of each lane; exact ties go to the lowest index."""
@@ -509,27 +536,39 @@ cdef inline void _block_nearest_dot(
         label[i] = 0
     for p in range(n_panels):  # in index order, so that ties keep the lowest index
         if floating is float:
-            fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
-                                   half_norms + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                   best, label)
+            if dot_form:
+                fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, label)
+            else:
+                fastkm_panel_nearest_direct_f(block_t, panels + p * d * FASTKM_PANEL,
+                                              base + p * FASTKM_PANEL, d,
+                                              <int>(p * FASTKM_PANEL), best, label)
         else:
-            fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
-                                   half_norms + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                   best, label)
+            if dot_form:
+                fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, label)
+            else:
+                fastkm_panel_nearest_direct_d(block_t, panels + p * d * FASTKM_PANEL,
+                                              base + p * FASTKM_PANEL, d,
+                                              <int>(p * FASTKM_PANEL), best, label)
 
 
-cdef void _lloyd_chunk_dot(
+cdef void _lloyd_chunk_panels(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
         const floating* centers,             # IN  (k, d)
         const floating* panels,              # IN  see _pack_panels
-        const floating* half_norms,          # IN  see _pack_panels
+        const floating* base,                # IN  see _pack_panels
         const floating* shift,               # IN  (d,) see _pack_panels
         Py_ssize_t k, Py_ssize_t d,
+        bint dot_form,                       # IN  which micro-kernel
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
         int* labels,                         # OUT (n,) rows [start, stop) written
-        double* acc,                         # OUT (k, d + 1) zeroed, as in _lloyd_chunk_d
+        double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
         double* inertia,                     # OUT weighted squared distances of the chunk
 ) noexcept nogil:
     cdef Py_ssize_t n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
@@ -543,18 +582,18 @@ cdef void _lloyd_chunk_dot(
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
         _transpose_block_shifted(X, d, block_start, stop, shift, block_t)
-        # The block takes k * d FMAs per row, long enough to fetch the next block from
+        # The block takes k * d FMAs or more per row, long enough to fetch the next block from
         # memory meanwhile; the hardware prefetcher sees no accesses to X until then.
         next_rows = X + (block_start + BLOCK_ROWS) * d
         for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
             fastkm_prefetch(next_rows + f)
-        _block_nearest_dot(block_t, panels, half_norms, n_panels, d, label)
+        _block_nearest_panels(block_t, panels, base, n_panels, d, dot_form, label)
         for i in range(n_real):
             # Sums and the exact distance to the chosen centre, from the unshifted row.
             labels[block_start + i] = label[i]
             w = sample_weight[block_start + i]
             row = X + (block_start + i) * d
-            cluster = acc + label[i] * (d + 1)
+            cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
             for f in range(d):
                 cluster[f] += w * row[f]
             cluster[d] += w
@@ -589,27 +628,33 @@ cdef inline double _sq_distance(
     return total
 
 
-cdef _pack_panels(const floating[:, ::1] centers):
-    """The centres as the micro-kernel reads them: ``(panels, half_norms, shift)``.
+cdef _pack_panels(const floating[:, ::1] centers, bint dot_form):
+    """The centres as the micro-kernels read them: ``(panels, base, shift)``.
 
-    shift (d,) is the mean of the centres. panels (n_panels, d, FASTKM_PANEL) holds centre
-    p * FASTKM_PANEL + g minus the shift at [p, :, g], padded with zero centres up to a whole
-    panel; half_norms[j] is half the squared norm of shifted centre j (computed in float64),
-    infinite for the padding so that it is never chosen.
+    shift (d,) is subtracted from rows and centres: the mean of the centres in the dot form,
+    zero in the direct form (which then sees the unchanged values). panels (n_panels, d,
+    FASTKM_PANEL) holds centre p * FASTKM_PANEL + g minus the shift at [p, :, g], padded with
+    zero centres up to a whole panel. base[j] is the score's constant term for centre j: half
+    the squared norm of shifted centre j (computed in float64) in the dot form, zero in the
+    direct form; infinite for the padding, so that it is never chosen.
     """
     dtype = np.float32 if floating is float else np.float64
     C = np.asarray(centers)
     k, d = C.shape
     n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
-    shift = C.astype(np.float64).mean(axis=0).astype(dtype)
+    shift = np.zeros(d, dtype=dtype)
+    if dot_form:
+        shift[:] = C.astype(np.float64).mean(axis=0)
     shifted = np.zeros((n_panels * FASTKM_PANEL, d), dtype=dtype)
     shifted[:k] = C - shift
-    half_norms = np.full(n_panels * FASTKM_PANEL, np.inf, dtype=dtype)
-    half_norms[:k] = 0.5 * np.einsum("ij,ij->i", shifted[:k].astype(np.float64),
-                                     shifted[:k].astype(np.float64))
+    base = np.full(n_panels * FASTKM_PANEL, np.inf, dtype=dtype)
+    base[:k] = 0
+    if dot_form:
+        base[:k] = 0.5 * np.einsum("ij,ij->i", shifted[:k].astype(np.float64),
+                                   shifted[:k].astype(np.float64))
     panels = np.ascontiguousarray(
         shifted.reshape(n_panels, FASTKM_PANEL, d).transpose(0, 2, 1))
-    return panels, half_norms, shift
+    return panels, base, shift
 
 
 def lloyd_pass(
@@ -627,9 +672,9 @@ def lloyd_pass(
     weighted sum of squared distances of the rows to their nearest centre.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef bint use_panels = d > MAX_UNROLLED_FEATURES
     cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
-    # The dot-form chunks use one copy of the sums (see _accumulator_ways).
-    cdef Py_ssize_t ways = 1 if dot_form else _accumulator_ways(d)
+    cdef Py_ssize_t ways = _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or sums.shape[0] != k or sums.shape[1] != d \
@@ -640,17 +685,18 @@ def lloyd_pass(
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef floating[:, :, ::1] panels
-    cdef floating[::1] half_norms, shift
+    cdef floating[::1] base, shift
     cdef double inertia = 0
     cdef double* cluster
 
-    if dot_form:
-        panels, half_norms, shift = _pack_panels(centers)
+    if use_panels:
+        panels, base, shift = _pack_panels(centers, dot_form)
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            _lloyd_chunk_dot(&X[0, 0], &sample_weight[0], &centers[0, 0], &panels[0, 0, 0],
-                             &half_norms[0], &shift[0], k, d, c * chunk_rows,
-                             min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0],
-                             &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
+            _lloyd_chunk_panels(&X[0, 0], &sample_weight[0], &centers[0, 0],
+                                &panels[0, 0, 0], &base[0], &shift[0], k, d, dot_form,
+                                c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
+                                &scratch[threadid(), 0], &labels[0], &chunk_acc[c, 0],
+                                &chunk_inertia[c, 0])
     else:
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
             _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
