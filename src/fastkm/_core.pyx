@@ -196,8 +196,88 @@ cdef extern from *:
             }                                                                                 \\
     }
     #endif
+    /* fastkm_transpose_shifted_{f,d}(X, d, n_real, shift, block_t): block_t[f, i] =
+    X[min(i, n_real - 1), f] - shift[f] for the FASTKM_BLOCK_ROWS rows of a block, X's rows
+    being d apart. Element by element, the stores go FASTKM_BLOCK_ROWS apart, and at d = 128
+    that took a tenth of the pass; with vector shuffles, square tiles of LANES rows x LANES
+    features are transposed in registers: log2(LANES) rounds of interleaving vector i with
+    vector i + LANES / 2 turn rows into columns. */
+    #if FASTKM_VECTOR_EXTENSIONS && defined(__has_builtin)
+    #if __has_builtin(__builtin_shufflevector)
+    #define FASTKM_SHUFFLE_TRANSPOSE 1
+    #endif
+    #endif
+    #ifndef FASTKM_SHUFFLE_TRANSPOSE
+    #define FASTKM_SHUFFLE_TRANSPOSE 0
+    #endif
+    #define FASTKM_LO_2 0, 2
+    #define FASTKM_HI_2 1, 3
+    #define FASTKM_LO_4 0, 4, 1, 5
+    #define FASTKM_HI_4 2, 6, 3, 7
+    #define FASTKM_LO_8 0, 8, 1, 9, 2, 10, 3, 11
+    #define FASTKM_HI_8 4, 12, 5, 13, 6, 14, 7, 15
+    #define FASTKM_LO_16 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+    #define FASTKM_HI_16 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+    #define FASTKM_CAT(a, b) a##b
+    #define FASTKM_XCAT(a, b) FASTKM_CAT(a, b)
+    #if FASTKM_SHUFFLE_TRANSPOSE
+    #define FASTKM_TRANSPOSE_TILES(T, LANES)                                                  \\
+        typedef T tvec __attribute__((vector_size(LANES * sizeof(T))));                       \\
+        for (; f0 + LANES <= d; f0 += LANES) {                                                \\
+            tvec s;                                                                           \\
+            __builtin_memcpy(&s, shift + f0, sizeof(tvec));                                   \\
+            for (int i0 = 0; i0 < FASTKM_BLOCK_ROWS; i0 += LANES) {                           \\
+                tvec r[LANES], t[LANES];                                                      \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int i = 0; i < LANES; i++) {                                             \\
+                    Py_ssize_t row = i0 + i < n_real ? i0 + i : n_real - 1;                   \\
+                    __builtin_memcpy(&r[i], X + row * d + f0, sizeof(tvec));                  \\
+                    r[i] -= s;                                                                \\
+                }                                                                             \\
+                _Pragma("GCC unroll 4")                                                       \\
+                for (int w = 1; w < LANES; w *= 2) {                                          \\
+                    _Pragma("GCC unroll 8")                                                   \\
+                    for (int i = 0; i < LANES / 2; i++) {                                     \\
+                        t[2 * i] = __builtin_shufflevector(r[i], r[i + LANES / 2],            \\
+                                                           FASTKM_XCAT(FASTKM_LO_, LANES));   \\
+                        t[2 * i + 1] = __builtin_shufflevector(r[i], r[i + LANES / 2],        \\
+                                                               FASTKM_XCAT(FASTKM_HI_, LANES)); \\
+                    }                                                                         \\
+                    _Pragma("GCC unroll 16")                                                  \\
+                    for (int i = 0; i < LANES; i++) r[i] = t[i];                              \\
+                }                                                                             \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int f = 0; f < LANES; f++)                                               \\
+                    __builtin_memcpy(block_t + (f0 + f) * FASTKM_BLOCK_ROWS + i0, &r[f],      \\
+                                     sizeof(tvec));                                           \\
+            }                                                                                 \\
+        }
+    #else
+    #define FASTKM_TRANSPOSE_TILES(T, LANES)
+    #endif
+    #define FASTKM_DEFINE_TRANSPOSE(NAME, T, LANES)                                           \\
+    static void NAME(const T* X, Py_ssize_t d, Py_ssize_t n_real, const T* shift,            \\
+                     T* block_t) {                                                            \\
+        Py_ssize_t f0 = 0;                                                                    \\
+        FASTKM_TRANSPOSE_TILES(T, LANES)                                                      \\
+        for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) { /* features left over, if any */       \\
+            const T* row = X + (i < n_real ? i : n_real - 1) * d;                             \\
+            for (Py_ssize_t f = f0; f < d; f++)                                               \\
+                block_t[f * FASTKM_BLOCK_ROWS + i] = row[f] - shift[f];                       \\
+        }                                                                                     \\
+    }
+    #if FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 64
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 16)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 8)
+    #elif FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 32
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 8)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 4)
+    #else
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 4)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 2)
+    #endif
     #if defined(__GNUC__) || defined(__clang__)
-    #define fastkm_prefetch(p) __builtin_prefetch(p)
+    #define fastkm_prefetch(p) __builtin_prefetch((p), 0, 1)
     #else
     #define fastkm_prefetch(p) ((void)(p))
     #endif
@@ -210,6 +290,10 @@ cdef extern from *:
     enum: FASTKM_BLOCK_ROWS
     int FASTKM_VECTOR_EXTENSIONS
     void fastkm_prefetch(const void* address) noexcept nogil
+    void fastkm_transpose_shifted_f(const float* X, Py_ssize_t d, Py_ssize_t n_real,
+                                    const float* shift, float* block_t) noexcept nogil
+    void fastkm_transpose_shifted_d(const double* X, Py_ssize_t d, Py_ssize_t n_real,
+                                    const double* shift, double* block_t) noexcept nogil
     void fastkm_panel_nearest_f(const float* block_t, const float* panel, const float* base,
                                 Py_ssize_t d, int first, float* best, int* label) noexcept nogil
     void fastkm_panel_nearest_d(const double* block_t, const double* panel,
@@ -512,12 +596,10 @@ cdef inline void _transpose_block_shifted(
 ) noexcept nogil:
     """_transpose_block of X - shift (lanes past the end repeat the last real row)."""
     cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
-    cdef Py_ssize_t i, f
-    cdef const floating* row
-    for i in range(BLOCK_ROWS):
-        row = X + (start + min(i, n_real - 1)) * d
-        for f in range(d):
-            block_t[f * BLOCK_ROWS + i] = row[f] - shift[f]
+    if floating is float:
+        fastkm_transpose_shifted_f(X + start * d, d, n_real, shift, block_t)
+    else:
+        fastkm_transpose_shifted_d(X + start * d, d, n_real, shift, block_t)
 
 
 cdef inline void _block_nearest_panels(
