@@ -87,7 +87,7 @@ MAX_UNROLLED_D, DOT_MIN_D, PANEL = core.lloyd_layout()
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", sorted({MAX_UNROLLED_D, MAX_UNROLLED_D + 1, DOT_MIN_D - 1,
-                                      DOT_MIN_D, DOT_MIN_D + 1, 33, 128}))
+                                      DOT_MIN_D, DOT_MIN_D + 1, 24, 33, 128}))
 @pytest.mark.parametrize("k", [1, PANEL - 1, PANEL, PANEL + 1, 3 * PANEL + 5])
 def test_lloyd_pass_around_the_dot_form_threshold(d, k, dtype):
     """Every code path, any k (whole panels or not), rows not a multiple of a block."""

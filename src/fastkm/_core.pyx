@@ -222,7 +222,7 @@ cdef extern from *:
     #define FASTKM_CAT(a, b) a##b
     #define FASTKM_XCAT(a, b) FASTKM_CAT(a, b)
     #if FASTKM_SHUFFLE_TRANSPOSE
-    #define FASTKM_TRANSPOSE_TILES(T, LANES)                                                  \\
+    #define FASTKM_TRANSPOSE_TILES(T, LANES) {                                                \\
         typedef T tvec __attribute__((vector_size(LANES * sizeof(T))));                       \\
         for (; f0 + LANES <= d; f0 += LANES) {                                                \\
             tvec s;                                                                           \\
@@ -252,15 +252,19 @@ cdef extern from *:
                     __builtin_memcpy(block_t + (f0 + f) * FASTKM_BLOCK_ROWS + i0, &r[f],      \\
                                      sizeof(tvec));                                           \\
             }                                                                                 \\
-        }
+        }                                                                                     \\
+    }
     #else
     #define FASTKM_TRANSPOSE_TILES(T, LANES)
     #endif
-    #define FASTKM_DEFINE_TRANSPOSE(NAME, T, LANES)                                           \\
+    /* Tiles of LANES features, then of HALF (d = 8 is one tile of 8 rather than 8 single
+       features when LANES = 16), then single features. */
+    #define FASTKM_DEFINE_TRANSPOSE(NAME, T, LANES, HALF)                                     \\
     static void NAME(const T* X, Py_ssize_t d, Py_ssize_t n_real, const T* shift,            \\
                      T* block_t) {                                                            \\
         Py_ssize_t f0 = 0;                                                                    \\
         FASTKM_TRANSPOSE_TILES(T, LANES)                                                      \\
+        FASTKM_TRANSPOSE_TILES(T, HALF)                                                       \\
         for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) { /* features left over, if any */       \\
             const T* row = X + (i < n_real ? i : n_real - 1) * d;                             \\
             for (Py_ssize_t f = f0; f < d; f++)                                               \\
@@ -268,14 +272,14 @@ cdef extern from *:
         }                                                                                     \\
     }
     #if FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 64
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 16)
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 8)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 16, 8)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 8, 4)
     #elif FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 32
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 8)
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 4)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 8, 4)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 4, 2)
     #else
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 4)
-    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 2)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 4, 2)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 2, 2)
     #endif
     #if defined(__GNUC__) || defined(__clang__)
     #define fastkm_prefetch(p) __builtin_prefetch((p), 0, 1)
