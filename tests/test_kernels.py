@@ -82,6 +82,72 @@ def test_lloyd_pass_bit_identical_for_any_thread_count(dtype):
             assert np.array_equal(a, b)
 
 
+MAX_UNROLLED_D, DOT_MIN_D, PANEL = core.lloyd_layout()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", sorted({MAX_UNROLLED_D, MAX_UNROLLED_D + 1, DOT_MIN_D - 1,
+                                      DOT_MIN_D, DOT_MIN_D + 1, 24, 33, 128}))
+@pytest.mark.parametrize("k", [1, PANEL - 1, PANEL, PANEL + 1, 3 * PANEL + 5])
+def test_lloyd_pass_around_the_dot_form_threshold(d, k, dtype):
+    """Every code path, any k (whole panels or not), rows not a multiple of a block."""
+    rng = np.random.default_rng(d * 1000 + k)
+    n = 2 * 2048 + 37
+    # Clustered data far from the origin: the dot form must not lose labels to rounding.
+    centres = rng.uniform(-20, 20, size=(k, d)) + 1000
+    X = (centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(dtype)
+    w = rng.uniform(0.5, 2, size=n).astype(dtype)
+    C = (centres + rng.normal(scale=0.5, size=centres.shape)).astype(dtype)
+    labels, sums, weights, inertia = run_pass(X, w, C)
+    ref_labels, ref_sums, ref_weights, ref_inertia = numpy_pass(X, w, C)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-6)
+    np.testing.assert_allclose(weights, ref_weights, rtol=1e-12)
+    # Panels (d > MAX_UNROLLED_D): inertia from float64 distances to the chosen centres.
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-4 if dtype == np.float32 and
+                               d <= MAX_UNROLLED_D else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [MAX_UNROLLED_D, MAX_UNROLLED_D + 1, DOT_MIN_D - 1, DOT_MIN_D, 64])
+def test_lloyd_pass_ties_in_both_forms(d, dtype):
+    """Exact ties go to the lowest index, duplicated centres included, in both forms."""
+    k = 2 * PANEL + 3
+    rng = np.random.default_rng(d)
+    C = rng.integers(-4, 5, size=(k, d)).astype(dtype)
+    C[PANEL + 1] = C[2]            # duplicates in different panels and lanes
+    C[PANEL + 2] = C[PANEL + 1]
+    C[-1] = C[-2]
+    # Rows at the duplicated centres, and rows exactly halfway between two centres.
+    X = np.concatenate([C[[2, PANEL + 1, PANEL + 2, k - 1, k - 2]],
+                        (C[[0, 3, 5]] + C[[1, 4, 6]]) / 2]).astype(dtype)
+    labels, _, _, inertia = run_pass(X, np.ones(len(X), dtype), C)
+    ref_labels, _, _, ref_inertia = numpy_pass(X, np.ones(len(X), dtype), C)
+    assert labels[:5].tolist() == [2, 2, 2, k - 2, k - 2]
+    if d < DOT_MIN_D:
+        # Direct form, exact arithmetic here: halfway rows go to the lower index, as numpy.
+        np.testing.assert_array_equal(labels, ref_labels)
+    else:
+        # Dot form: a row equidistant from two centres is a near-tie whose rounding may
+        # favour either (identical centres, above, always tie exactly).
+        d2 = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+        np.testing.assert_array_equal(d2[np.arange(len(X)), labels], d2.min(1))
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [MAX_UNROLLED_D + 3, DOT_MIN_D + 7])
+def test_lloyd_pass_panels_bit_identical_for_any_thread_count(d, dtype):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40_000, d)).astype(dtype)
+    w = rng.uniform(size=len(X)).astype(dtype)
+    C = X[:2 * PANEL + 1].copy()
+    results = [run_pass(X, w, C, n_threads=t) for t in (1, 2, 3, 7)]
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
+
+
 def test_lloyd_pass_empty_input_and_bad_shapes():
     C = np.zeros((2, 3))
     labels, sums, weights, inertia = run_pass(np.zeros((0, 3)), np.zeros(0), C)

@@ -15,9 +15,13 @@ work that touches every row. Every kernel:
 * never allocates an (n, k) array: extra memory is O(chunks x k x d) plus a small buffer per
   thread.
 
-Distances are computed directly as sum((x - c)**2), with rows in vector lanes: a block of
-``BLOCK_ROWS`` rows is transposed into a per-thread buffer, then each centre is compared with
-the whole block at once. The comparisons are branchless so that the compiler vectorizes them.
+Rows go in vector lanes: a block of ``BLOCK_ROWS`` rows is transposed into a per-thread
+buffer, then each centre is compared with the whole block at once. The comparisons are
+branchless so that the compiler vectorizes them. Distances are computed directly as
+sum((x - c)**2), except in ``lloyd_pass`` from ``DOT_FORM_MIN_FEATURES`` features on, where
+the nearest centre is found with the dot-product form (see "Lloyd for d > 4" below); its
+inertia and sums are still computed directly. For d > 4, ``lloyd_pass`` compares blocks with
+panels of centres in register-blocked C micro-kernels.
 """
 
 import numpy as np
@@ -68,6 +72,246 @@ cdef extern from *:
     int fastkm_cpu_level() noexcept nogil
 
 
+cdef extern from *:
+    """
+    /* Register-blocked micro-kernels of lloyd_pass for d > 4 (see _lloyd_chunk_panels).
+
+    fastkm_panel_nearest[_direct]_{f,d}(block_t, panel, base, d, first, best, label) compares
+    the FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
+    panel (centre indices first, first + 1, ...): for each row r and centre g, in that order,
+
+        x_f = block_t[f * FASTKM_BLOCK_ROWS + r], c_f = panel[f * FASTKM_PANEL + g]
+        score = base[g] - sum over f of x_f * c_f        (dot-product form)
+        score = base[g] + sum over f of (x_f - c_f)^2    (direct form, "_direct")
+        if score < best[r]: best[r] = score, label[r] = first + g
+
+    with the sum taken in feature order (FMAs where the ISA has them), so ties go to the
+    lowest index. The accumulators are local variables of GCC/Clang vector types, so
+    the compiler keeps them in registers for the whole feature loop; written with arrays (as
+    Cython does), gcc spills part of them to the stack and reloads them every feature. The
+    panel width fits the register file of each level: 2 row vectors x FASTKM_PANEL centres
+    accumulators plus the two row vectors and a broadcast centre value. The scores never
+    leave the registers either: the argmin update is done here, branchless.
+    The direct form needs a subtraction and an FMA per term, the dot form one FMA. */
+    #define FASTKM_BLOCK_ROWS 32
+    #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
+    #define FASTKM_VECTOR_EXTENSIONS 1
+    #if defined(__AVX512F__)
+    #define FASTKM_VBYTES 64
+    #define FASTKM_PANEL 8      /* 16 of 32 zmm registers; 3% faster than 12 on Zen 4 (which
+                                   runs AVX-512 on 256-bit units) from d = 8 to 128 */
+    #elif defined(__AVX__)
+    #define FASTKM_VBYTES 32
+    #define FASTKM_PANEL 6      /* 12 of 16 ymm registers */
+    #else
+    #define FASTKM_VBYTES 16
+    #define FASTKM_PANEL 4      /* 8 of 16 xmm registers: no FMA, products need temporaries */
+    #endif
+
+    /* IT: the integer type as wide as T (the type of T's comparison masks). */
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, int* label) {                                        \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+            vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { acc0[g] = (vec){0}; acc1[g] = (vec){0}; } \\
+            const T* x = block_t + r0;                                                        \\
+            const T* c = panel;                                                               \\
+            for (Py_ssize_t f = 0; f < d; f++) {                                              \\
+                vec x0, x1;                                                                   \\
+                __builtin_memcpy(&x0, x, sizeof(vec)); /* unaligned loads */                  \\
+                __builtin_memcpy(&x1, x + W, sizeof(vec));                                    \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int g = 0; g < FASTKM_PANEL; g++) {                                      \\
+                    if (DIRECT) {                                                             \\
+                        vec t = x0 - c[g];                                                    \\
+                        acc0[g] += t * t;                                                     \\
+                        t = x1 - c[g];                                                        \\
+                        acc1[g] += t * t;                                                     \\
+                    } else {                                                                  \\
+                        acc0[g] += x0 * c[g];                                                 \\
+                        acc1[g] += x1 * c[g];                                                 \\
+                    }                                                                         \\
+                }                                                                             \\
+                x += FASTKM_BLOCK_ROWS;                                                       \\
+                c += FASTKM_PANEL;                                                            \\
+            }                                                                                 \\
+            vec b0, b1;                                                                       \\
+            ivec32 l0_32, l1_32;                                                              \\
+            __builtin_memcpy(&b0, best + r0, sizeof(vec));                                    \\
+            __builtin_memcpy(&b1, best + r0 + W, sizeof(vec));                                \\
+            __builtin_memcpy(&l0_32, label + r0, sizeof(ivec32));                             \\
+            __builtin_memcpy(&l1_32, label + r0 + W, sizeof(ivec32));                         \\
+            ivec l0 = __builtin_convertvector(l0_32, ivec);                                   \\
+            ivec l1 = __builtin_convertvector(l1_32, ivec);                                   \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order: ties keep the lowest */ \\
+                vec s0 = DIRECT ? base[g] + acc0[g] : base[g] - acc0[g];                      \\
+                vec s1 = DIRECT ? base[g] + acc1[g] : base[g] - acc1[g];                      \\
+                ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */      \\
+                ivec j = (ivec){0} + (IT)(first + g);                                         \\
+                b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                               \\
+                b1 = (vec)(((ivec)s1 & m1) | ((ivec)b1 & ~m1));                               \\
+                l0 = (j & m0) | (l0 & ~m0);                                                   \\
+                l1 = (j & m1) | (l1 & ~m1);                                                   \\
+            }                                                                                 \\
+            l0_32 = __builtin_convertvector(l0, ivec32);                                      \\
+            l1_32 = __builtin_convertvector(l1, ivec32);                                      \\
+            __builtin_memcpy(best + r0, &b0, sizeof(vec));                                    \\
+            __builtin_memcpy(best + r0 + W, &b1, sizeof(vec));                                \\
+            __builtin_memcpy(label + r0, &l0_32, sizeof(ivec32));                             \\
+            __builtin_memcpy(label + r0 + W, &l1_32, sizeof(ivec32));                         \\
+        }                                                                                     \\
+    }
+    #else
+    /* Portable fallback: the same sums in the same order, left to the compiler. */
+    #define FASTKM_VECTOR_EXTENSIONS 0
+    #define FASTKM_PANEL 8
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, int* label) {                                        \\
+        T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
+        for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
+        for (Py_ssize_t f = 0; f < d; f++)                                                    \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
+                    if (DIRECT) {                                                             \\
+                        T t = block_t[f * FASTKM_BLOCK_ROWS + r] - panel[f * FASTKM_PANEL + g]; \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += t * t;                             \\
+                    } else {                                                                  \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r] \\
+                                                           * panel[f * FASTKM_PANEL + g];     \\
+                    }                                                                         \\
+        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
+            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
+                T score = DIRECT ? base[g] + dots[g * FASTKM_BLOCK_ROWS + r]                  \\
+                                 : base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                 \\
+                label[r] = score < best[r] ? first + g : label[r];                            \\
+                best[r] = score < best[r] ? score : best[r];                                  \\
+            }                                                                                 \\
+    }
+    #endif
+    /* fastkm_transpose_shifted_{f,d}(X, d, n_real, shift, block_t): block_t[f, i] =
+    X[min(i, n_real - 1), f] - shift[f] for the FASTKM_BLOCK_ROWS rows of a block, X's rows
+    being d apart. Element by element, the stores go FASTKM_BLOCK_ROWS apart, and at d = 128
+    that took a tenth of the pass; with vector shuffles, square tiles of LANES rows x LANES
+    features are transposed in registers: log2(LANES) rounds of interleaving vector i with
+    vector i + LANES / 2 turn rows into columns. */
+    #if FASTKM_VECTOR_EXTENSIONS && defined(__has_builtin)
+    #if __has_builtin(__builtin_shufflevector)
+    #define FASTKM_SHUFFLE_TRANSPOSE 1
+    #endif
+    #endif
+    #ifndef FASTKM_SHUFFLE_TRANSPOSE
+    #define FASTKM_SHUFFLE_TRANSPOSE 0
+    #endif
+    #define FASTKM_LO_2 0, 2
+    #define FASTKM_HI_2 1, 3
+    #define FASTKM_LO_4 0, 4, 1, 5
+    #define FASTKM_HI_4 2, 6, 3, 7
+    #define FASTKM_LO_8 0, 8, 1, 9, 2, 10, 3, 11
+    #define FASTKM_HI_8 4, 12, 5, 13, 6, 14, 7, 15
+    #define FASTKM_LO_16 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+    #define FASTKM_HI_16 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+    #define FASTKM_CAT(a, b) a##b
+    #define FASTKM_XCAT(a, b) FASTKM_CAT(a, b)
+    #if FASTKM_SHUFFLE_TRANSPOSE
+    #define FASTKM_TRANSPOSE_TILES(T, LANES) {                                                \\
+        typedef T tvec __attribute__((vector_size(LANES * sizeof(T))));                       \\
+        for (; f0 + LANES <= d; f0 += LANES) {                                                \\
+            tvec s;                                                                           \\
+            __builtin_memcpy(&s, shift + f0, sizeof(tvec));                                   \\
+            for (int i0 = 0; i0 < FASTKM_BLOCK_ROWS; i0 += LANES) {                           \\
+                tvec r[LANES], t[LANES];                                                      \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int i = 0; i < LANES; i++) {                                             \\
+                    Py_ssize_t row = i0 + i < n_real ? i0 + i : n_real - 1;                   \\
+                    __builtin_memcpy(&r[i], X + row * d + f0, sizeof(tvec));                  \\
+                    r[i] -= s;                                                                \\
+                }                                                                             \\
+                _Pragma("GCC unroll 4")                                                       \\
+                for (int w = 1; w < LANES; w *= 2) {                                          \\
+                    _Pragma("GCC unroll 8")                                                   \\
+                    for (int i = 0; i < LANES / 2; i++) {                                     \\
+                        t[2 * i] = __builtin_shufflevector(r[i], r[i + LANES / 2],            \\
+                                                           FASTKM_XCAT(FASTKM_LO_, LANES));   \\
+                        t[2 * i + 1] = __builtin_shufflevector(r[i], r[i + LANES / 2],        \\
+                                                               FASTKM_XCAT(FASTKM_HI_, LANES)); \\
+                    }                                                                         \\
+                    _Pragma("GCC unroll 16")                                                  \\
+                    for (int i = 0; i < LANES; i++) r[i] = t[i];                              \\
+                }                                                                             \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int f = 0; f < LANES; f++)                                               \\
+                    __builtin_memcpy(block_t + (f0 + f) * FASTKM_BLOCK_ROWS + i0, &r[f],      \\
+                                     sizeof(tvec));                                           \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_TRANSPOSE_TILES(T, LANES)
+    #endif
+    /* Tiles of LANES features, then of HALF (d = 8 is one tile of 8 rather than 8 single
+       features when LANES = 16), then single features. */
+    #define FASTKM_DEFINE_TRANSPOSE(NAME, T, LANES, HALF)                                     \\
+    static void NAME(const T* X, Py_ssize_t d, Py_ssize_t n_real, const T* shift,            \\
+                     T* block_t) {                                                            \\
+        Py_ssize_t f0 = 0;                                                                    \\
+        FASTKM_TRANSPOSE_TILES(T, LANES)                                                      \\
+        FASTKM_TRANSPOSE_TILES(T, HALF)                                                       \\
+        for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) { /* features left over, if any */       \\
+            const T* row = X + (i < n_real ? i : n_real - 1) * d;                             \\
+            for (Py_ssize_t f = f0; f < d; f++)                                               \\
+                block_t[f * FASTKM_BLOCK_ROWS + i] = row[f] - shift[f];                       \\
+        }                                                                                     \\
+    }
+    #if FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 64
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 16, 8)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 8, 4)
+    #elif FASTKM_SHUFFLE_TRANSPOSE && FASTKM_VBYTES == 32
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 8, 4)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 4, 2)
+    #else
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_f, float, 4, 2)
+    FASTKM_DEFINE_TRANSPOSE(fastkm_transpose_shifted_d, double, 2, 2)
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastkm_prefetch(p) __builtin_prefetch((p), 0, 1)
+    #else
+    #define fastkm_prefetch(p) ((void)(p))
+    #endif
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int, 0)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long, 0)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_f, float, int, 1)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_d, double, long long, 1)
+    """
+    enum: FASTKM_PANEL
+    enum: FASTKM_BLOCK_ROWS
+    int FASTKM_VECTOR_EXTENSIONS
+    void fastkm_prefetch(const void* address) noexcept nogil
+    void fastkm_transpose_shifted_f(const float* X, Py_ssize_t d, Py_ssize_t n_real,
+                                    const float* shift, float* block_t) noexcept nogil
+    void fastkm_transpose_shifted_d(const double* X, Py_ssize_t d, Py_ssize_t n_real,
+                                    const double* shift, double* block_t) noexcept nogil
+    void fastkm_panel_nearest_f(const float* block_t, const float* panel, const float* base,
+                                Py_ssize_t d, int first, float* best, int* label) noexcept nogil
+    void fastkm_panel_nearest_d(const double* block_t, const double* panel,
+                                const double* base, Py_ssize_t d, int first, double* best,
+                                int* label) noexcept nogil
+    void fastkm_panel_nearest_direct_f(const float* block_t, const float* panel,
+                                       const float* base, Py_ssize_t d, int first,
+                                       float* best, int* label) noexcept nogil
+    void fastkm_panel_nearest_direct_d(const double* block_t, const double* panel,
+                                       const double* base, Py_ssize_t d, int first,
+                                       double* best, int* label) noexcept nogil
+
+
 cdef enum:
     # Rows compared with a centre at once; a multiple of every vector width in use.
     BLOCK_ROWS = 32
@@ -85,6 +329,16 @@ cdef enum:
     HAMERLY_WORK_PER_ROW = 8
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
+    # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d;
+    # above, centre panels and C micro-kernels (_lloyd_chunk_panels): the direct form
+    # sum((x - c)**2) below DOT_FORM_MIN_FEATURES features, the dot-product form from there.
+    MAX_UNROLLED_FEATURES = 4
+    DOT_FORM_MIN_FEATURES = 16
+    # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
+    SQ_DISTANCE_WAYS = 8
+
+# The C micro-kernel and the Cython block code must agree on the block height.
+assert FASTKM_BLOCK_ROWS == BLOCK_ROWS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +363,16 @@ def compiled_level():
 def cpu_level():
     """The highest x86-64 instruction-set level the running CPU supports: 1, 3 or 4."""
     return fastkm_cpu_level()
+
+
+def lloyd_layout():
+    """How lloyd_pass finds nearest centres: ``(max_unrolled, dot_form_min, panel_width)``.
+
+    Up to ``max_unrolled`` features, code compiled for each d; above, centres in panels of
+    ``panel_width`` (which depends on the instruction-set level) and the direct form, or from
+    ``dot_form_min`` features on the dot-product form. Exposed for tests and benchmarks.
+    """
+    return MAX_UNROLLED_FEATURES, DOT_FORM_MIN_FEATURES, FASTKM_PANEL
 
 
 def row_chunks(Py_ssize_t n_rows):
@@ -300,7 +564,7 @@ cdef void _lloyd_chunk(
         Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
         floating* block_t, int* labels, double* acc, double* inertia,
 ) noexcept nogil:
-    """_lloyd_chunk_d, compiled separately for each small d."""
+    """_lloyd_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
     if d == 1:
         _lloyd_chunk_d(X, sample_weight, centers, k, 1, start, stop, ways, block_t, labels,
                        acc, inertia)
@@ -310,12 +574,180 @@ cdef void _lloyd_chunk(
     elif d == 3:
         _lloyd_chunk_d(X, sample_weight, centers, k, 3, start, stop, ways, block_t, labels,
                        acc, inertia)
-    elif d == 4:
+    else:  # d == 4: larger d go to _lloyd_chunk_panels
         _lloyd_chunk_d(X, sample_weight, centers, k, 4, start, stop, ways, block_t, labels,
                        acc, inertia)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lloyd for d > 4: centre panels and register-blocked C micro-kernels
+#
+# The centres are packed in panels of FASTKM_PANEL (see _pack_panels), and a C micro-kernel
+# compares a block with a whole panel keeping its 2 x FASTKM_PANEL accumulators in registers.
+# Below DOT_FORM_MIN_FEATURES features it computes sum((x - c)**2) directly, as the d <= 4
+# chunks do. From DOT_FORM_MIN_FEATURES on it uses the dot-product form: |x - c|^2 =
+# |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre, so the nearest centre
+# minimises |c|^2 / 2 - x.c: one FMA per row, centre and feature instead of a subtraction
+# and an FMA. Rounding: the score's error grows with |x| |c| rather than with |x - c|^2, so
+# rows almost equidistant from two centres may be assigned differently from the direct form
+# (as in scikit-learn, which uses this form at every d); identical centres still tie exactly.
+# Two measures keep this small: rows and centres are shifted by the mean of the centres,
+# which brings |x| and |c| down to the spread of the data; and the inertia and the sums
+# never use the score: in both forms they are computed from X and the chosen centre, in
+# float64.
+
+
+cdef inline void _transpose_block_shifted(
+        const floating* X,          # IN  (n, d) C-contiguous data
+        Py_ssize_t d,
+        Py_ssize_t start,           # IN  first row of the block
+        Py_ssize_t stop,            # IN  end of the rows this chunk may read
+        const floating* shift,      # IN  (d,) subtracted from every row
+        floating* block_t,          # OUT (d, BLOCK_ROWS) the shifted rows in lanes
+) noexcept nogil:
+    """_transpose_block of X - shift (lanes past the end repeat the last real row)."""
+    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
+    if floating is float:
+        fastkm_transpose_shifted_f(X + start * d, d, n_real, shift, block_t)
     else:
-        _lloyd_chunk_d(X, sample_weight, centers, k, d, start, stop, ways, block_t, labels,
-                       acc, inertia)
+        fastkm_transpose_shifted_d(X + start * d, d, n_real, shift, block_t)
+
+
+cdef inline void _block_nearest_panels(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) shifted rows in lanes
+        const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) see _pack_panels
+        const floating* base,       # IN  (n_panels * FASTKM_PANEL,) see _pack_panels
+        Py_ssize_t n_panels, Py_ssize_t d,
+        bint dot_form,              # IN  which micro-kernel
+        int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
+) noexcept nogil:
+    """Nearest centre of each lane; exact ties go to the lowest index."""
+    cdef Py_ssize_t i, p
+    cdef floating best[BLOCK_ROWS]
+    for i in range(BLOCK_ROWS):
+        best[i] = INFINITY
+        label[i] = 0
+    for p in range(n_panels):  # in index order, so that ties keep the lowest index
+        if floating is float:
+            if dot_form:
+                fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, label)
+            else:
+                fastkm_panel_nearest_direct_f(block_t, panels + p * d * FASTKM_PANEL,
+                                              base + p * FASTKM_PANEL, d,
+                                              <int>(p * FASTKM_PANEL), best, label)
+        else:
+            if dot_form:
+                fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, label)
+            else:
+                fastkm_panel_nearest_direct_d(block_t, panels + p * d * FASTKM_PANEL,
+                                              base + p * FASTKM_PANEL, d,
+                                              <int>(p * FASTKM_PANEL), best, label)
+
+
+cdef void _lloyd_chunk_panels(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* centers,             # IN  (k, d)
+        const floating* panels,              # IN  see _pack_panels
+        const floating* base,                # IN  see _pack_panels
+        const floating* shift,               # IN  (d,) see _pack_panels
+        Py_ssize_t k, Py_ssize_t d,
+        bint dot_form,                       # IN  which micro-kernel
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        floating* block_t,                   # scratch (d, BLOCK_ROWS)
+        int* labels,                         # OUT (n,) rows [start, stop) written
+        double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
+        double* inertia,                     # OUT weighted squared distances of the chunk
+) noexcept nogil:
+    cdef Py_ssize_t n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
+    cdef Py_ssize_t block_start, i, f, n_real
+    cdef int label[BLOCK_ROWS]
+    cdef double w, total = 0
+    cdef double* cluster
+    cdef const floating* row
+    cdef const floating* next_rows
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # values in a cache line
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
+        _transpose_block_shifted(X, d, block_start, stop, shift, block_t)
+        # The block takes k * d FMAs or more per row, long enough to fetch the next block from
+        # memory meanwhile; the hardware prefetcher sees no accesses to X until then.
+        next_rows = X + (block_start + BLOCK_ROWS) * d
+        for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
+            fastkm_prefetch(next_rows + f)
+        _block_nearest_panels(block_t, panels, base, n_panels, d, dot_form, label)
+        for i in range(n_real):
+            # Sums and the exact distance to the chosen centre, from the unshifted row.
+            labels[block_start + i] = label[i]
+            w = sample_weight[block_start + i]
+            row = X + (block_start + i) * d
+            cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
+            for f in range(d):
+                cluster[f] += w * row[f]
+            cluster[d] += w
+            total += w * _sq_distance(row, centers + label[i] * d, d)
+    inertia[0] = total
+
+
+cdef inline double _sq_distance(
+        const floating* x,          # IN  (d,)
+        const floating* c,          # IN  (d,)
+        Py_ssize_t d,
+) noexcept nogil:
+    """|x - c|^2 in float64, in SQ_DISTANCE_WAYS interleaved partial sums.
+
+    A single running sum is a chain of dependent additions that the compiler may not
+    reorder (no -ffast-math); fixed interleaved sums vectorize and stay deterministic.
+    """
+    cdef double part[SQ_DISTANCE_WAYS]
+    cdef double t, total = 0
+    cdef Py_ssize_t f, j, d_main = d - d % SQ_DISTANCE_WAYS
+    for j in range(SQ_DISTANCE_WAYS):
+        part[j] = 0
+    for f from 0 <= f < d_main by SQ_DISTANCE_WAYS:
+        for j in range(SQ_DISTANCE_WAYS):
+            t = <double>x[f + j] - <double>c[f + j]
+            part[j] += t * t
+    for f in range(d_main, d):
+        t = <double>x[f] - <double>c[f]
+        total += t * t
+    for j in range(SQ_DISTANCE_WAYS):
+        total += part[j]
+    return total
+
+
+cdef _pack_panels(const floating[:, ::1] centers, bint dot_form):
+    """The centres as the micro-kernels read them: ``(panels, base, shift)``.
+
+    shift (d,) is subtracted from rows and centres: the mean of the centres in the dot form,
+    zero in the direct form (which then sees the unchanged values). panels (n_panels, d,
+    FASTKM_PANEL) holds centre p * FASTKM_PANEL + g minus the shift at [p, :, g], padded with
+    zero centres up to a whole panel. base[j] is the score's constant term for centre j: half
+    the squared norm of shifted centre j (computed in float64) in the dot form, zero in the
+    direct form; infinite for the padding, so that it is never chosen.
+    """
+    dtype = np.float32 if floating is float else np.float64
+    C = np.asarray(centers)
+    k, d = C.shape
+    n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
+    shift = np.zeros(d, dtype=dtype)
+    if dot_form:
+        shift[:] = C.astype(np.float64).mean(axis=0)
+    shifted = np.zeros((n_panels * FASTKM_PANEL, d), dtype=dtype)
+    shifted[:k] = C - shift
+    base = np.full(n_panels * FASTKM_PANEL, np.inf, dtype=dtype)
+    base[:k] = 0
+    if dot_form:
+        base[:k] = 0.5 * np.einsum("ij,ij->i", shifted[:k].astype(np.float64),
+                                   shifted[:k].astype(np.float64))
+    panels = np.ascontiguousarray(
+        shifted.reshape(n_panels, FASTKM_PANEL, d).transpose(0, 2, 1))
+    return panels, base, shift
 
 
 def lloyd_pass(
@@ -333,6 +765,8 @@ def lloyd_pass(
     weighted sum of squared distances of the rows to their nearest centre.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef bint use_panels = d > MAX_UNROLLED_FEATURES
+    cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
     cdef Py_ssize_t ways = _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
     _check_shapes(X, sample_weight, centers)
@@ -344,13 +778,24 @@ def lloyd_pass(
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    cdef floating[:, :, ::1] panels
+    cdef floating[::1] base, shift
     cdef double inertia = 0
     cdef double* cluster
 
-    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
-                     min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0], &labels[0],
-                     &chunk_acc[c, 0], &chunk_inertia[c, 0])
+    if use_panels:
+        panels, base, shift = _pack_panels(centers, dot_form)
+        for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            _lloyd_chunk_panels(&X[0, 0], &sample_weight[0], &centers[0, 0],
+                                &panels[0, 0, 0], &base[0], &shift[0], k, d, dot_form,
+                                c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
+                                &scratch[threadid(), 0], &labels[0], &chunk_acc[c, 0],
+                                &chunk_inertia[c, 0])
+    else:
+        for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
+                         min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
+                         &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
 
     # Ordered merge: the result does not depend on which thread ran which chunk.
     sums[:, :] = 0

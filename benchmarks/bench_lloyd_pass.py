@@ -1,0 +1,95 @@
+"""Time one Lloyd pass (``core.lloyd_pass``) per workload, and scikit-learn's iteration.
+
+Run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (those variables slow numpy's BLAS
+on the shared machines, see GUIDE section 5). Timings are the minimum of ``--repeat`` runs:
+the machines are shared and noisy. Example::
+
+    PYTHONPATH=src python benchmarks/bench_lloyd_pass.py --workloads blobs128 blobs8 photo
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from fastkm._isa import core, level_name
+
+
+def photo_pixels(n=2560 * 1708, seed=0):
+    """Photo-like colours: smooth random fields in [0, 1], 4.4 M pixels by default."""
+    try:
+        from PIL import Image
+        from sklearn.datasets import load_sample_image
+        img = Image.fromarray(load_sample_image("china.jpg")).resize((2560, 1708),
+                                                                     Image.BICUBIC)
+        return (np.asarray(img, dtype=np.float32).reshape(-1, 3) / 255)[:n].copy()
+    except Exception:
+        rng = np.random.default_rng(seed)
+        return rng.uniform(size=(n, 3)).astype(np.float32)
+
+
+def workloads(names):
+    from sklearn.datasets import make_blobs
+    rng = np.random.default_rng(0)
+    if "blobs128" in names:
+        X, _ = make_blobs(200_000, 128, centers=256, random_state=0)
+        X = X.astype(np.float32)
+        yield "blobs 200k x 128", X, [256]
+    if "blobs8" in names:
+        X, _ = make_blobs(1_000_000, 8, centers=100, random_state=0)
+        yield "blobs 1M x 8", X.astype(np.float32), [100]
+    if "photo" in names:
+        yield "photo 4.4M x 3", photo_pixels(), [16, 64, 256]
+    for name in names:
+        if name.startswith("d="):  # d=<d>,<n>,<k>: uniform blobs of any shape
+            d, n, k = map(int, name[2:].split(","))
+            X, _ = make_blobs(n, d, centers=k, random_state=0)
+            yield f"blobs {n} x {d}", X.astype(np.float32), [k]
+    del rng
+
+
+def best_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workloads", nargs="+", default=["blobs128", "blobs8", "photo"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn")
+    args = parser.parse_args()
+    print(f"kernels: {level_name(core)} ({core.__file__})")
+    for name, X, ks in workloads(args.workloads):
+        rng = np.random.default_rng(1)
+        w = np.ones(len(X), dtype=X.dtype)
+        labels = np.empty(len(X), dtype=np.int32)
+        for k in ks:
+            C = X[rng.choice(len(X), k, replace=False)].copy()
+            sums = np.empty((k, X.shape[1]))
+            weights = np.empty(k)
+            row = [f"{name:>18} k={k:<4}"]
+            for t in args.threads:
+                core.lloyd_pass(X, w, C, labels, sums, weights, t)
+                sec = best_time(lambda: core.lloyd_pass(X, w, C, labels, sums, weights, t),
+                                args.repeat)
+                row.append(f"{t}T {sec * 1e3:8.1f} ms")
+            if args.sklearn:
+                from sklearn.cluster import KMeans
+                from threadpoolctl import threadpool_limits
+                for t in args.threads:
+                    with threadpool_limits(t):
+                        iters = 10
+                        sec = best_time(lambda: KMeans(k, init=C, n_init=1, max_iter=iters,
+                                                       tol=0).fit(X), max(2, args.repeat // 3))
+                    row.append(f"sklearn {t}T {sec / iters * 1e3:8.1f} ms/it")
+            print("  ".join(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
