@@ -461,3 +461,13 @@ def test_init_size_seeds_from_a_sample():
     assert len(np.unique(km.labels_)) == 12
     with pytest.raises(ValueError, match="init_size"):
         KMeans(10, init_size=5).fit(X)
+
+
+def test_largest_first_matches_a_stable_sort():
+    from fastkm._lloyd import _largest_first
+
+    rng = np.random.default_rng(0)
+    for n, count in [(1000, 5), (1000, 1), (50, 50), (10_000, 37), (7, 9)]:
+        values = rng.integers(0, 20, n).astype(float)  # many ties
+        np.testing.assert_array_equal(_largest_first(values, count),
+                                      np.argsort(-values, kind="stable")[:count])

@@ -150,6 +150,20 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
     return new_centers, len(empty) > 0
 
 
+def _largest_first(values, count):
+    """Indices of the ``count`` largest values, largest first, ties by lower index.
+
+    The same as ``np.argsort(-values, kind="stable")[:count]`` without sorting all n.
+    """
+    if count >= len(values):
+        return np.argsort(-values, kind="stable")
+    threshold = np.partition(values, len(values) - count)[len(values) - count]
+    above = np.flatnonzero(values > threshold)
+    at = np.flatnonzero(values == threshold)[:count - len(above)]
+    chosen = np.concatenate([above, at])
+    return chosen[np.lexsort((chosen, -values[chosen]))]
+
+
 def _farthest_samples(X, sample_weight, centers, labels, count):
     """Indices of the ``count`` positively weighted samples farthest from their centres."""
     distances = np.empty(X.shape[0])
@@ -158,7 +172,7 @@ def _farthest_samples(X, sample_weight, centers, labels, count):
         diff = X[rows] - centers[labels[rows]]
         distances[rows] = np.einsum("ij,ij->i", diff, diff)
     distances[sample_weight == 0] = 0
-    order = np.argsort(-distances, kind="stable")[:count]
+    order = _largest_first(distances, count)
     if len(order) < count or distances[order[-1]] <= 0:
         n_distinct = len(centers) - count + int((distances[order] > 0).sum())
         raise fewer_distinct_points_error(n_distinct, len(centers))
