@@ -10,6 +10,28 @@ def fewer_distinct_points_error(n_distinct, n_clusters):
                       f"fewer than n_clusters={n_clusters}")
 
 
+def initial_centers(X, n_clusters, method, sample_weight, random_state, n_threads,
+                    init_size=None):
+    """Initial centres by ``method``, 'k-means++' or 'random', as ``KMeans`` draws them.
+
+    With ``init_size`` (k-means++ only), k-means++ runs on that many rows drawn at random
+    (with replacement, duplicates and zero weights dropped), or on all rows if the sample
+    cannot seed ``n_clusters`` distinct centres.
+    """
+    if method == "random":
+        return random_rows(X, n_clusters, sample_weight, random_state)[0]
+    if init_size is not None and init_size < len(X):
+        rows = np.unique(random_state.randint(0, len(X), size=init_size))
+        rows = rows[sample_weight[rows] > 0]
+        try:
+            return kmeans_plusplus(np.ascontiguousarray(X[rows]), n_clusters,
+                                   np.ascontiguousarray(sample_weight[rows]), random_state,
+                                   n_threads)[0]
+        except ValueError:  # the sample holds fewer distinct points than clusters
+            pass
+    return kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads)[0]
+
+
 def kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads, n_local_trials=None):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local trials).
 

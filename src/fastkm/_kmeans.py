@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._init import kmeans_plusplus, random_rows
+from ._init import initial_centers
 from ._isa import core
 from ._lloyd import lloyd
 from ._swap import swap_refine
@@ -129,14 +129,9 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         elif callable(init):
             centers = _check_init(init(X, n_clusters, random_state=random_state), n_clusters,
                                   n_features, X.dtype, name="the array returned by init")
-        elif init == "k-means++" and init_size is not None and init_size < n_samples:
-            centers = _kmeans_plusplus_on_sample(X, n_clusters, sample_weight, init_size,
-                                                 random_state, n_threads)
-        elif init == "k-means++":
-            centers, _ = kmeans_plusplus(X, n_clusters, sample_weight, random_state,
-                                         n_threads)
         else:
-            centers, _ = random_rows(X, n_clusters, sample_weight, random_state)
+            centers = initial_centers(X, n_clusters, init, sample_weight, random_state,
+                                      n_threads, init_size=init_size)
         if verbose:
             print(f"Initialization complete (run {run + 1} of {n_init})")
         result = KMeansResult(*lloyd(X, sample_weight, centers, max_iter=max_iter, tol=tol,
@@ -149,20 +144,6 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         if best is None or result.inertia < best.inertia:
             best = result
     return best
-
-
-def _kmeans_plusplus_on_sample(X, n_clusters, sample_weight, init_size, random_state,
-                               n_threads):
-    """k-means++ on ``init_size`` random rows (all rows if the sample cannot seed k centres)."""
-    rows = np.unique(random_state.randint(0, len(X), size=init_size))
-    rows = rows[sample_weight[rows] > 0]
-    try:
-        centers, _ = kmeans_plusplus(np.ascontiguousarray(X[rows]), n_clusters,
-                                     np.ascontiguousarray(sample_weight[rows]), random_state,
-                                     n_threads)
-    except ValueError:  # the sample holds fewer distinct points than clusters
-        centers, _ = kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads)
-    return centers
 
 
 def _check_init(init, n_clusters, n_features, dtype, name="init"):

@@ -459,19 +459,15 @@ def _keeping_starts(method, starts):
     """An init callable that does what ``init=method`` does and appends each start to
     ``starts``: KMeans shows its initial centres to nobody but a callable init.
 
-    The same draws from the same random state: the result is the one ``init=method``
-    gives, which the tests check.
+    The library's own draws from the same random state: the result is the one
+    ``init=method`` gives, which the tests check.
     """
-    from ._init import kmeans_plusplus, random_rows
+    from ._init import initial_centers
     from ._validation import effective_n_threads
 
     def init(X, n_clusters, random_state):
-        weights = np.ones(len(X), dtype=X.dtype)
-        if method == "k-means++":
-            centers, _ = kmeans_plusplus(X, n_clusters, weights, random_state,
-                                         effective_n_threads(None))
-        else:
-            centers, _ = random_rows(X, n_clusters, weights, random_state)
+        centers = initial_centers(X, n_clusters, method, np.ones(len(X), dtype=X.dtype),
+                                  random_state, effective_n_threads(None))
         starts.append(centers)
         return centers
 

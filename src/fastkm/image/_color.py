@@ -24,12 +24,18 @@ def srgb_to_oklab(rgb):
     """
     c = np.asarray(rgb, dtype=np.float64) / 255.0
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    return np.cbrt(linear @ _LINEAR_TO_LMS.T) @ _LMS_TO_OKLAB.T
+    return _times(np.cbrt(_times(linear, _LINEAR_TO_LMS)), _LMS_TO_OKLAB)
 
 
 def oklab_to_srgb(lab):
     """sRGB colours as 0-255 floats (not rounded, clipped to the gamut) of Oklab coordinates."""
-    linear = (np.asarray(lab, dtype=np.float64) @ _OKLAB_TO_LMS.T) ** 3 @ _LMS_TO_LINEAR.T
+    linear = _times(_times(np.asarray(lab, dtype=np.float64), _OKLAB_TO_LMS) ** 3,
+                    _LMS_TO_LINEAR)
     linear = np.clip(linear, 0.0, 1.0)
     c = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     return c * 255.0
+
+
+def _times(colours, matrix):
+    """``colours @ matrix.T`` by einsum: a matrix product would start BLAS's own threads."""
+    return np.einsum("ij,kj->ik", colours, matrix)

@@ -122,7 +122,9 @@ def quantize(image, n_colors=16, *, colorspace="rgb", dither=False, random_state
     colorspace : {'rgb', 'oklab'}, default='rgb'
     dither : bool or float, default=False
         False for none; True or a strength in (0, 1] for Floyd-Steinberg error diffusion
-        (serpentine), weakened where it would only add noise.
+        (serpentine), weakened where it would only add noise. The diffused colours are
+        matched to the palette in RGB, whatever ``colorspace``; images with partial
+        transparency cannot be dithered.
     random_state : int, RandomState or None, default=0
         Seed of the weighted k-means++ start; fixed by default so results repeat.
     n_init : int, default=1
@@ -405,9 +407,14 @@ def _coarse_bins(colours, points, weights):
 
 
 def _variance(points, weights):
+    """Weighted mean over features of the per-feature variance.
+
+    Plain reductions rather than ``@``: a matrix product would start BLAS's own threads,
+    whatever ``n_threads`` says.
+    """
     w = weights.astype(np.float64) / weights.sum()
-    mean = w @ points
-    return float(w @ ((points - mean) ** 2).mean(axis=1))
+    mean = (w[:, None] * points).sum(axis=0)
+    return float((w * ((points - mean) ** 2).mean(axis=1)).sum())
 
 
 def _to_space(colours, colorspace):
@@ -442,7 +449,7 @@ def _nearest(points, weights, centres, n_threads):
 def _squared_error(colours, counts, palette, labels):
     """Summed squared 0-255 error over all channels and pixels of a histogram's colours."""
     diff = colours.astype(np.float64) - palette[labels].astype(np.float64)
-    return float(counts @ (diff ** 2).sum(axis=1))
+    return float((counts * (diff ** 2).sum(axis=1)).sum())
 
 
 def _check_palette(palette):
@@ -476,17 +483,26 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
                          _to_space(visible_palette, colorspace), n_threads)
     if strength:
         indices = _dither(histogram, visible_palette, labels, strength)
-        diff = histogram.pixels.astype(np.float64) - \
-            visible_palette[indices.reshape(-1)].astype(np.float64)
-        if histogram.transparent is not None:
-            diff[histogram.transparent] = 0
-        squared = float((diff ** 2).sum())
+        squared = _pixel_squared_error(histogram, visible_palette, indices.reshape(-1))
     else:
         indices = histogram.remap(labels)
         squared = _squared_error(histogram.colours, histogram.counts, visible_palette, labels)
     if histogram.transparent is not None:
         indices.reshape(-1)[histogram.transparent] = len(palette) - 1
     return QuantizedImage(palette, indices, squared / (n_pixels * channels), loaded.icc_profile)
+
+
+def _pixel_squared_error(histogram, palette, indices):
+    """Summed squared error over the visible pixels, a million pixels at a time."""
+    squared = 0.0
+    step = 1 << 20
+    for start in range(0, len(indices), step):
+        rows = slice(start, start + step)
+        diff = histogram.pixels[rows].astype(np.float32) - palette[indices[rows]]
+        if histogram.transparent is not None:
+            diff[histogram.transparent[rows]] = 0
+        squared += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    return squared
 
 
 def _check_dither(dither):
