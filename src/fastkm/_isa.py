@@ -9,8 +9,12 @@ lacks it); ``auto`` or unset picks the best one.
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 from . import _core as _baseline
+
+if TYPE_CHECKING:  # every level has the baseline's interface (see _core.pyi)
+    from . import _core as core
 
 __all__ = ["core", "LEVELS", "available_levels", "level_name"]
 
@@ -56,4 +60,4 @@ def _select():
     return _load(requested)
 
 
-core = _select()
+core = _select()  # noqa: F811

@@ -1,0 +1,72 @@
+"""Type stubs of the compiled kernels (``fastkm._core`` and its per-level builds).
+
+Arrays are C-contiguous; every floating argument of one call has the same dtype, float32 or
+float64 (``Floats``). Outputs are written in place.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+Float64 = npt.NDArray[np.float64]
+Int32 = npt.NDArray[np.int32]
+UInt8 = npt.NDArray[np.uint8]
+
+def openmp_enabled() -> bool: ...
+def openmp_max_threads() -> int: ...
+def compiled_level() -> int: ...
+def cpu_level() -> int: ...
+def lloyd_layout() -> tuple[int, int, int]: ...
+def row_chunks(n_rows: int) -> tuple[int, int]: ...
+def lloyd_pass(
+    X: Floats,
+    sample_weight: Floats,
+    centers: Floats,
+    labels: Int32,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> float: ...
+def hamerly_pass(
+    X: Floats,
+    sample_weight: Floats,
+    centers: Floats,
+    shift: Floats,
+    labels: Int32,
+    upper: Floats,
+    lower: Floats,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> None: ...
+def kmeanspp_candidate_potentials(
+    X: Floats,
+    sample_weight: Floats,
+    candidates: Floats,
+    closest_sq: Float64,
+    potentials: Float64,
+    n_threads: int = 1,
+) -> None: ...
+def kmeanspp_update_closest(
+    X: Floats,
+    sample_weight: Floats,
+    center: Floats,
+    closest_sq: Float64,
+    chunk_potentials: Float64,
+    n_threads: int = 1,
+) -> None: ...
+def sq_distances(X: Floats, centers: Floats, out: Floats, n_threads: int = 1) -> None: ...
+def rgb_histogram(
+    rgb: UInt8, counts: npt.NDArray[np.uint32], n_threads: int = 1
+) -> None: ...
+def remap_rgb(rgb: UInt8, lookup: UInt8, indices: UInt8, n_threads: int = 1) -> None: ...
+def dither_rgb(
+    image: UInt8,
+    skip: UInt8,
+    palette: npt.NDArray[np.float32],
+    acceptance: npt.NDArray[np.float32],
+    nearest: npt.NDArray[np.int16],
+    strength: float,
+    max_error: float,
+    indices: UInt8,
+) -> None: ...
