@@ -1,0 +1,592 @@
+"""Exact k-means on Dask arrays: :class:`fastkm.dask.KMeans` (``pip install fastkm[dask]``).
+
+Import it explicitly (``import fastkm.dask``): ``import fastkm`` does not import Dask.
+
+How a fit runs
+--------------
+The input (a ``dask.array`` or a dask DataFrame) is persisted on the workers of the active
+``dask.distributed.Client`` (or in memory under the default scheduler when there is none) and
+never travels to the client. Each Lloyd iteration maps the Cython pass
+(``lloyd_pass``) over the row blocks on the workers; a block returns only its per-cluster
+weighted sums, weights and inertia (k x d + k + 1 numbers, its labels stay on the worker).
+These partials are added as a tree (:data:`SPLIT_EVERY` at a time) and the new centres are
+computed on the client. When a cluster is empty, a second round asks every block for its
+farthest samples and the client re-seeds the cluster exactly as :class:`fastkm.KMeans` does
+(farthest samples first, ties by the lower row index). From the same initial centres the
+fit gives the in-memory fit's centres, up to float64 rounding of the summation order, and
+the same labels.
+
+Threads on the workers
+----------------------
+Dask's nanny starts worker processes with ``OMP_NUM_THREADS=1`` (the
+``distributed.nanny.pre-spawn-environ`` setting), so with ``n_threads=None`` the kernel
+runs on one OpenMP thread per task, and a worker runs ``threads_per_worker`` tasks at once.
+To give each task more threads, either pass ``n_threads`` explicitly (it is handed to the
+kernel on the worker as is), or start the workers with another environment, for example
+``dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": 4})`` before
+creating the ``LocalCluster``, or ``OMP_NUM_THREADS=4 dask worker ... --nthreads 1``.
+Keep ``threads_per_worker x n_threads`` at most the worker's cores.
+
+Results depend on the chunking only through the random initialization ('k-means||' draws
+one random stream per block): with an init array they do not depend on it.
+"""
+
+import numbers
+
+import dask
+import dask.array as da
+import numpy as np
+from dask import delayed
+
+from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
+from ._isa import core
+from ._kmeans import KMeans as _InMemoryKMeans
+from ._kmeans import _check_init, _check_n_init
+from ._lloyd import IterationInfo, _largest_first
+from ._validation import (
+    ROW_STEP,
+    check_array,
+    check_positive_int,
+    check_random_state,
+    effective_n_threads,
+)
+
+__all__ = ["KMeans", "SPLIT_EVERY"]
+
+#: Partials added per node of the reduction tree.
+SPLIT_EVERY = 8
+
+_INITS = ("k-means||", "k-means++", "random")
+
+
+# -- functions run on the workers, one call per row block ----------------------------------
+
+def _block_weights(xb, wb):
+    if wb is None:
+        return np.ones(xb.shape[0], dtype=xb.dtype)
+    return np.ascontiguousarray(wb, dtype=xb.dtype)
+
+
+def _block_labels(xb, wb, centers, n_threads):
+    """Nearest centres of a block, and the kernel's partial sums, weights and inertia."""
+    xb = np.ascontiguousarray(xb)
+    k, d = centers.shape
+    labels = np.empty(xb.shape[0], dtype=np.int32)
+    sums = np.zeros((k, d))
+    weight_sums = np.zeros(k)
+    inertia = 0.0
+    if xb.shape[0]:
+        inertia = core.lloyd_pass(xb, _block_weights(xb, wb), centers, labels, sums,
+                                  weight_sums, effective_n_threads(n_threads))
+    return labels, sums, weight_sums, float(inertia)
+
+
+def _block_partials(xb, wb, centers, n_threads):
+    """One Lloyd pass over a block: (sums, weight_sums, inertia); the labels stay here."""
+    return _block_labels(xb, wb, centers, n_threads)[1:]
+
+
+def _add_partials(*parts):
+    sums = parts[0][0].copy()
+    weight_sums = parts[0][1].copy()
+    inertia = parts[0][2]
+    for s, w, i in parts[1:]:
+        sums += s
+        weight_sums += w
+        inertia += i
+    return sums, weight_sums, inertia
+
+
+def _sq_distance_to_assigned(xb, centers, labels):
+    """|x - centers[label]|**2 per row, computed as fastkm's in-memory re-seeding does."""
+    distances = np.empty(xb.shape[0])
+    for start in range(0, xb.shape[0], ROW_STEP):
+        rows = slice(start, start + ROW_STEP)
+        diff = xb[rows] - centers[labels[rows]]
+        distances[rows] = np.einsum("ij,ij->i", diff, diff)
+    return distances
+
+
+def _block_farthest(xb, wb, centers, offset, count, n_threads):
+    """A block's ``count`` samples farthest from their centres, and its member counts.
+
+    Returns (distances, global row indices, rows, weights, labels, members per cluster).
+    """
+    xb = np.ascontiguousarray(xb)
+    labels = _block_labels(xb, wb, centers, n_threads)[0]
+    weights = _block_weights(xb, wb)
+    distances = _sq_distance_to_assigned(xb, centers, labels)
+    distances[weights == 0] = 0
+    order = _largest_first(distances, count) if len(distances) else np.empty(0, np.intp)
+    members = np.bincount(labels[weights > 0], minlength=centers.shape[0])
+    return (distances[order], order + offset, xb[order].copy(), weights[order],
+            labels[order], members)
+
+
+def _block_predict(xb, centers, n_threads):
+    return _block_labels(xb, None, centers, n_threads)[0]
+
+
+def _block_transform(xb, centers, n_threads):
+    xb = np.ascontiguousarray(xb)
+    out = np.empty((xb.shape[0], centers.shape[0]), dtype=xb.dtype)
+    if xb.shape[0]:
+        core.sq_distances(xb, centers, out, effective_n_threads(n_threads))
+    return np.sqrt(out, out=out)
+
+
+def _block_closest(xb, previous, candidates, n_threads):
+    """min(previous, squared distance to the nearest candidate), float64, per row."""
+    xb = np.ascontiguousarray(xb)
+    labels = _block_labels(xb, None, candidates, n_threads)[0]
+    distances = _sq_distance_to_assigned(xb, candidates, labels)
+    return distances if previous is None else np.minimum(previous, distances)
+
+
+def _block_potential(closest, wb, dtype):
+    if wb is None:
+        return float(closest.sum())
+    return float((closest * np.asarray(wb, dtype=dtype)).sum())
+
+
+def _block_sample(xb, wb, closest, scale, seed):
+    """Rows kept independently with probability min(1, scale * w * closest) (k-means||)."""
+    p = closest * scale
+    if wb is not None:
+        p *= np.asarray(wb, dtype=np.float64)
+    keep = np.random.default_rng(seed).random(len(p)) < p
+    return np.ascontiguousarray(xb[keep])
+
+
+def _block_weight_sum(wb, n):
+    return float(np.sum(wb, dtype=np.float64)) if wb is not None else float(n)
+
+
+def _block_row_at(xb, wb, target):
+    """The row where the block's cumulative weight first exceeds ``target``."""
+    mass = np.cumsum(_block_weights(xb, wb).astype(np.float64))
+    row = min(int(np.searchsorted(mass, target, side="right")), len(mass) - 1)
+    positive = np.flatnonzero(_block_weights(xb, wb)[:row + 1] > 0)
+    row = positive[-1] if len(positive) else np.flatnonzero(_block_weights(xb, wb) > 0)[0]
+    return np.array(xb[row:row + 1])
+
+
+# -- the client side ---------------------------------------------------------------------
+
+class _Blocks:
+    """A persisted 2-D dask array as a list of row blocks (and sample weights, if any)."""
+
+    def __init__(self, X, sample_weight):
+        self.X = X
+        self.xs = list(X.to_delayed().ravel())
+        self.ws = ([None] * len(self.xs) if sample_weight is None
+                   else list(sample_weight.to_delayed().ravel()))
+        self.sizes = np.asarray(X.chunks[0], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.dtype = X.dtype
+
+    def map(self, func, *args, with_weights=True):
+        if with_weights:
+            return [delayed(func, pure=True)(xb, wb, *args) for xb, wb in zip(self.xs, self.ws)]
+        return [delayed(func, pure=True)(xb, *args) for xb in self.xs]
+
+    def partials(self, centers, n_threads):
+        """Summed (sums, weight_sums, inertia) of one pass, reduced as a tree."""
+        parts = self.map(_block_partials, delayed(centers), n_threads)
+        while len(parts) > 1:
+            parts = [delayed(_add_partials, pure=True)(*parts[i:i + SPLIT_EVERY])
+                     for i in range(0, len(parts), SPLIT_EVERY)]
+        return dask.compute(parts[0])[0]
+
+
+def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
+    """New centres from reduced partials; empty clusters re-seeded as fastkm.KMeans does."""
+    k = centers.shape[0]
+    empty = np.flatnonzero(weight_sums == 0)
+    if len(empty):
+        count = len(empty)
+        c = delayed(centers)
+        parts = dask.compute([delayed(_block_farthest, pure=True)(xb, wb, c, int(off), count,
+                                                                  n_threads)
+                              for xb, wb, off in zip(blocks.xs, blocks.ws, blocks.offsets)])[0]
+        dist, index, rows, weights, labels, members = (
+            [p[i] for p in parts] for i in range(6))
+        dist, index, weights, labels = (np.concatenate(a) for a in (dist, index, weights,
+                                                                       labels))
+        rows = np.concatenate(rows)
+        members = np.sum(members, axis=0)
+        order = np.lexsort((index, -dist))[:count]
+        if len(order) < count or dist[order[-1]] <= 0:
+            n_distinct = k - count + int((dist[order] > 0).sum())
+            raise fewer_distinct_points_error(n_distinct, k)
+        for cluster, j in zip(empty, order):
+            old = labels[j]
+            w = float(weights[j])
+            moved = w * rows[j].astype(np.float64)
+            sums[old] -= moved
+            weight_sums[old] -= w
+            members[old] -= 1
+            sums[cluster] = moved
+            weight_sums[cluster] = w
+            members[cluster] += 1
+        weight_sums[members == 0] = 0
+    new_centers = np.array(centers, dtype=blocks.dtype)
+    filled = weight_sums > 0
+    new_centers[filled] = sums[filled] / weight_sums[filled, None]
+    if not np.isfinite(new_centers).all():
+        raise ValueError("The weighted sums of the clusters overflow: rescale X or "
+                         "sample_weight")
+    return new_centers, len(empty) > 0
+
+
+def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose):
+    """Lloyd's iterations on the workers; returns (centers, inertia, n_iter)."""
+    centers = np.ascontiguousarray(centers, dtype=blocks.dtype)
+    final_inertia = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        sums, weight_sums, inertia = blocks.partials(centers, n_threads)
+        new_centers, relocated = _updated_centers(blocks, centers, sums, weight_sums,
+                                                  n_threads)
+        center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+        centers = new_centers
+        if verbose:
+            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
+        stop = False
+        if callback is not None:
+            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
+                                               None)))
+        if center_shift == 0 and not relocated:
+            # The pass's labels reproduce these centres: its inertia is theirs.
+            final_inertia = inertia
+            if verbose:
+                print(f"Converged at iteration {n_iter}: strict convergence.")
+            break
+        if center_shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
+                      f"within tolerance {tol:.6g}.")
+            break
+        if stop:
+            break
+    if final_inertia is None:
+        final_inertia = blocks.partials(centers, n_threads)[2]
+    return centers, float(final_inertia), n_iter
+
+
+def _kmeans_parallel(blocks, n_clusters, random_state, n_threads, local_threads,
+                     oversampling_factor, n_rounds):
+    """k-means|| (Bahmani et al. 2012), then weighted greedy k-means++ on the candidates.
+
+    The first centre is a row drawn in proportion to its weight. Each round keeps every row
+    independently with probability ``min(1, l * w * d**2 / phi)``, ``l = oversampling_factor
+    * n_clusters`` (so about l rows a round), where d is the distance to the nearest
+    candidate so far and phi their weighted sum. After ``n_rounds`` rounds (more while the
+    candidates hold fewer than n_clusters distinct points), each candidate is weighted by
+    the sample weight it attracts, and k-means++ picks the centres among them on the client.
+    The squared distances stay on the workers (one float64 per row, persisted per round).
+    """
+    dtype = blocks.dtype
+    # First centre.
+    block_mass = np.asarray(dask.compute([delayed(_block_weight_sum)(wb, int(n))
+                                          for wb, n in zip(blocks.ws, blocks.sizes)])[0])
+    draw = random_state.uniform() * block_mass.sum()
+    cumulative = np.cumsum(block_mass)
+    b = min(int(np.searchsorted(cumulative, draw, side="right")), len(block_mass) - 1)
+    while block_mass[b] <= 0:
+        b -= 1
+    target = draw - (cumulative[b - 1] if b > 0 else 0.0)
+    first = delayed(_block_row_at)(blocks.xs[b], blocks.ws[b], target).compute()
+    candidates = [np.ascontiguousarray(first, dtype=dtype)]
+
+    scale = float(oversampling_factor) * n_clusters
+    closest = dask.persist(*blocks.map(_block_closest, None, delayed(candidates[0]), n_threads,
+                                       with_weights=False))
+    rounds = 0
+    while True:
+        phi = sum(dask.compute([delayed(_block_potential)(cb, wb, dtype)
+                                for cb, wb in zip(closest, blocks.ws)])[0])
+        n_distinct = len(np.unique(np.concatenate(candidates), axis=0))
+        if not phi > 0 or (rounds >= n_rounds and n_distinct >= n_clusters) \
+                or rounds >= 10 * n_rounds:
+            break
+        rounds += 1
+        seeds = random_state.randint(0, 2 ** 31 - 1, size=len(blocks.xs))
+        sampled = dask.compute([delayed(_block_sample)(xb, wb, cb, scale / phi, int(seed))
+                                for xb, wb, cb, seed in zip(blocks.xs, blocks.ws, closest,
+                                                            seeds)])[0]
+        new = np.ascontiguousarray(np.concatenate(sampled), dtype=dtype)
+        if len(new) == 0:
+            continue
+        candidates.append(new)
+        new_d = delayed(new)
+        closest = dask.persist(*[delayed(_block_closest, pure=True)(xb, cb, new_d, n_threads)
+                                 for xb, cb in zip(blocks.xs, closest)])
+    del closest
+    candidates = np.ascontiguousarray(np.concatenate(candidates), dtype=dtype)
+    _, weights, _ = blocks.partials(candidates, n_threads)
+    keep = weights > 0  # duplicated candidates: the copies attract nothing
+    candidates = np.ascontiguousarray(candidates[keep])
+    weights = np.ascontiguousarray(weights[keep], dtype=dtype)
+    if len(candidates) < n_clusters:
+        raise fewer_distinct_points_error(len(candidates), n_clusters)
+    return kmeans_plusplus(candidates, n_clusters, weights, random_state, local_threads)[0]
+
+
+def _sampled_rows(blocks, size, random_state):
+    """About ``size`` distinct rows drawn uniformly (with replacement, duplicates dropped)."""
+    n = int(blocks.sizes.sum())
+    rows = np.unique(random_state.randint(0, n, size=min(size, n)))
+    X = blocks.X[rows].compute()
+    if blocks.ws[0] is None:
+        w = np.ones(len(rows), dtype=blocks.dtype)
+    else:
+        w = da.concatenate([da.from_delayed(wb, (int(s),), dtype=blocks.dtype)
+                            for wb, s in zip(blocks.ws, blocks.sizes)])[rows].compute()
+    keep = w > 0
+    return np.ascontiguousarray(X[keep]), np.ascontiguousarray(w[keep], dtype=blocks.dtype)
+
+
+def _is_dask_dataframe(X):
+    return hasattr(X, "to_dask_array") and hasattr(X, "columns")
+
+
+def _as_dask_array(X):
+    """X as a 2-D float32/float64 dask array with one chunk across the columns; names."""
+    names = None
+    if _is_dask_dataframe(X):
+        columns = np.asarray(list(X.columns), dtype=object)
+        if len(columns) and all(isinstance(c, str) for c in columns):
+            names = columns
+        dtypes = set(map(str, X.dtypes))
+        X = X.to_dask_array(lengths=True)
+        if dtypes == {"float32"}:
+            X = X.astype(np.float32)
+    elif not isinstance(X, da.Array):
+        X = check_array(X)
+        X = da.from_array(X, chunks=(max(1, min(len(X), 1_000_000)), X.shape[1]))
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D array, got {X.ndim}-D")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if any(np.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X, names
+
+
+class KMeans(_InMemoryKMeans):
+    """Exact k-means of a ``dask.array`` (or dask DataFrame) on a Dask cluster.
+
+    The same estimator as :class:`fastkm.KMeans`, fitted where the data lives: each Lloyd
+    iteration runs fastkm's Cython pass on the workers and only per-block partial sums
+    (k x d + k + 1 numbers a block) come back, added as a tree. See the module's docstring
+    for the threads the kernel gets on the workers.
+
+    Parameters
+    ----------
+    n_clusters, n_init, max_iter, tol, random_state, verbose
+        As in :class:`fastkm.KMeans`.
+    init : {'k-means||', 'k-means++', 'random'}, array or callable, default='k-means||'
+        'k-means||': scalable k-means++ (Bahmani et al. 2012), run on the workers: about
+        ``oversampling_factor * n_clusters`` candidates per round for ``init_rounds``
+        rounds, weighted by the samples they attract, then weighted greedy k-means++ on
+        the candidates on the client. 'k-means++' and 'random': fastkm's in-memory
+        initialization on ``init_size`` rows drawn at random and brought to the client.
+        An array: the initial centres. A callable: ``init(X, n_clusters,
+        random_state=random_state)`` with X the dask array.
+    algorithm : {'lloyd', 'hamerly'}, default='lloyd'
+        Accepted for compatibility; the distributed fit always runs plain Lloyd passes
+        (bounds would be per-sample state on the workers). Same result either way.
+    n_threads : int or None, default=None
+        OpenMP threads of the kernel in each task on the workers (and on the client for
+        k-means++ on the candidates). None: the worker's OpenMP default, which is 1 under
+        Dask's nanny (``OMP_NUM_THREADS=1``).
+    callback : callable or None
+        Called on the client after every iteration with an :class:`fastkm.IterationInfo`
+        whose ``labels`` is None (the labels stay on the workers). Returning True stops.
+    swap_trials : int, default=0
+        Only 0 is supported here.
+    init_size : int or None, default=None
+        Rows sampled for ``init='k-means++'`` or ``'random'``; None: ``max(100_000,
+        20 * n_clusters)`` (or all rows if fewer).
+    oversampling_factor : float, default=2
+        k-means|| candidates per round, in multiples of n_clusters.
+    init_rounds : int, default=5
+        k-means|| rounds.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centres, a numpy array in X's floating dtype.
+    labels_ : dask array of shape (n_samples,), int32
+        Lazy: the nearest centre of each training sample, computed on the workers from the
+        persisted training data when it is computed (chunked like X's rows).
+    inertia_ : float
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Column names, when fitted on a dask DataFrame with string column names.
+    """
+
+    def __init__(self, n_clusters=8, *, init="k-means||", n_init="auto", max_iter=300,
+                 tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None, verbose=0,
+                 callback=None, swap_trials=0, init_size=None, oversampling_factor=2.0,
+                 init_rounds=5):
+        super().__init__(n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,
+                         random_state=random_state, algorithm=algorithm, n_threads=n_threads,
+                         verbose=verbose, callback=callback, swap_trials=swap_trials,
+                         init_size=init_size)
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the k-means clustering of X (dask array, dask DataFrame or array-like).
+
+        X is persisted on the workers (a no-op when it already is). ``sample_weight``: None,
+        or a 1-D dask or numpy array of n_samples non-negative weights.
+
+        Returns
+        -------
+        self
+        """
+        X, names = _as_dask_array(X)
+        n_samples, n_features = X.shape
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        max_iter = check_positive_int(self.max_iter, "max_iter")
+        tol = self.tol
+        if not isinstance(tol, numbers.Real) or not tol >= 0:
+            raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+        if self.algorithm not in ("lloyd", "hamerly"):
+            raise ValueError(f"algorithm must be 'lloyd' or 'hamerly', got {self.algorithm!r}")
+        if self.swap_trials != 0:
+            raise ValueError("fastkm.dask.KMeans supports only swap_trials=0")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable or None, got {self.callback!r}")
+        if n_samples < k:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={k}.")
+        n_threads = self.n_threads
+        if n_threads is not None:
+            n_threads = effective_n_threads(n_threads)  # validates
+        local_threads = effective_n_threads(self.n_threads)
+        init = self.init
+        if isinstance(init, str) and init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, an array or a callable, "
+                             f"got {init!r}")
+        init_array = None if isinstance(init, str) or callable(init) else \
+            _check_init(init, k, n_features, X.dtype)
+        n_init = _check_n_init(self.n_init, init)
+        random_state = check_random_state(self.random_state)
+        rounds = check_positive_int(self.init_rounds, "init_rounds")
+        if not isinstance(self.oversampling_factor, numbers.Real) or \
+                not self.oversampling_factor > 0:
+            raise ValueError(f"oversampling_factor must be positive, got "
+                             f"{self.oversampling_factor!r}")
+
+        X = X.map_blocks(np.ascontiguousarray, dtype=X.dtype)
+        w = None
+        if sample_weight is not None:
+            w = sample_weight if isinstance(sample_weight, da.Array) else \
+                da.from_array(np.asarray(sample_weight))
+            if w.ndim != 1 or w.shape[0] != n_samples:
+                raise ValueError(f"sample_weight must be 1-D with {n_samples} entries, got "
+                                 f"shape {w.shape}")
+            w = w.astype(X.dtype).rechunk((X.chunks[0],))
+        X, w = dask.persist(X, w) if w is not None else (dask.persist(X)[0], None)
+
+        # One pass for the checks and the tolerance (mean variance of the features).
+        finite, variance, min_w, max_w = dask.compute(
+            da.isfinite(X).all(), da.var(X, axis=0, dtype=np.float64).mean(),
+            w.min() if w is not None else 1, w.sum() if w is not None else 1)
+        if not finite:
+            raise ValueError("Input X contains NaN or infinity")
+        if w is not None and (not np.isfinite(max_w) or min_w < 0 or not max_w > 0):
+            raise ValueError("sample_weight must be finite, non-negative and not all zero")
+        tol = tol * float(variance) if tol > 0 else 0.0
+        blocks = _Blocks(X, w)
+
+        best = None
+        for run in range(n_init):
+            if init_array is not None:
+                centers = init_array
+            elif callable(init):
+                centers = _check_init(init(X, k, random_state=random_state), k, n_features,
+                                      X.dtype, name="the array returned by init")
+            elif init == "k-means||":
+                centers = _kmeans_parallel(blocks, k, random_state, n_threads, local_threads,
+                                           self.oversampling_factor, rounds)
+            else:
+                size = self.init_size if self.init_size is not None else max(100_000, 20 * k)
+                size = check_positive_int(size, "init_size", minimum=k)
+                sample, sample_w = _sampled_rows(blocks, size, random_state)
+                if init == "random":
+                    centers = random_rows(sample, k, sample_w, random_state)[0]
+                else:
+                    centers = kmeans_plusplus(sample, k, sample_w, random_state,
+                                              local_threads)[0]
+            if self.verbose:
+                print(f"Initialization complete (run {run + 1} of {n_init})")
+            result = _lloyd(blocks, centers, max_iter=max_iter, tol=tol, n_threads=n_threads,
+                            callback=self.callback, verbose=self.verbose)
+            if best is None or result[1] < best[1]:
+                best = result
+        centers, inertia, n_iter = best
+        self.cluster_centers_ = centers
+        self.inertia_ = inertia
+        self.n_iter_ = n_iter
+        self.n_features_in_ = n_features
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.labels_ = self._predict_dask(X)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_`` (a lazy dask array)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def predict(self, X):
+        """Nearest centre of each row: a lazy int32 dask array chunked like X's rows."""
+        return self._predict_dask(self._check_dask_test_data(X))
+
+    def transform(self, X):
+        """Distances to the centres: a lazy dask array (n, n_clusters), X's row chunks."""
+        X = self._check_dask_test_data(X)
+        centers = self.cluster_centers_.astype(X.dtype)
+        return X.map_blocks(_block_transform, centers, self.n_threads, dtype=X.dtype,
+                            chunks=(X.chunks[0], (centers.shape[0],)))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X under the fitted centres (computed now)."""
+        X = self._check_dask_test_data(X)
+        w = None
+        if sample_weight is not None:
+            w = sample_weight if isinstance(sample_weight, da.Array) else \
+                da.from_array(np.asarray(sample_weight))
+            w = w.astype(X.dtype).rechunk((X.chunks[0],))
+        centers = self.cluster_centers_.astype(X.dtype)
+        return -_Blocks(X, w).partials(centers, self.n_threads)[2]
+
+    def _predict_dask(self, X):
+        centers = self.cluster_centers_.astype(X.dtype)
+        return X.map_blocks(_block_predict, centers, self.n_threads, dtype=np.int32,
+                            drop_axis=1)
+
+    def _check_dask_test_data(self, X):
+        self._check_fitted()
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if fitted_names is not None and _is_dask_dataframe(X) and \
+                not np.array_equal(np.asarray(list(X.columns), dtype=object), fitted_names):
+            raise ValueError("The feature names of X differ from those seen in fit")
+        X, _ = _as_dask_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
+        return X
