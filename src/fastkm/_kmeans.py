@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _chunked
 from ._init import initial_centers
 from ._isa import core
 from ._lloyd import lloyd
@@ -98,8 +99,17 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     >>> result.inertia
     16.0
     """
-    X = check_array(X)
-    n_samples, n_features = X.shape
+    reader = None
+    if _chunked.is_out_of_core(X) and swap_trials == 0:  # see fastkm._chunked
+        reader = _chunked.RowReader(X)
+        n_samples, n_features = reader.shape
+        dtype = reader.dtype
+        if n_samples < 1 or n_features < 1:
+            X = check_array(X)  # raises the in-memory path's error
+    else:
+        X = check_array(X)
+        n_samples, n_features = X.shape
+        dtype = X.dtype
     n_clusters = check_positive_int(n_clusters, "n_clusters")
     max_iter = check_positive_int(max_iter, "max_iter")
     if not isinstance(tol, numbers.Real) or not tol >= 0:
@@ -116,11 +126,15 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     n_threads = effective_n_threads(n_threads)
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
-    sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
-    init_array = _check_init(init, n_clusters, n_features, X.dtype)
+    if reader is None or sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, n_samples, dtype)
+    init_array = _check_init(init, n_clusters, n_features, dtype)
     n_init = _check_n_init(n_init, init)
     random_state = check_random_state(random_state)
-    tol = tol * mean_variance(X) if tol > 0 else 0.0
+    if reader is not None:
+        tol = _chunked.scan(reader, tol)
+    else:
+        tol = tol * mean_variance(X) if tol > 0 else 0.0
 
     best = None
     for run in range(n_init):
@@ -128,15 +142,24 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
             centers = init_array
         elif callable(init):
             centers = _check_init(init(X, n_clusters, random_state=random_state), n_clusters,
-                                  n_features, X.dtype, name="the array returned by init")
+                                  n_features, dtype, name="the array returned by init")
+        elif reader is not None:
+            centers = _chunked.sample_initial_centers(reader, n_clusters, init, sample_weight,
+                                                      random_state, n_threads,
+                                                      init_size=init_size)
         else:
             centers = initial_centers(X, n_clusters, init, sample_weight, random_state,
                                       n_threads, init_size=init_size)
         if verbose:
             print(f"Initialization complete (run {run + 1} of {n_init})")
-        result = KMeansResult(*lloyd(X, sample_weight, centers, max_iter=max_iter, tol=tol,
-                                     n_threads=n_threads, callback=callback, verbose=verbose,
-                                     algorithm=algorithm))
+        if reader is not None:
+            result = KMeansResult(*_chunked.chunked_lloyd(
+                reader, sample_weight, centers, max_iter=max_iter, tol=tol,
+                n_threads=n_threads, callback=callback, verbose=verbose))
+        else:
+            result = KMeansResult(*lloyd(X, sample_weight, centers, max_iter=max_iter,
+                                         tol=tol, n_threads=n_threads, callback=callback,
+                                         verbose=verbose, algorithm=algorithm))
         if swap_trials:
             result = KMeansResult(*swap_refine(
                 X, sample_weight, result.centers, max_trials=swap_trials, tol=tol,
@@ -175,7 +198,123 @@ def _check_n_init(n_init, init):
     return n_init
 
 
-class KMeans:
+class _CentersEstimator:
+    """What :class:`KMeans` and :class:`fastkm.MiniBatchKMeans` share: scikit-learn's
+    parameter protocol and the methods that use fitted ``cluster_centers_``.
+
+    A subclass defines ``__init__`` (its parameters, one attribute each, as scikit-learn
+    requires), ``fit`` and a ``n_threads`` parameter.
+    """
+
+    # -- scikit-learn's parameter protocol ----------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls):
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator, as a dict (``deep`` is accepted for compatibility)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters by name; returns the estimator."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {self}. "
+                                 f"Valid parameters are: {sorted(valid)!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default
+                    for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not (isinstance(value, type(defaults[name])) and
+                           _same_value(value, defaults[name]))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here adds no dependency.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type="clusterer", target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+                    input_tags=InputTags(allow_nan=False, sparse=False))
+
+    # -- using the fitted centres ----------------------------------------------------------
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the centres."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def predict(self, X):
+        """Index of the nearest centre of each sample of X (ties: the lowest index)."""
+        X = self._check_test_data(X)
+        labels, _ = self._assign(X, np.ones(X.shape[0], dtype=X.dtype))
+        return labels
+
+    def transform(self, X):
+        """Euclidean distance of each sample of X to each centre, shape (n, n_clusters)."""
+        X = self._check_test_data(X)
+        centers = self.cluster_centers_.astype(X.dtype)
+        distances = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+        core.sq_distances(X, centers, distances, effective_n_threads(self.n_threads))
+        return np.sqrt(distances, out=distances)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X under the fitted centres (higher is better)."""
+        X = self._check_test_data(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        _, inertia = self._assign(X, sample_weight)
+        return -inertia
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the ``transform`` outputs: ``kmeans0``, ``kmeans1``, ..."""
+        self._check_fitted()
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.cluster_centers_.shape[0])],
+                          dtype=object)
+
+    def _assign(self, X, sample_weight):
+        centers = self.cluster_centers_.astype(X.dtype)
+        k, d = centers.shape
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        inertia = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
+                                  np.empty(k), effective_n_threads(self.n_threads))
+        return labels, inertia
+
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not "
+                                           f"fitted yet; call 'fit' first")
+
+    def _check_test_data(self, X):
+        self._check_fitted()
+        names = _feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if fitted_names is not None and names is not None and \
+                not np.array_equal(names, fitted_names):
+            raise ValueError("The feature names of X differ from those seen in fit")
+        if fitted_names is not None and names is None and hasattr(X, "shape"):
+            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
+                          f"was fitted with feature names", UserWarning, stacklevel=3)
+        if fitted_names is None and names is not None:
+            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
+                          f"without feature names", UserWarning, stacklevel=3)
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
+        return X
+
+
+class KMeans(_CentersEstimator):
     """Exact k-means clustering (Lloyd's algorithm) with parallel Cython kernels.
 
     A drop-in for :class:`sklearn.cluster.KMeans` on dense data: same parameters, methods
@@ -274,43 +413,6 @@ default='k-means++'
         self.swap_trials = swap_trials
         self.init_size = init_size
 
-    # -- scikit-learn's parameter protocol ----------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls):
-        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.kind != p.VAR_KEYWORD]
-
-    def get_params(self, deep=True):
-        """Parameters of this estimator, as a dict (``deep`` is accepted for compatibility)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        """Set parameters by name; returns the estimator."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator {self}. "
-                                 f"Valid parameters are: {sorted(valid)!r}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        defaults = {p.name: p.default
-                    for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
-                   if not (isinstance(value, type(defaults[name])) and
-                           _same_value(value, defaults[name]))]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def __sklearn_tags__(self):
-        # Only scikit-learn calls this, so importing it here adds no dependency.
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
-
-        return Tags(estimator_type="clusterer", target_tags=TargetTags(required=False),
-                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-                    input_tags=InputTags(allow_nan=False, sparse=False))
-
     # -- fitting and prediction --------------------------------------------------------------
 
     def fit(self, X, y=None, sample_weight=None):
@@ -320,6 +422,11 @@ default='k-means++'
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data; float32 stays float32, other real types become float64.
+            A file-backed ``numpy.memmap`` of at least 128 MiB is fitted out of core: exact
+            Lloyd chunk by chunk, never loading or copying X, in memory of about one chunk
+            (16 MiB) plus the labels (4 bytes per row); 'k-means++' and 'random' then run on
+            a sample of ``init_size`` rows (default ``max(65536, 20 * n_clusters)``) and
+            'hamerly' runs as 'lloyd' (see ``fastkm._chunked``).
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample; a weight of 2 counts as the sample twice.
@@ -345,75 +452,6 @@ default='k-means++'
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         return self
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then return the distances of X to the centres."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def predict(self, X):
-        """Index of the nearest centre of each sample of X (ties: the lowest index)."""
-        X = self._check_test_data(X)
-        labels, _ = self._assign(X, np.ones(X.shape[0], dtype=X.dtype))
-        return labels
-
-    def transform(self, X):
-        """Euclidean distance of each sample of X to each centre, shape (n, n_clusters)."""
-        X = self._check_test_data(X)
-        centers = self.cluster_centers_.astype(X.dtype)
-        distances = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
-        core.sq_distances(X, centers, distances, effective_n_threads(self.n_threads))
-        return np.sqrt(distances, out=distances)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of X under the fitted centres (higher is better)."""
-        X = self._check_test_data(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        _, inertia = self._assign(X, sample_weight)
-        return -inertia
-
-    def get_feature_names_out(self, input_features=None):
-        """Names of the ``transform`` outputs: ``kmeans0``, ``kmeans1``, ..."""
-        self._check_fitted()
-        prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.cluster_centers_.shape[0])],
-                          dtype=object)
-
-    def _assign(self, X, sample_weight):
-        centers = self.cluster_centers_.astype(X.dtype)
-        k, d = centers.shape
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        inertia = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
-                                  np.empty(k), effective_n_threads(self.n_threads))
-        return labels, inertia
-
-    def _check_fitted(self):
-        if not hasattr(self, "cluster_centers_"):
-            raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not "
-                                           f"fitted yet; call 'fit' first")
-
-    def _check_test_data(self, X):
-        self._check_fitted()
-        names = _feature_names(X)
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if fitted_names is not None and names is not None and \
-                not np.array_equal(names, fitted_names):
-            raise ValueError("The feature names of X differ from those seen in fit")
-        if fitted_names is not None and names is None and hasattr(X, "shape"):
-            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                          f"was fitted with feature names", UserWarning, stacklevel=3)
-        if fitted_names is None and names is not None:
-            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
-                          f"without feature names", UserWarning, stacklevel=3)
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input")
-        return X
-
 
 def _feature_names(X):
     """String column names of a DataFrame, else None."""

@@ -1,0 +1,311 @@
+"""Exact Lloyd iterations over a memory-mapped X, one chunk of rows at a time.
+
+:func:`fastkm.kmeans` (and so :meth:`fastkm.KMeans.fit`) takes this path when X is a
+file-backed :class:`numpy.memmap` of at least :data:`MEMMAP_THRESHOLD_BYTES` (smaller ones
+are used in place by the in-memory path, also without a copy), unless ``swap_trials`` is set.
+
+* The iterations are the in-memory ones (:func:`fastkm._lloyd.lloyd`): the same kernel pass
+  (``lloyd_pass``) runs on each chunk and the per-chunk partial sums, weights and inertia
+  are added, so from the same initial centres the fit gives the in-memory centres (up to
+  float64 rounding of the sums), labels and iteration count. ``algorithm='hamerly'`` runs as
+  'lloyd' here (its bounds would cost two values of X's dtype per row).
+* X is never copied. Each chunk is read through a fresh, small ``numpy.memmap`` of the file
+  that is dropped after use, so the pages of the file do not pile up in the resident memory
+  of the process (pages of a mapping count as resident for as long as it is mapped).
+* Memory: the labels (int32, 4 bytes per row, the ``labels_`` attribute) plus one chunk of
+  about :data:`CHUNK_BYTES` and O(k x d); ``sample_weight``, when given, is held in memory
+  too (None costs nothing). 50M x 8 float32 rows: about 200 MB of labels.
+* Initialization by 'k-means++' or 'random' runs on a uniform sample of
+  ``init_size`` rows (default ``max(65536, 20 * n_clusters)``, capped at n), read in one pass
+  over the file. An explicit array of centres is used as it is.
+"""
+
+import mmap
+
+import numpy as np
+
+from ._init import fewer_distinct_points_error, initial_centers
+from ._isa import core
+from ._lloyd import IterationInfo, _largest_first
+from ._validation import ROW_STEP
+
+#: File-backed memmaps of at least this many bytes are fitted chunk by chunk.
+MEMMAP_THRESHOLD_BYTES = 128 << 20
+
+#: Target size of one chunk of rows read from the file.
+CHUNK_BYTES = 16 << 20
+
+#: Default initialization sample: max(DEFAULT_INIT_ROWS, INIT_ROWS_PER_CLUSTER * k) rows.
+DEFAULT_INIT_ROWS = 65536
+INIT_ROWS_PER_CLUSTER = 20
+
+
+def is_out_of_core(X):
+    """Whether ``kmeans`` fits X chunk by chunk: a large, file-backed memmap."""
+    return (isinstance(X, np.memmap) and getattr(X, "filename", None) is not None
+            and X.nbytes >= MEMMAP_THRESHOLD_BYTES)
+
+
+class RowReader:
+    """Reads consecutive rows of a 2-D memmap as C-contiguous float arrays.
+
+    A C-contiguous memmap opened in mode 'r', 'r+' or 'w+' is read through fresh memmaps of
+    its file (the byte offset of X's first row is worked out from X's own mapping, so a row
+    slice of a memmap works too); anything else (copy-on-write mode, a strided view) is read
+    by slicing X, which leaves the pages it touched mapped.
+    """
+
+    def __init__(self, X, chunk_bytes=None):
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D array for X, got a {X.ndim}-D array of shape "
+                             f"{X.shape}")
+        if X.dtype.kind == "c":
+            raise ValueError("Complex data not supported: X is complex; fastkm needs real "
+                             "numbers")
+        if X.dtype.kind not in "fiub":
+            raise TypeError(f"X has dtype {X.dtype}; fastkm needs real numbers")
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        n, d = X.shape
+        row_bytes = max(1, d * self.dtype.itemsize)
+        rows = max(1, (chunk_bytes or CHUNK_BYTES) // row_bytes)
+        if rows >= ROW_STEP:
+            rows -= rows % ROW_STEP
+        self.chunk_rows = rows
+        self.filename = None
+        self.offset = None
+        if X.flags.c_contiguous and getattr(X, "mode", None) in ("r", "r+", "w+") \
+                and n > 0:
+            try:
+                base = np.frombuffer(X._mmap, dtype=np.uint8).ctypes.data
+                start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
+                offset = start + (X.ctypes.data - base)
+                first = np.memmap(X.filename, dtype=X.dtype, mode="r", offset=offset,
+                                  shape=(1, d))
+                same = np.array_equal(first, X[:1], equal_nan=True)
+                del first
+            except (AttributeError, TypeError, ValueError, OSError):
+                same = False
+            if same:
+                self.filename = X.filename
+                self.offset = offset
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` as a C-contiguous float32/float64 array (maybe a memmap)."""
+        if self.filename is not None:
+            row_bytes = self.shape[1] * self.X.dtype.itemsize
+            chunk = np.memmap(self.filename, dtype=self.X.dtype, mode="r",
+                              offset=self.offset + start * row_bytes,
+                              shape=(stop - start, self.shape[1]))
+        else:
+            chunk = self.X[start:stop]
+        if chunk.dtype != self.dtype or not chunk.flags.c_contiguous:
+            chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        return chunk
+
+    def chunks(self):
+        """(start, stop, rows) for consecutive chunks; each chunk is dropped after use."""
+        n = self.shape[0]
+        for start in range(0, n, self.chunk_rows):
+            stop = min(n, start + self.chunk_rows)
+            chunk = self.read(start, stop)
+            yield start, stop, chunk
+            del chunk
+
+    def rows(self, indices):
+        """The rows at sorted ``indices``, gathered in one pass over the chunks."""
+        indices = np.asarray(indices, dtype=np.intp)
+        out = np.empty((len(indices), self.shape[1]), dtype=self.dtype)
+        for start, stop, chunk in self.chunks():
+            lo, hi = np.searchsorted(indices, [start, stop])
+            if hi > lo:
+                out[lo:hi] = chunk[indices[lo:hi] - start]
+        return out
+
+    def row(self, i):
+        return np.array(self.read(i, i + 1)[0])
+
+
+def scan(reader, tol):
+    """Check that X is finite; return ``tol`` scaled by X's mean feature variance.
+
+    Two passes over the file when ``tol > 0`` (as :func:`fastkm._validation.mean_variance`),
+    one otherwise.
+    """
+    n, d = reader.shape
+    total = np.zeros(d)
+    for _, _, chunk in reader.chunks():
+        part = np.zeros(d)
+        for start in range(0, len(chunk), ROW_STEP):
+            part += chunk[start:start + ROW_STEP].sum(axis=0, dtype=np.float64)
+        if not np.isfinite(part).all() and not np.isfinite(chunk).all():
+            raise ValueError("Input X contains NaN or infinity")
+        total += part
+    if not np.isfinite(total).all():  # finite values whose sum overflows float64
+        for _, _, chunk in reader.chunks():
+            if not np.isfinite(chunk).all():
+                raise ValueError("Input X contains NaN or infinity")
+    if not tol > 0:
+        return 0.0
+    mean = total / n
+    squares = np.zeros(d)
+    for _, _, chunk in reader.chunks():
+        for start in range(0, len(chunk), ROW_STEP):  # bounds the float64 temporaries
+            squares += ((chunk[start:start + ROW_STEP] - mean) ** 2).sum(axis=0)
+    return tol * float(np.mean(squares / n))
+
+
+def sample_initial_centers(reader, n_clusters, method, sample_weight, random_state,
+                           n_threads, init_size=None):
+    """'k-means++' or 'random' initial centres drawn from a uniform sample of the rows."""
+    n = reader.shape[0]
+    if init_size is None:
+        init_size = max(DEFAULT_INIT_ROWS, INIT_ROWS_PER_CLUSTER * n_clusters)
+    if init_size >= n:
+        rows = np.arange(n)
+    else:
+        rows = np.unique(random_state.randint(0, n, size=init_size))
+    if sample_weight is not None:
+        rows = rows[sample_weight[rows] > 0]
+    sample = reader.rows(rows)
+    weights = np.ones(len(rows), dtype=reader.dtype) if sample_weight is None \
+        else np.ascontiguousarray(sample_weight[rows])
+    try:
+        return initial_centers(sample, n_clusters, method, weights, random_state, n_threads)
+    except ValueError:
+        raise ValueError(f"The initialization sample of {len(rows)} rows holds fewer than "
+                         f"n_clusters={n_clusters} distinct points: raise init_size or "
+                         f"pass init as an array") from None
+
+
+def _weights(sample_weight, start, stop, dtype, ones):
+    if sample_weight is None:
+        return ones[:stop - start]
+    return sample_weight[start:stop]
+
+
+def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_threads,
+                 count_changes=False):
+    """One Lloyd pass over every chunk: fills ``labels``, ``sums`` and ``weight_sums``.
+
+    Returns the inertia and, with ``count_changes``, the number of labels that differ from
+    those ``labels`` held before the pass.
+    """
+    k, d = centers.shape
+    ones = np.ones(min(reader.chunk_rows, reader.shape[0]), dtype=reader.dtype)
+    part_sums = np.empty((k, d))
+    part_weights = np.empty(k)
+    sums[:] = 0
+    weight_sums[:] = 0
+    inertia = 0.0
+    changed = 0
+    for start, stop, chunk in reader.chunks():
+        out = labels[start:stop]
+        old = out.copy() if count_changes else None
+        inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
+                                                   ones),
+                                   centers, out, part_sums, part_weights, n_threads)
+        sums += part_sums
+        weight_sums += part_weights
+        if count_changes:
+            changed += int(np.count_nonzero(old != out))
+    return inertia, changed
+
+
+def chunked_lloyd(reader, sample_weight, centers_init, *, max_iter, tol, n_threads,
+                  callback=None, verbose=0):
+    """:func:`fastkm._lloyd.lloyd` with every pass made chunk by chunk.
+
+    ``sample_weight`` is None (all ones) or an in-memory array. Returns
+    ``centers, labels, inertia, n_iter`` as ``lloyd`` does.
+    """
+    n, d = reader.shape
+    k = centers_init.shape[0]
+    centers = np.array(centers_init, dtype=reader.dtype, order="C")
+    labels = np.full(n, -1, dtype=np.int32)  # -1: no previous assignment
+    sums = np.empty((k, d))
+    weight_sums = np.empty(k)
+    labels_match_centers = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        inertia, changed = chunked_pass(reader, sample_weight, centers, labels, sums,
+                                        weight_sums, n_threads, count_changes=True)
+        new_centers, relocated = _updated_centers(reader, sample_weight, centers, labels,
+                                                  sums, weight_sums)
+        shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
+        center_shift = float(shifts.sum())
+        unchanged = not relocated and changed == 0
+        centers = new_centers
+        if verbose:
+            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
+        stop = False
+        if callback is not None:
+            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
+                                               labels.copy())))
+        if unchanged:
+            labels_match_centers = True
+            if verbose:
+                print(f"Converged at iteration {n_iter}: strict convergence.")
+            break
+        if center_shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
+                      f"within tolerance {tol:.6g}.")
+            break
+        if stop:
+            break
+    if not labels_match_centers:
+        inertia, _ = chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums,
+                                  n_threads)
+    return centers, labels, float(inertia), n_iter
+
+
+def _updated_centers(reader, sample_weight, centers, labels, sums, weight_sums):
+    """:func:`fastkm._lloyd._updated_centers`, reading X chunk by chunk."""
+    empty = np.flatnonzero(weight_sums == 0)
+    if len(empty):
+        far = _farthest_samples(reader, sample_weight, centers, labels, len(empty))
+        for cluster, row in zip(empty, far):
+            old = labels[row]
+            w = 1.0 if sample_weight is None else float(sample_weight[row])
+            moved = w * reader.row(row).astype(np.float64)
+            sums[old] -= moved
+            weight_sums[old] -= w
+            sums[cluster] = moved
+            weight_sums[cluster] = w
+            labels[row] = cluster
+        members = np.bincount(labels if sample_weight is None
+                              else labels[sample_weight > 0], minlength=len(centers))
+        weight_sums[members == 0] = 0
+    new_centers = np.array(centers, dtype=reader.dtype)
+    filled = weight_sums > 0
+    new_centers[filled] = sums[filled] / weight_sums[filled, None]
+    if not np.isfinite(new_centers).all():
+        raise ValueError("The weighted sums of the clusters overflow: rescale X or "
+                         "sample_weight")
+    return new_centers, len(empty) > 0
+
+
+def _farthest_samples(reader, sample_weight, centers, labels, count):
+    """:func:`fastkm._lloyd._farthest_samples` over chunks: the best ``count`` of each chunk
+    (in row order) are merged, so ties still go to the lower row index."""
+    found_distances, found_rows = [], []
+    for start, stop, chunk in reader.chunks():
+        distances = np.empty(stop - start)
+        for s in range(0, stop - start, ROW_STEP):
+            rows = slice(s, s + ROW_STEP)
+            diff = chunk[rows] - centers[labels[start:stop][rows]]
+            distances[rows] = np.einsum("ij,ij->i", diff, diff)
+        if sample_weight is not None:
+            distances[sample_weight[start:stop] == 0] = 0
+        best = np.sort(_largest_first(distances, count))
+        found_distances.append(distances[best])
+        found_rows.append(start + best)
+    distances = np.concatenate(found_distances)
+    rows = np.concatenate(found_rows)
+    order = _largest_first(distances, count)
+    if len(order) < count or distances[order[-1]] <= 0:
+        n_distinct = len(centers) - count + int((distances[order] > 0).sum())
+        raise fewer_distinct_points_error(n_distinct, len(centers))
+    return rows[order]
