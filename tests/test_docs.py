@@ -9,6 +9,8 @@ import pytest
 MODULES = {
     "fastkm": False,
     "fastkm._kmeans": True,
+    "fastkm._minibatch": True,
+    "fastkm._chunked": False,
     "fastkm._config": True,
     "fastkm._lloyd": False,
     "fastkm._init": False,

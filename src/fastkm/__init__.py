@@ -2,7 +2,9 @@
 
 The public API:
 
-* :class:`KMeans` and :func:`kmeans`: exact k-means, scikit-learn compatible;
+* :class:`KMeans` and :func:`kmeans`: exact k-means, scikit-learn compatible (a large
+  ``numpy.memmap`` is fitted out of core, chunk by chunk);
+* :class:`MiniBatchKMeans`: approximate mini-batch k-means with ``partial_fit`` for streams;
 * :func:`show_config`: version, OpenMP, threads and instruction-set level in use.
 """
 
@@ -11,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._config import build_info, show_config
 from ._kmeans import KMeans, KMeansResult, NotFittedError, kmeans
 from ._lloyd import IterationInfo
+from ._minibatch import MiniBatchKMeans
 
 try:
     __version__ = version("fastkm")
@@ -21,6 +24,7 @@ __all__ = [
     "IterationInfo",
     "KMeans",
     "KMeansResult",
+    "MiniBatchKMeans",
     "NotFittedError",
     "__version__",
     "build_info",

@@ -1,0 +1,122 @@
+"""fastkm.MiniBatchKMeans: Sculley's mini-batch k-means with scikit-learn's semantics."""
+
+import numpy as np
+import pytest
+
+import fastkm
+from fastkm import MiniBatchKMeans
+
+
+def blobs(n, d, k, seed=0, dtype=np.float32):
+    rng = np.random.RandomState(seed)
+    centers = rng.uniform(-10, 10, size=(k, d))
+    return (centers[rng.randint(k, size=n)] + rng.randn(n, d)).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def X200k():
+    return blobs(200_000, 8, 20)
+
+
+def test_inertia_within_two_percent_of_kmeans(X200k):
+    ratios = []
+    for seed in range(3):
+        mbk = MiniBatchKMeans(20, n_init=3, random_state=seed).fit(X200k)
+        km = fastkm.KMeans(20, n_init=3, random_state=seed).fit(X200k)
+        ratios.append(mbk.inertia_ / km.inertia_)
+        assert mbk.n_steps_ < 100 * len(X200k) // 1024  # stopped early
+    assert np.mean(ratios) < 1.02, ratios
+
+
+def test_attributes_and_predict_is_nearest_centre():
+    X = blobs(5000, 3, 4, dtype=np.float64)
+    mbk = MiniBatchKMeans(4, batch_size=256, random_state=0).fit(X)
+    assert mbk.cluster_centers_.shape == (4, 3)
+    assert mbk.n_features_in_ == 3 and mbk.n_steps_ >= 1 and mbk.n_iter_ >= 1
+    distances = ((X[:, None, :] - mbk.cluster_centers_[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(mbk.predict(X), distances.argmin(axis=1))
+    np.testing.assert_array_equal(mbk.labels_, distances.argmin(axis=1))
+    assert mbk.inertia_ == pytest.approx(distances.min(axis=1).sum(), rel=1e-9)
+    assert mbk.score(X) == pytest.approx(-mbk.inertia_, rel=1e-9)
+    np.testing.assert_allclose(mbk.transform(X), np.sqrt(distances), rtol=1e-9)
+    np.testing.assert_array_equal(MiniBatchKMeans(4, batch_size=256, random_state=0)
+                                  .fit_predict(X), mbk.labels_)
+    assert MiniBatchKMeans(4, compute_labels=False, random_state=0).fit(X).inertia_ > 0
+    assert blobs(100, 2, 2).dtype == MiniBatchKMeans(2, random_state=0).fit(
+        blobs(100, 2, 2)).cluster_centers_.dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_deterministic_for_a_seed_and_any_thread_count(dtype):
+    X = blobs(20000, 5, 8, dtype=dtype)
+    fits = [MiniBatchKMeans(8, batch_size=500, random_state=3, n_threads=t).fit(X)
+            for t in (1, 2, 2)]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.n_steps_ == fits[0].n_steps_
+
+
+def test_partial_fit_over_chunks_improves():
+    X = blobs(40000, 4, 6, seed=1)
+    stream = MiniBatchKMeans(6, random_state=0)
+    scores = []
+    for start in range(0, len(X), 2000):
+        stream.partial_fit(X[start:start + 2000])
+        scores.append(stream.score(X))
+        assert stream.labels_.shape == (2000,)
+    assert stream.n_steps_ == 20
+    assert scores[-1] > scores[0]
+    km = fastkm.KMeans(6, n_init=3, random_state=0).fit(X)
+    assert -scores[-1] < 1.05 * km.inertia_
+    # The same stream again gives the same centres.
+    again = MiniBatchKMeans(6, random_state=0)
+    for start in range(0, len(X), 2000):
+        again.partial_fit(X[start:start + 2000])
+    np.testing.assert_array_equal(again.cluster_centers_, stream.cluster_centers_)
+    with pytest.raises(ValueError, match="features"):
+        stream.partial_fit(X[:10, :3])
+
+
+def test_reassigns_clusters_left_without_samples():
+    X = blobs(5000, 2, 3, dtype=np.float64)
+    init = np.vstack([X[:3], [[1e4, 1e4]], [[-1e4, 1e4]]])  # two centres far from all data
+    mbk = MiniBatchKMeans(5, init=init, batch_size=200, random_state=0).fit(X)
+    assert np.abs(mbk.cluster_centers_).max() < 100
+    assert len(np.unique(mbk.labels_)) == 5
+    kept = MiniBatchKMeans(5, init=init, batch_size=200, reassignment_ratio=0,
+                           random_state=0).fit(X)
+    assert np.abs(kept.cluster_centers_).max() >= 1e4
+
+
+@pytest.mark.parametrize("params", [
+    {"n_clusters": 0}, {"batch_size": 0}, {"max_iter": 0}, {"tol": -1.0},
+    {"max_no_improvement": -1}, {"init_size": 0}, {"n_init": 0}, {"n_init": "x"},
+    {"reassignment_ratio": -0.1}, {"init": "kmeans"}, {"n_threads": 0}, {"verbose": -1},
+    {"init": np.zeros((2, 2))}, {"n_clusters": 1000},
+])
+def test_bad_parameters_raise(params):
+    X = blobs(500, 3, 3, dtype=np.float64)
+    with pytest.raises(ValueError):
+        MiniBatchKMeans(**{"n_clusters": 3, **params}).fit(X)
+    with pytest.raises(ValueError):
+        MiniBatchKMeans(**{"n_clusters": 3, **params}).partial_fit(X)
+
+
+def test_params_protocol_and_not_fitted():
+    mbk = MiniBatchKMeans(5, batch_size=64)
+    assert mbk.get_params()["batch_size"] == 64
+    assert mbk.set_params(max_no_improvement=None) is mbk
+    assert repr(mbk) == "MiniBatchKMeans(n_clusters=5, batch_size=64, max_no_improvement=None)"
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        mbk.set_params(algorithm="lloyd")
+    with pytest.raises(fastkm.NotFittedError):
+        mbk.predict(np.zeros((2, 2)))
+
+
+def test_verbose_and_tol(capsys):
+    X = blobs(5000, 2, 3, dtype=np.float64)
+    mbk = MiniBatchKMeans(3, tol=1e-3, max_no_improvement=None, verbose=1,
+                          random_state=0).fit(X)
+    assert mbk.n_steps_ < 100 * 5000 // 1024
+    assert "Converged (small centers change)" in capsys.readouterr().out
