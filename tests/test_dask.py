@@ -161,3 +161,14 @@ def test_worker_killed_during_fit(client):
     _assert_same_fit(km, ref)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
     assert victim not in client.run(os.getpid).values()
+
+
+def test_invalid_input(client):
+    X = _blobs(1_000, 2, 3, seed=9)
+    X[500, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fastkm.dask.KMeans(3).fit(da.from_array(X, chunks=(300, 2)))
+    with pytest.raises(ValueError, match="n_samples"):
+        fastkm.dask.KMeans(30).fit(da.from_array(X[:10], chunks=(5, 2)))
+    with pytest.raises(ValueError, match="swap_trials"):
+        fastkm.dask.KMeans(3, swap_trials=5).fit(da.from_array(X[:400], chunks=(300, 2)))

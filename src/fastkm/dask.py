@@ -158,6 +158,30 @@ def _block_sample(xb, wb, closest, scale, seed):
     return np.ascontiguousarray(xb[keep])
 
 
+def _block_stats(xb):
+    """(rows, per-feature mean, per-feature sum of squared deviations, finite) in float64."""
+    x = np.asarray(xb, dtype=np.float64)
+    n = x.shape[0]
+    if n == 0:
+        return 0, np.zeros(x.shape[1]), np.zeros(x.shape[1]), True
+    mean = x.sum(axis=0) / n
+    m2 = ((x - mean) ** 2).sum(axis=0)
+    return n, mean, m2, bool(np.isfinite(m2).all() and np.isfinite(mean).all())
+
+
+def _add_stats(*parts):
+    """Chan et al.'s pairwise combination of (n, mean, M2, finite)."""
+    n, mean, m2, finite = parts[0]
+    for nb, meanb, m2b, finiteb in parts[1:]:
+        total = n + nb
+        if nb:
+            delta = meanb - mean
+            mean = mean + delta * (nb / total)
+            m2 = m2 + m2b + delta ** 2 * (n * nb / total)
+        n, finite = total, finite and finiteb
+    return n, mean, m2, finite
+
+
 def _block_weight_sum(wb, n):
     return float(np.sum(wb, dtype=np.float64)) if wb is not None else float(n)
 
@@ -192,11 +216,19 @@ class _Blocks:
 
     def partials(self, centers, n_threads):
         """Summed (sums, weight_sums, inertia) of one pass, reduced as a tree."""
-        parts = self.map(_block_partials, delayed(centers), n_threads)
-        while len(parts) > 1:
-            parts = [delayed(_add_partials, pure=True)(*parts[i:i + SPLIT_EVERY])
-                     for i in range(0, len(parts), SPLIT_EVERY)]
-        return dask.compute(parts[0])[0]
+        return _tree(self.map(_block_partials, delayed(centers), n_threads), _add_partials)
+
+    def stats(self):
+        """(n, mean, M2, finite) of the features over all rows, in float64."""
+        return _tree(self.map(_block_stats, with_weights=False), _add_stats)
+
+
+def _tree(parts, combine):
+    """Combine delayed partials ``SPLIT_EVERY`` at a time, in order, and compute the root."""
+    while len(parts) > 1:
+        parts = [delayed(combine, pure=True)(*parts[i:i + SPLIT_EVERY])
+                 for i in range(0, len(parts), SPLIT_EVERY)]
+    return dask.compute(parts[0])[0]
 
 
 def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
@@ -500,16 +532,17 @@ class KMeans(_InMemoryKMeans):
             w = w.astype(X.dtype).rechunk((X.chunks[0],))
         X, w = dask.persist(X, w) if w is not None else (dask.persist(X)[0], None)
 
-        # One pass for the checks and the tolerance (mean variance of the features).
-        finite, variance, min_w, max_w = dask.compute(
-            da.isfinite(X).all(), da.var(X, axis=0, dtype=np.float64).mean(),
-            w.min() if w is not None else 1, w.sum() if w is not None else 1)
+        blocks = _Blocks(X, w)
+        # One pass for the finiteness check and the tolerance (mean variance of the features).
+        _, _, m2, finite = blocks.stats()
         if not finite:
             raise ValueError("Input X contains NaN or infinity")
-        if w is not None and (not np.isfinite(max_w) or min_w < 0 or not max_w > 0):
-            raise ValueError("sample_weight must be finite, non-negative and not all zero")
-        tol = tol * float(variance) if tol > 0 else 0.0
-        blocks = _Blocks(X, w)
+        if w is not None:
+            min_w, sum_w = dask.compute(w.min(), w.sum())
+            if not np.isfinite(sum_w) or min_w < 0 or not sum_w > 0:
+                raise ValueError("sample_weight must be finite, non-negative and not all "
+                                 "zero")
+        tol = tol * float(np.mean(m2 / n_samples)) if tol > 0 else 0.0
 
         best = None
         for run in range(n_init):
