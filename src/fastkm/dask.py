@@ -315,7 +315,8 @@ def _kmeans_parallel(blocks, n_clusters, random_state, n_threads, local_threads,
     * n_clusters`` (so about l rows a round), where d is the distance to the nearest
     candidate so far and phi their weighted sum. After ``n_rounds`` rounds (more while the
     candidates hold fewer than n_clusters distinct points), each candidate is weighted by
-    the sample weight it attracts, and k-means++ picks the centres among them on the client.
+    the sample weight it attracts, and the weighted candidates are reclustered on the
+    client: greedy k-means++ among them, then Lloyd's iterations on them (fastkm.kmeans).
     The squared distances stay on the workers (one float64 per row, persisted per round).
     """
     dtype = blocks.dtype
@@ -362,7 +363,12 @@ def _kmeans_parallel(blocks, n_clusters, random_state, n_threads, local_threads,
     weights = np.ascontiguousarray(weights[keep], dtype=dtype)
     if len(candidates) < n_clusters:
         raise fewer_distinct_points_error(len(candidates), n_clusters)
-    return kmeans_plusplus(candidates, n_clusters, weights, random_state, local_threads)[0]
+    centers = kmeans_plusplus(candidates, n_clusters, weights, random_state, local_threads)[0]
+    # Bahmani et al.'s step 8 reclusters the weighted candidates: k-means++, then Lloyd.
+    from ._kmeans import kmeans
+
+    return kmeans(candidates, n_clusters, sample_weight=weights, init=centers,
+                  n_threads=local_threads).centers
 
 
 def _sampled_rows(blocks, size, random_state):
@@ -423,8 +429,8 @@ class KMeans(_InMemoryKMeans):
     init : {'k-means||', 'k-means++', 'random'}, array or callable, default='k-means||'
         'k-means||': scalable k-means++ (Bahmani et al. 2012), run on the workers: about
         ``oversampling_factor * n_clusters`` candidates per round for ``init_rounds``
-        rounds, weighted by the samples they attract, then weighted greedy k-means++ on
-        the candidates on the client. 'k-means++' and 'random': fastkm's in-memory
+        rounds, weighted by the samples they attract, then reclustered on the client
+        (weighted greedy k-means++ on the candidates, then Lloyd on them). 'k-means++' and 'random': fastkm's in-memory
         initialization on ``init_size`` rows drawn at random and brought to the client.
         An array: the initial centres. A callable: ``init(X, n_clusters,
         random_state=random_state)`` with X the dask array.
