@@ -460,7 +460,10 @@ class KMeans(_InMemoryKMeans):
         Centres, a numpy array in X's floating dtype.
     labels_ : dask array of shape (n_samples,), int32
         Lazy: the nearest centre of each training sample, computed on the workers from the
-        persisted training data when it is computed (chunked like X's rows).
+        persisted training data when it is computed (chunked like X's rows). It refers
+        to that persisted data, which stays in the workers' memory while ``labels_`` (or
+        the estimator) is alive; ``labels_.persist()`` or ``.compute()`` it, or delete it
+        to let the workers free it.
     inertia_ : float
     n_iter_ : int
     n_features_in_ : int
@@ -478,11 +481,6 @@ class KMeans(_InMemoryKMeans):
                          init_size=init_size)
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute the k-means clustering of X (dask array, dask DataFrame or array-like).
