@@ -71,7 +71,7 @@ def test_same_as_sklearn_in_float32():
 # -- scikit-learn's estimator checks --------------------------------------------------------
 
 CHECK_ESTIMATOR_NOISE = [
-    "ignore:Estimator KMeans does not inherit from `sklearn.base.BaseEstimator`:UserWarning",
+    "ignore:Estimator .*KMeans does not inherit from `sklearn.base.BaseEstimator`:UserWarning",
     "ignore::sklearn.exceptions.SkipTestWarning",
 ]
 
@@ -91,6 +91,18 @@ def test_check_estimator_with_defaults():
         "check_sample_weights_not_overwritten": TOO_FEW_POINTS,
         "check_sample_weight_equivalence_on_dense_data": WEIGHT_EQUIVALENCE,
     })
+
+
+@pytest.mark.filterwarnings(*CHECK_ESTIMATOR_NOISE)
+def test_check_estimator_minibatch():
+    from fastkm import MiniBatchKMeans
+
+    # Random batches: weights are not equivalent to repeated rows (scikit-learn's own
+    # MiniBatchKMeans fails this check too).
+    check_estimator(MiniBatchKMeans(n_clusters=2, n_init=2, max_iter=5, batch_size=10),
+                    expected_failed_checks={
+                        "check_sample_weight_equivalence_on_dense_data":
+                            "stochastic batches"})
 
 
 # -- scikit-learn's tools -------------------------------------------------------------------
