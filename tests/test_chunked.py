@@ -48,8 +48,12 @@ def test_same_fit_as_in_memory(tmp_path, small_chunks, dtype, weighted):
     init = X[:6].copy()
     chunked = fastkm.KMeans(6, init=init).fit(mm, sample_weight=w)
     assert _chunked.RowReader(mm).chunk_rows < len(X) // 4  # several chunks
-    assert_same(chunked, fastkm.KMeans(6, init=init).fit(X, sample_weight=w))
+    in_memory = fastkm.KMeans(6, init=init).fit(X, sample_weight=w)
+    assert_same(chunked, in_memory)
     assert chunked.cluster_centers_.dtype == dtype
+    np.testing.assert_array_equal(chunked.predict(mm), in_memory.predict(X))
+    assert chunked.score(mm, sample_weight=w) == pytest.approx(
+        in_memory.score(X, sample_weight=w), rel=1e-9)
 
 
 def test_empty_cluster_reseeding_as_in_memory(tmp_path, small_chunks):
@@ -98,7 +102,8 @@ def test_small_memmaps_stay_on_the_in_memory_path(tmp_path):
 
 
 def test_peak_resident_memory_stays_far_below_the_file(tmp_path):
-    """A 4M x 8 float32 memmap (128 MB): the fit's peak RSS growth is a fraction of it."""
+    """A 4M x 8 float32 memmap (128 MB): peak RSS growth of fit and predict, labels aside,
+    is a small fraction of it."""
     n, d = 4_000_000, 8
     path = tmp_path / "big.dat"
     writer = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
@@ -114,6 +119,7 @@ def test_peak_resident_memory_stays_far_below_the_file(tmp_path):
         import numpy as np, fastkm
         from fastkm import _chunked
         _chunked.MEMMAP_THRESHOLD_BYTES = 0
+        _chunked.CHUNK_BYTES = 4 << 20
         def status(key):
             for line in open("/proc/self/status"):
                 if line.startswith(key):
@@ -121,10 +127,13 @@ def test_peak_resident_memory_stays_far_below_the_file(tmp_path):
         X = np.memmap({str(path)!r}, dtype=np.float32, mode="r", shape=({n}, {d}))
         before = status("VmRSS")
         km = fastkm.KMeans(8, random_state=0, max_iter=4, n_threads=2).fit(X)
+        labels = km.predict(X)
         print(status("VmHWM") - before, km.n_iter_)
+        assert (labels == km.labels_).all()
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.split()
     growth, file_bytes = int(out[0]), n * d * 4
-    # labels (16 MB) + one chunk (16 MB) + the init sample; the file is 128 MB
-    assert growth < 0.4 * file_bytes, (growth, file_bytes)
+    # Beyond the labels of fit and of predict (16 MB each): one 4 MiB chunk, the init
+    # sample and small buffers; the file is 128 MB.
+    assert growth - 2 * 4 * n < 0.25 * file_bytes, (growth, file_bytes)

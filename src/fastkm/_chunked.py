@@ -18,6 +18,8 @@ are used in place by the in-memory path, also without a copy), unless ``swap_tri
 * Initialization by 'k-means++' or 'random' runs on a uniform sample of
   ``init_size`` rows (default ``max(65536, 20 * n_clusters)``, capped at n), read in one pass
   over the file. An explicit array of centres is used as it is.
+* ``predict`` and ``score`` of a fitted estimator read such a memmap chunk by chunk too
+  (``transform`` returns an n x k array, so it takes the in-memory path).
 """
 
 import mmap
@@ -111,7 +113,16 @@ class RowReader:
             stop = min(n, start + self.chunk_rows)
             chunk = self.read(start, stop)
             yield start, stop, chunk
+            mapping = getattr(chunk, "_mmap", None) if self.filename is not None else None
             del chunk
+            if mapping is not None:
+                # The caller's loop variable keeps this chunk mapped while the next one is
+                # read: drop its pages now (a read-only file mapping; they stay in the page
+                # cache), so only one chunk is resident at a time.
+                try:
+                    mapping.madvise(mmap.MADV_DONTNEED)
+                except (AttributeError, OSError, ValueError):
+                    pass
 
     def rows(self, indices):
         """The rows at sorted ``indices``, gathered in one pass over the chunks."""
@@ -211,6 +222,31 @@ def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_th
         if count_changes:
             changed += int(np.count_nonzero(old != out))
     return inertia, changed
+
+
+def assign(X, sample_weight, centers, n_threads):
+    """Labels and inertia of the rows of a large memmap X under ``centers``, chunk by chunk
+    (``predict`` and ``score`` of the estimators)."""
+    reader = RowReader(X)
+    n, d = reader.shape
+    if d != centers.shape[1]:
+        raise ValueError(f"X has {d} features, but the estimator is expecting "
+                         f"{centers.shape[1]} features as input")
+    centers = np.ascontiguousarray(centers, dtype=reader.dtype)
+    k = centers.shape[0]
+    labels = np.empty(n, dtype=np.int32)
+    sums, part_sums = np.empty((k, d)), np.empty((k, d))
+    weight_sums, part_weights = np.empty(k), np.empty(k)
+    ones = np.ones(min(reader.chunk_rows, n), dtype=reader.dtype)
+    inertia = 0.0
+    for start, stop, chunk in reader.chunks():
+        if not np.isfinite(chunk).all():
+            raise ValueError("Input X contains NaN or infinity")
+        inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
+                                                   ones),
+                                   centers, labels[start:stop], part_sums, part_weights,
+                                   n_threads)
+    return labels, float(inertia)
 
 
 def chunked_lloyd(reader, sample_weight, centers_init, *, max_iter, tol, n_threads,

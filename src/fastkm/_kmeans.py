@@ -255,6 +255,10 @@ class _CentersEstimator:
 
     def predict(self, X):
         """Index of the nearest centre of each sample of X (ties: the lowest index)."""
+        if _chunked.is_out_of_core(X):
+            self._check_fitted()
+            return _chunked.assign(X, None, self.cluster_centers_,
+                                   effective_n_threads(self.n_threads))[0]
         X = self._check_test_data(X)
         labels, _ = self._assign(X, np.ones(X.shape[0], dtype=X.dtype))
         return labels
@@ -269,6 +273,13 @@ class _CentersEstimator:
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of X under the fitted centres (higher is better)."""
+        if _chunked.is_out_of_core(X):
+            self._check_fitted()
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X.shape[0],
+                                                    _chunked.RowReader(X).dtype)
+            return -_chunked.assign(X, sample_weight, self.cluster_centers_,
+                                    effective_n_threads(self.n_threads))[1]
         X = self._check_test_data(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         _, inertia = self._assign(X, sample_weight)
