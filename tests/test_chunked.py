@@ -137,3 +137,30 @@ def test_peak_resident_memory_stays_far_below_the_file(tmp_path):
     # Beyond the labels of fit and of predict (16 MB each): one 4 MiB chunk, the init
     # sample and small buffers; the file is 128 MB.
     assert growth - 2 * 4 * n < 0.25 * file_bytes, (growth, file_bytes)
+
+
+class RowStore:
+    """An array-like as h5py or zarr offer: dtype, shape and row slicing, no __array__."""
+
+    def __init__(self, X):
+        self._X = X
+        self.dtype = X.dtype
+        self.shape = X.shape
+        self.largest_read = 0
+
+    def __getitem__(self, rows):
+        part = self._X[rows]
+        self.largest_read = max(self.largest_read, len(part))
+        return part.copy()
+
+
+def test_array_like_read_in_chunks(small_chunks):
+    X = blobs(20000, 4, 5, dtype=np.float32)
+    store = RowStore(X)
+    assert _chunked.is_out_of_core(store)
+    init = X[:5].copy()
+    chunked = fastkm.KMeans(5, init=init).fit(store)
+    assert_same(chunked, fastkm.KMeans(5, init=init).fit(X))
+    np.testing.assert_array_equal(chunked.predict(store), chunked.labels_)
+    assert store.largest_read <= _chunked.RowReader(store).chunk_rows < len(X)
+    fastkm.KMeans(5, random_state=0).fit(store)

@@ -2,7 +2,9 @@
 
 :func:`fastkm.kmeans` (and so :meth:`fastkm.KMeans.fit`) takes this path when X is a
 file-backed :class:`numpy.memmap` of at least :data:`MEMMAP_THRESHOLD_BYTES` (smaller ones
-are used in place by the in-memory path, also without a copy), unless ``swap_trials`` is set.
+are used in place by the in-memory path, also without a copy), or another array-like of that
+size that numpy would have to copy (an h5py dataset, a zarr array: anything with a numpy
+``dtype``, a 2-D ``shape`` and row slicing), unless ``swap_trials`` is set.
 
 * The iterations are the in-memory ones (:func:`fastkm._lloyd.lloyd`): the same kernel pass
   (``lloyd_pass``) runs on each chunk and the per-chunk partial sums, weights and inertia
@@ -43,9 +45,27 @@ INIT_ROWS_PER_CLUSTER = 20
 
 
 def is_out_of_core(X):
-    """Whether ``kmeans`` fits X chunk by chunk: a large, file-backed memmap."""
-    return (isinstance(X, np.memmap) and getattr(X, "filename", None) is not None
-            and X.nbytes >= MEMMAP_THRESHOLD_BYTES)
+    """Whether ``kmeans`` fits X chunk by chunk.
+
+    X is a file-backed memmap, or a 2-D array-like that is not a numpy array but has a numpy
+    ``dtype``, a ``shape`` and row slicing (an h5py dataset, a zarr array; not a DataFrame
+    or a dask array, which have their own paths), of at least
+    :data:`MEMMAP_THRESHOLD_BYTES`.
+    """
+    if isinstance(X, np.memmap):
+        if getattr(X, "filename", None) is None:
+            return False
+    elif isinstance(X, np.ndarray) or hasattr(X, "columns") or \
+            type(X).__module__.split(".")[0] in ("dask", "pandas"):
+        return False
+    elif not (isinstance(getattr(X, "dtype", None), np.dtype) and hasattr(X, "__getitem__")
+              and len(getattr(X, "shape", ())) == 2):
+        return False
+    try:
+        size = int(np.prod(X.shape, dtype=np.int64)) * X.dtype.itemsize
+    except (TypeError, ValueError):  # an unknown length
+        return False
+    return size >= MEMMAP_THRESHOLD_BYTES
 
 
 class RowReader:
@@ -58,9 +78,9 @@ class RowReader:
     """
 
     def __init__(self, X, chunk_bytes=None):
-        if X.ndim != 2:
-            raise ValueError(f"Expected a 2-D array for X, got a {X.ndim}-D array of shape "
-                             f"{X.shape}")
+        if len(X.shape) != 2:
+            raise ValueError(f"Expected a 2-D array for X, got a {len(X.shape)}-D array of "
+                             f"shape {X.shape}")
         if X.dtype.kind == "c":
             raise ValueError("Complex data not supported: X is complex; fastkm needs real "
                              "numbers")
@@ -77,8 +97,8 @@ class RowReader:
         self.chunk_rows = rows
         self.filename = None
         self.offset = None
-        if X.flags.c_contiguous and getattr(X, "mode", None) in ("r", "r+", "w+") \
-                and n > 0:
+        if isinstance(X, np.memmap) and X.flags.c_contiguous and \
+                getattr(X, "mode", None) in ("r", "r+", "w+") and n > 0:
             try:
                 base = np.frombuffer(X._mmap, dtype=np.uint8).ctypes.data
                 start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
@@ -102,7 +122,8 @@ class RowReader:
                               shape=(stop - start, self.shape[1]))
         else:
             chunk = self.X[start:stop]
-        if chunk.dtype != self.dtype or not chunk.flags.c_contiguous:
+        if not isinstance(chunk, np.ndarray) or chunk.dtype != self.dtype or \
+                not chunk.flags.c_contiguous:
             chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
         return chunk
 

@@ -433,7 +433,8 @@ default='k-means++'
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data; float32 stays float32, other real types become float64.
-            A file-backed ``numpy.memmap`` of at least 128 MiB is fitted out of core: exact
+            A file-backed ``numpy.memmap`` of at least 128 MiB (or an array-like of that
+            size with row slicing, such as an h5py dataset) is fitted out of core: exact
             Lloyd chunk by chunk, never loading or copying X, in memory of about one chunk
             (16 MiB) plus the labels (4 bytes per row); 'k-means++' and 'random' then run on
             a sample of ``init_size`` rows (default ``max(65536, 20 * n_clusters)``) and
