@@ -768,7 +768,7 @@ def lloyd_pass(
     cdef bint use_panels = d > MAX_UNROLLED_FEATURES
     cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
     cdef Py_ssize_t ways = _accumulator_ways(d)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
+    cdef Py_ssize_t n_chunks, chunk_rows, c
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or sums.shape[0] != k or sums.shape[1] != d \
             or weight_sums.shape[0] != k:
@@ -781,7 +781,6 @@ def lloyd_pass(
     cdef floating[:, :, ::1] panels
     cdef floating[::1] base, shift
     cdef double inertia = 0
-    cdef double* cluster
 
     if use_panels:
         panels, base, shift = _pack_panels(centers, dot_form)
@@ -797,16 +796,8 @@ def lloyd_pass(
                          min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
                          &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
 
-    # Ordered merge: the result does not depend on which thread ran which chunk.
-    sums[:, :] = 0
-    weight_sums[:] = 0
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
     for c in range(n_chunks):
-        for way in range(ways):
-            for j in range(k):
-                cluster = &chunk_acc[c, (way * k + j) * (d + 1)]
-                for f in range(d):
-                    sums[j, f] += cluster[f]
-                weight_sums[j] += cluster[d]
         inertia += chunk_inertia[c, 0]
     return inertia
 
@@ -981,7 +972,7 @@ def hamerly_pass(
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t ways = _accumulator_ways(d)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, way, j, f
+    cdef Py_ssize_t n_chunks, chunk_rows, c, j
     cdef floating max_shift = 0
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
@@ -993,7 +984,6 @@ def hamerly_pass(
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef floating[::1] half_gap = _half_gaps(centers)
-    cdef double* cluster
     for j in range(k):
         max_shift = max(max_shift, shift[j])
 
@@ -1003,6 +993,20 @@ def hamerly_pass(
                        &scratch[threadid(), 0], &labels[0], &upper[0], &lower[0],
                        &chunk_acc[c, 0])
 
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+
+
+cdef void _merge_chunk_sums(
+        const double[:, ::1] chunk_acc,      # IN  (n_chunks, >= ways * k * (d + 1)) as the
+                                             #     chunk functions left them
+        Py_ssize_t n_chunks, Py_ssize_t ways,
+        double[:, ::1] sums,                 # OUT (k, d) weighted sums of all chunks
+        double[::1] weight_sums,             # OUT (k,) summed weights of all chunks
+) noexcept nogil:
+    """Add the chunks' partial sums in chunk order, so that the result does not depend on
+    which thread ran which chunk."""
+    cdef Py_ssize_t k = sums.shape[0], d = sums.shape[1], c, way, j, f
+    cdef const double* cluster
     sums[:, :] = 0
     weight_sums[:] = 0
     for c in range(n_chunks):
