@@ -30,7 +30,7 @@ import numpy as np
 
 from ._init import fewer_distinct_points_error, initial_centers
 from ._isa import core
-from ._lloyd import IterationInfo, _largest_first
+from ._lloyd import _largest_first, end_of_iteration
 from ._validation import ROW_STEP
 
 #: File-backed memmaps of at least this many bytes are fitted chunk by chunk.
@@ -256,8 +256,7 @@ def assign(X, sample_weight, centers, n_threads):
     centers = np.ascontiguousarray(centers, dtype=reader.dtype)
     k = centers.shape[0]
     labels = np.empty(n, dtype=np.int32)
-    sums, part_sums = np.empty((k, d)), np.empty((k, d))
-    weight_sums, part_weights = np.empty(k), np.empty(k)
+    part_sums, part_weights = np.empty((k, d)), np.empty(k)
     ones = np.ones(min(reader.chunk_rows, n), dtype=reader.dtype)
     inertia = 0.0
     for start, stop, chunk in reader.chunks():
@@ -294,23 +293,10 @@ def chunked_lloyd(reader, sample_weight, centers_init, *, max_iter, tol, n_threa
         center_shift = float(shifts.sum())
         unchanged = not relocated and changed == 0
         centers = new_centers
-        if verbose:
-            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
-        stop = False
-        if callback is not None:
-            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
-                                               labels.copy())))
-        if unchanged:
-            labels_match_centers = True
-            if verbose:
-                print(f"Converged at iteration {n_iter}: strict convergence.")
-            break
-        if center_shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
-                      f"within tolerance {tol:.6g}.")
-            break
-        if stop:
+        done, labels_match_centers = end_of_iteration(
+            n_iter, inertia, center_shift, centers, labels, unchanged=unchanged, tol=tol,
+            callback=callback, verbose=verbose)
+        if done:
             break
     if not labels_match_centers:
         inertia, _ = chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums,

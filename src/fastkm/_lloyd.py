@@ -87,24 +87,11 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
                 upper[:] = np.inf
                 lower[:] = 0
         centers = new_centers
-        if verbose:
-            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
-        stop = False
-        if callback is not None:
-            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
-                                               labels.copy())))
-        if unchanged:
-            # Same labels as the previous pass, so the update reproduced the same centres.
-            labels_match_centers = True
-            if verbose:
-                print(f"Converged at iteration {n_iter}: strict convergence.")
-            break
-        if center_shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
-                      f"within tolerance {tol:.6g}.")
-            break
-        if stop:
+        # Same labels as the previous pass: the update reproduced the same centres.
+        done, labels_match_centers = end_of_iteration(
+            n_iter, inertia, center_shift, centers, labels, unchanged=unchanged, tol=tol,
+            callback=callback, verbose=verbose)
+        if done:
             break
         if use_bounds:  # the bounds pass updates the labels in place
             previous_labels[:] = labels
@@ -114,6 +101,32 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
                                   n_threads)
     return centers, labels, float(inertia), n_iter
+
+
+def end_of_iteration(n_iter, inertia, center_shift, centers, labels, *, unchanged, tol,
+                     callback, verbose):
+    """Report an iteration (verbose, callback) and decide whether the run stops.
+
+    Returns ``(done, strict)``: ``strict`` when the labels did not change (so the labels and
+    inertia already belong to ``centers``), ``done`` when that happened, the centres moved
+    by at most ``tol``, or the callback asked to stop. ``labels`` may be None.
+    """
+    if verbose:
+        print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
+    stop = False
+    if callback is not None:
+        stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
+                                           None if labels is None else labels.copy())))
+    if unchanged:
+        if verbose:
+            print(f"Converged at iteration {n_iter}: strict convergence.")
+        return True, True
+    if center_shift <= tol:
+        if verbose:
+            print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
+                  f"within tolerance {tol:.6g}.")
+        return True, False
+    return stop, False
 
 
 def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):

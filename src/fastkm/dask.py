@@ -42,7 +42,7 @@ from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
 from ._kmeans import _check_init, _check_n_init
-from ._lloyd import IterationInfo, _largest_first
+from ._lloyd import _largest_first, end_of_iteration
 from ._validation import (
     ROW_STEP,
     check_array,
@@ -282,24 +282,15 @@ def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose):
                                                   n_threads)
         center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
         centers = new_centers
-        if verbose:
-            print(f"Iteration {n_iter}, inertia {inertia:.6g}, center shift {center_shift:.6g}")
-        stop = False
-        if callback is not None:
-            stop = bool(callback(IterationInfo(n_iter, inertia, center_shift, centers.copy(),
-                                               None)))
-        if center_shift == 0 and not relocated:
-            # The pass's labels reproduce these centres: its inertia is theirs.
+        # Labels are not kept: centres that did not move stand in for unchanged labels,
+        # and then the pass's inertia is theirs.
+        done, strict = end_of_iteration(
+            n_iter, inertia, center_shift, centers, None,
+            unchanged=center_shift == 0 and not relocated, tol=tol, callback=callback,
+            verbose=verbose)
+        if strict:
             final_inertia = inertia
-            if verbose:
-                print(f"Converged at iteration {n_iter}: strict convergence.")
-            break
-        if center_shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {n_iter}: center shift {center_shift:.6g} "
-                      f"within tolerance {tol:.6g}.")
-            break
-        if stop:
+        if done:
             break
     if final_inertia is None:
         final_inertia = blocks.partials(centers, n_threads)[2]
