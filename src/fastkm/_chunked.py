@@ -30,7 +30,7 @@ import numpy as np
 
 from ._init import fewer_distinct_points_error, initial_centers
 from ._isa import core
-from ._lloyd import _largest_first, end_of_iteration
+from ._lloyd import _largest_first, centres_from_sums, end_of_iteration
 from ._validation import ROW_STEP
 
 #: File-backed memmaps of at least this many bytes are fitted chunk by chunk.
@@ -321,13 +321,7 @@ def _updated_centers(reader, sample_weight, centers, labels, sums, weight_sums):
         members = np.bincount(labels if sample_weight is None
                               else labels[sample_weight > 0], minlength=len(centers))
         weight_sums[members == 0] = 0
-    new_centers = np.array(centers, dtype=reader.dtype)
-    filled = weight_sums > 0
-    new_centers[filled] = sums[filled] / weight_sums[filled, None]
-    if not np.isfinite(new_centers).all():
-        raise ValueError("The weighted sums of the clusters overflow: rescale X or "
-                         "sample_weight")
-    return new_centers, len(empty) > 0
+    return centres_from_sums(centers, sums, weight_sums, reader.dtype), len(empty) > 0
 
 
 def _farthest_samples(reader, sample_weight, centers, labels, count):

@@ -153,14 +153,21 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
         # which would place its centre at residue / residue: count members instead.
         members = np.bincount(labels[sample_weight > 0], minlength=len(centers))
         weight_sums[members == 0] = 0
-    new_centers = np.array(centers, dtype=X.dtype)
-    filled = weight_sums > 0  # a cluster emptied by the re-seeding keeps its centre
+    return centres_from_sums(centers, sums, weight_sums, X.dtype), len(empty) > 0
+
+
+def centres_from_sums(centers, sums, weight_sums, dtype):
+    """Weighted means of the clusters, in ``dtype``; a cluster of zero weight keeps its centre.
+
+    Raises ValueError where finite inputs summed beyond float64's range (NaN centres).
+    """
+    new_centers = np.array(centers, dtype=dtype)
+    filled = weight_sums > 0
     new_centers[filled] = sums[filled] / weight_sums[filled, None]
     if not np.isfinite(new_centers).all():
-        # Finite inputs whose weighted sums exceed float64's range would give NaN centres.
         raise ValueError("The weighted sums of the clusters overflow: rescale X or "
                          "sample_weight")
-    return new_centers, len(empty) > 0
+    return new_centers
 
 
 def _largest_first(values, count):

@@ -42,7 +42,7 @@ from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
 from ._kmeans import _check_init, _check_n_init
-from ._lloyd import _largest_first, end_of_iteration
+from ._lloyd import _largest_first, centres_from_sums, end_of_iteration
 from ._validation import (
     ROW_STEP,
     check_array,
@@ -262,13 +262,7 @@ def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
             weight_sums[cluster] = w
             members[cluster] += 1
         weight_sums[members == 0] = 0
-    new_centers = np.array(centers, dtype=blocks.dtype)
-    filled = weight_sums > 0
-    new_centers[filled] = sums[filled] / weight_sums[filled, None]
-    if not np.isfinite(new_centers).all():
-        raise ValueError("The weighted sums of the clusters overflow: rescale X or "
-                         "sample_weight")
-    return new_centers, len(empty) > 0
+    return centres_from_sums(centers, sums, weight_sums, blocks.dtype), len(empty) > 0
 
 
 def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose):
