@@ -412,13 +412,15 @@ def test_threadpool_limits_sets_the_default_thread_count():
     assert default.inertia_ == limited.inertia_
 
 
+@pytest.mark.parametrize("algorithm", ["hamerly", "exponion"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_hamerly_gives_lloyds_result(dtype):
+@pytest.mark.parametrize("k", [12, 90])
+def test_bounded_algorithms_give_lloyds_result(algorithm, dtype, k):
     """Bounds skip work, not iterations: same centres, labels, inertia and n_iter."""
     X = blobs(20_000, 3, 12, seed=21).astype(dtype)
     for seed in range(3):
-        runs = [KMeans(12, algorithm=a, random_state=seed, tol=0).fit(X)
-                for a in ("lloyd", "hamerly")]
+        runs = [KMeans(k, algorithm=a, random_state=seed, tol=0).fit(X)
+                for a in ("lloyd", algorithm)]
         assert np.array_equal(runs[0].cluster_centers_, runs[1].cluster_centers_)
         assert np.array_equal(runs[0].labels_, runs[1].labels_)
         assert runs[0].inertia_ == runs[1].inertia_ and runs[0].n_iter_ == runs[1].n_iter_

@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 
 from fastkm._isa import core
+from fastkm._lloyd import BOUNDED_PASSES, _unknown_bounds
+
+# lloyd_pass's distance form from this many features on (see _core.pyx).
+DOT_FORM_MIN_FEATURES = 16
 
 SHAPES = [(1, 1, 1), (5, 2, 3), (100, 3, 16), (1000, 1, 7), (2049, 4, 5), (3000, 5, 33),
           (777, 17, 9), (500, 128, 20)]
@@ -201,17 +205,18 @@ def test_row_chunks_cover_rows_exactly():
     assert core.row_chunks(0) == (0, 0)
 
 
-def run_hamerly_iterations(X, w, C, n_iter, n_threads=2):
-    """Lloyd updates driven by hamerly_pass; yields each iteration's labels, sums, weights."""
+def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2):
+    """Lloyd updates driven by a bounded pass; yields each iteration's labels, sums, weights
+    and the pass's count of changed labels."""
     n, k = len(X), len(C)
     labels = np.zeros(n, np.int32)
-    upper = np.full(n, np.inf, X.dtype)
-    lower = np.zeros(n, X.dtype)
+    bounds = _unknown_bounds(algorithm, n, X.dtype)
     moved = np.zeros(k, X.dtype)
     sums, weights = np.empty((k, X.shape[1])), np.empty(k)
+    bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
     for _ in range(n_iter):
-        core.hamerly_pass(X, w, C, moved, labels, upper, lower, sums, weights, n_threads)
-        yield labels.copy(), sums.copy(), weights.copy()
+        changed = bounded_pass(X, w, C, moved, labels, *bounds, sums, weights, n_threads)
+        yield labels.copy(), sums.copy(), weights.copy(), changed
         new = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None], C)
         new = new.astype(X.dtype)
         moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1)),
@@ -219,33 +224,94 @@ def run_hamerly_iterations(X, w, C, n_iter, n_threads=2):
         C = new
 
 
+@pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n, d, k", [(5000, 3, 16), (3000, 2, 5), (4000, 7, 33), (2000, 3, 1),
-                                     (100, 3, 64)])
-def test_hamerly_pass_equals_lloyd_pass_every_iteration(n, d, k, dtype):
-    """Same labels, and bit-identical sums and weights, as the plain pass on the same centres."""
+@pytest.mark.parametrize("n, d, k, spread", [
+    (5000, 3, 16, 1.0), (3000, 2, 5, 1.0), (4000, 7, 33, 1.0), (2000, 3, 1, 1.0),
+    (100, 3, 64, 1.0), (2, 3, 2, 1.0),
+    # Many centres among few clusters: Exponion's neighbour lists (32 centres) do not reach
+    # every centre, balls overflow them, and the second-nearest bounds matter.
+    (6000, 3, 200, 0.3), (3000, 20, 70, 0.3), (3000, 3, 34, 0.3)])
+def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spread, dtype):
+    """Same labels, and bit-identical sums and weights, as the plain pass on the same centres,
+    and the right count of changed labels."""
     rng = np.random.default_rng(n + k)
-    X = rng.normal(size=(n, d)).astype(dtype)
+    cluster_centres = rng.normal(size=(8, d)) * 4
+    X = (cluster_centres[rng.integers(0, 8, size=n)]
+         + spread * rng.normal(size=(n, d))).astype(dtype)
     w = rng.uniform(0.5, 2, size=n).astype(dtype)
+    w[::7] = 0  # zero weights are assigned like any row but add nothing
     C = X[rng.choice(n, size=k, replace=False)].copy()
     centres = C
-    for labels, sums, weights in run_hamerly_iterations(X, w, C, 8):
+    previous = np.zeros(n, np.int32)
+    for labels, sums, weights, changed in run_bounded_iterations(algorithm, X, w, C, 12):
         ref_labels, ref_sums, ref_weights, _ = run_pass(X, w, centres)
-        np.testing.assert_array_equal(labels, ref_labels)
-        assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
+        if d >= DOT_FORM_MIN_FEATURES:
+            # The plain pass compares |c|^2 - 2 x.c there, the bounded passes |x - c|^2: a
+            # row within rounding of a tie may go either way.
+            differ = np.flatnonzero(labels != ref_labels)
+            gap = np.abs(np.linalg.norm(X[differ] - centres[labels[differ]], axis=1)
+                         - np.linalg.norm(X[differ] - centres[ref_labels[differ]], axis=1))
+            assert (gap <= 1e-5 * np.linalg.norm(X[differ], axis=1)).all()
+            assert len(differ) <= 2
+            if len(differ):
+                ref_sums = np.zeros_like(sums)
+                np.add.at(ref_sums, labels, w[:, None] * X.astype(np.float64))
+                np.testing.assert_allclose(sums, ref_sums, rtol=1e-9, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(labels, ref_labels)
+            assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
+        assert changed == np.count_nonzero(labels != previous)
+        previous = labels
         centres = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None],
                            centres).astype(dtype)
 
 
-def test_hamerly_pass_bit_identical_for_any_thread_count():
+@pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
+def test_bounded_pass_bit_identical_for_any_thread_count(algorithm):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(200_000, 3)).astype(np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:40].copy()
-    runs = [list(run_hamerly_iterations(X, w, C, 4, n_threads=t)) for t in (1, 2, 5)]
+    runs = [list(run_bounded_iterations(algorithm, X, w, C, 4, n_threads=t))
+            for t in (1, 2, 5)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_exponion_pass_ties_go_to_the_lower_index():
+    """Duplicated centres: every row goes to the first copy, as in the plain pass."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3000, 3)).astype(np.float32)
+    C = np.repeat(X[:40], 2, axis=0)  # centres 2i and 2i + 1 are equal
+    labels, *_ = next(run_bounded_iterations("exponion", X, np.ones(3000, np.float32), C, 1))
+    np.testing.assert_array_equal(labels, run_pass(X, np.ones(3000, np.float32), C)[0])
+    assert (labels % 2 == 0).all()
+
+
+def test_kmeanspp_draw_rows_matches_cumulative_sums():
+    """Each draw lands on the first row whose running mass exceeds it (never a row of zero
+    mass), as np.cumsum and np.searchsorted would pick over all rows."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    w = rng.uniform(0, 2, size=n).astype(np.float32)
+    w[rng.random(n) < 0.3] = 0
+    closest = rng.uniform(0, 5, size=n)
+    n_chunks, chunk_rows = core.row_chunks(n)
+    mass = w.astype(np.float64) * closest
+    chunk_mass = np.add.reduceat(mass, np.arange(n_chunks) * chunk_rows)
+    draws = rng.uniform(size=500) * chunk_mass.sum()
+    rows = np.empty(500, np.intp)
+    core.kmeanspp_draw_rows(w, closest, chunk_mass, draws, rows)
+    expected = np.searchsorted(np.cumsum(mass), draws, side="right")
+    # Chunk-wise running sums round differently from one over all rows: allow a neighbour.
+    assert (np.abs(rows - expected) <= 1).mean() > 0.99
+    assert (mass[rows] > 0).all()
+    core.kmeanspp_draw_rows(w, None, np.add.reduceat(w.astype(np.float64),
+                                                     np.arange(n_chunks) * chunk_rows),
+                            np.zeros(3), rows[:3])
+    assert (rows[:3] == np.flatnonzero(w > 0)[0]).all()
 
 
 def test_rgb_histogram_and_remap_match_numpy():

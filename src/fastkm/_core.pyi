@@ -38,7 +38,21 @@ def hamerly_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
-) -> None: ...
+) -> int: ...
+def exponion_pass(
+    X: Floats,
+    sample_weight: Floats,
+    centers: Floats,
+    shift: Floats,
+    labels: Int32,
+    upper: Floats,
+    second_labels: Int32,
+    lower: Floats,
+    lower_rest: Floats,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> int: ...
 def kmeanspp_candidate_potentials(
     X: Floats,
     sample_weight: Floats,
@@ -46,6 +60,13 @@ def kmeanspp_candidate_potentials(
     closest_sq: Float64,
     potentials: Float64,
     n_threads: int = 1,
+) -> None: ...
+def kmeanspp_draw_rows(
+    sample_weight: Floats,
+    closest_sq: Float64 | None,
+    chunk_mass: Float64,
+    draws: Float64,
+    rows: npt.NDArray[np.intp],
 ) -> None: ...
 def kmeanspp_update_closest(
     X: Floats,

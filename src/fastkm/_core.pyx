@@ -312,6 +312,7 @@ cdef extern from *:
                                        double* best, int* label) noexcept nogil
 
 
+
 cdef enum:
     # Rows compared with a centre at once; a multiple of every vector width in use.
     BLOCK_ROWS = 32
@@ -326,7 +327,9 @@ cdef enum:
     # Multiply-adds a thread must get before a pass uses it (about a quarter millisecond).
     MIN_WORK_PER_THREAD = 1 << 20
     # A guess at a bounded pass's work per row and feature (bounds, some distances).
-    HAMERLY_WORK_PER_ROW = 8
+    BOUNDED_WORK_PER_ROW = 8
+    # Exponion: nearest other centres listed per centre for the ball search.
+    BALL_NEIGHBOURS = 32
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
     # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d;
@@ -336,6 +339,10 @@ cdef enum:
     DOT_FORM_MIN_FEATURES = 16
     # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
     SQ_DISTANCE_WAYS = 8
+
+# Relative widening of Exponion's search ball and narrowing of the half gaps, far above the
+# rounding of the distances they are compared with.
+cdef double BALL_MARGIN = 1e-5
 
 # The C micro-kernel and the Cython block code must agree on the block height.
 assert FASTKM_BLOCK_ROWS == BLOCK_ROWS
@@ -803,63 +810,86 @@ def lloyd_pass(
 
 
 # ---------------------------------------------------------------------------------------------
-# Hamerly: the Lloyd pass with distance bounds (Hamerly 2010, "Making k-means even faster")
+# Bounded passes: the Lloyd pass with distance bounds (Hamerly 2010, "Making k-means even
+# faster"; Newling and Fleuret 2016, "Fast k-means with accurate bounds", for Exponion)
 #
-# Per row it keeps an upper bound on the distance to its centre and a lower bound on the
-# distance to any other centre. When the upper bound is below the larger of the lower bound
-# and half the distance from its centre to the nearest other centre, the row cannot change
-# cluster and no distance is computed. The labels are those of the plain Lloyd pass (ties
-# aside), and the sums are accumulated in the same order, so the centres are too.
+# Hamerly keeps, per row, an upper bound u on the distance to its centre a and a lower bound
+# on the distance to any other centre. When u is below the larger of the lower bound and
+# half the distance from a to the nearest other centre, the row cannot change cluster and no
+# distance is computed; otherwise it is compared with every centre.
+#
+# Exponion compares such a row only with the centres within 2 u + s of a (s: the distance
+# from a to the nearest other centre): the nearest and second nearest centres lie in that
+# ball by the triangle inequality. And it splits the lower bound in two: one on the distance
+# to the row's second-nearest centre b, which drops only by b's own moves, and one on the
+# distance to every other centre, which drops by the largest move among the centres listed
+# near a, and is capped by how far the unlisted ones are. Colour clusters, packed close
+# together, fail these bounds about half as often as Hamerly's one bound.
+#
+# The labels are those of the plain Lloyd pass (ties aside), and the sums are accumulated in
+# the same order, so the centres are too.
 
 
-cdef inline void _keep_two_nearest(
+cdef inline void _keep_three_nearest(
         const floating* dist,       # IN  (BLOCK_ROWS,) squared distances to centre j
         int j,
         floating* best,             # IN/OUT (BLOCK_ROWS,) smallest squared distance so far
         floating* second,           # IN/OUT (BLOCK_ROWS,) second smallest
+        floating* third,            # IN/OUT (BLOCK_ROWS,) third smallest
         int* label,                 # IN/OUT (BLOCK_ROWS,) index of the smallest
+        int* second_label,          # IN/OUT (BLOCK_ROWS,) index of the second smallest
 ) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(BLOCK_ROWS):
+        # Plain selects, one per statement, so that the loop vectorizes.
+        third[i] = min(third[i], max(second[i], dist[i]))
+        second_label[i] = j if dist[i] < second[i] else second_label[i]
+        second_label[i] = label[i] if dist[i] < best[i] else second_label[i]
         second[i] = min(second[i], max(best[i], dist[i]))
         label[i] = j if dist[i] < best[i] else label[i]
         best[i] = dist[i] if dist[i] < best[i] else best[i]
 
 
-cdef inline void _block_two_nearest(
+cdef inline void _block_three_nearest(
         const floating* block_t,    # IN  (d, BLOCK_ROWS) rows in lanes
         const floating* centers,    # IN  (k, d)
         Py_ssize_t k, Py_ssize_t d,
         floating* best,             # OUT (BLOCK_ROWS,) squared distance to the nearest centre
         floating* second,           # OUT (BLOCK_ROWS,) to the second nearest (inf if k = 1)
-        int* label,                 # OUT (BLOCK_ROWS,)
+        floating* third,            # OUT (BLOCK_ROWS,) to the third nearest (inf if k < 3)
+        int* label,                 # OUT (BLOCK_ROWS,) the nearest centre
+        int* second_label,          # OUT (BLOCK_ROWS,) the second nearest
 ) noexcept nogil:
     cdef Py_ssize_t i, j
     cdef floating dist[4 * BLOCK_ROWS]
     for i in range(BLOCK_ROWS):
         best[i] = INFINITY
         second[i] = INFINITY
+        third[i] = INFINITY
         label[i] = 0
+        second_label[i] = 0
     for j in range(0, k - 3, 4):
         _block_sq_distances_4(block_t, centers + j * d, d, dist)
         for i in range(4):
-            _keep_two_nearest(dist + i * BLOCK_ROWS, <int>(j + i), best, second, label)
+            _keep_three_nearest(dist + i * BLOCK_ROWS, <int>(j + i), best, second, third,
+                                label, second_label)
     for j in range(k - k % 4, k):
         _block_sq_distances(block_t, centers + j * d, d, dist)
-        _keep_two_nearest(dist, <int>j, best, second, label)
+        _keep_three_nearest(dist, <int>j, best, second, third, label, second_label)
 
 
-cdef inline floating _row_distance(const floating* x, const floating* c,
-                                   Py_ssize_t d) noexcept nogil:
+cdef inline floating _row_sq_distance(const floating* x, const floating* c,
+                                      Py_ssize_t d) noexcept nogil:
+    """Squared distance, summed in the order _block_sq_distances sums it (same rounding)."""
     cdef Py_ssize_t f
     cdef floating t, total = 0
     for f in range(d):
         t = x[f] - c[f]
         total += t * t
-    return sqrt(total)
+    return total
 
 
-cdef inline void _settle_pending(
+cdef inline Py_ssize_t _settle_pending(
         const floating* X, Py_ssize_t d, const floating* centers, Py_ssize_t k,
         const Py_ssize_t* rows,     # IN  (n_pending,) rows whose bounds failed
         Py_ssize_t n_pending,
@@ -867,65 +897,156 @@ cdef inline void _settle_pending(
         int* labels,                # OUT rows' nearest centre
         floating* upper,            # OUT rows' distance to it
         floating* lower,            # OUT rows' distance to the second nearest
+        int* second_labels,         # OUT rows' second nearest centre (NULL: not kept)
+        floating* lower_rest,       # OUT rows' distance to the third nearest (NULL: not kept)
 ) noexcept nogil:
-    """Full nearest-centre search for up to BLOCK_ROWS scattered rows, in vector lanes."""
-    cdef Py_ssize_t i, f, row
+    """Full nearest-centre search for up to BLOCK_ROWS scattered rows, in vector lanes.
+    Returns how many of them changed centre."""
+    cdef Py_ssize_t i, f, row, changed = 0
     cdef floating best[BLOCK_ROWS]
     cdef floating second[BLOCK_ROWS]
+    cdef floating third[BLOCK_ROWS]
     cdef int label[BLOCK_ROWS]
+    cdef int second_label[BLOCK_ROWS]
     for i in range(BLOCK_ROWS):
         row = rows[min(i, n_pending - 1)]
         for f in range(d):
             block_t[f * BLOCK_ROWS + i] = X[row * d + f]
-    _block_two_nearest(block_t, centers, k, d, best, second, label)
+    _block_three_nearest(block_t, centers, k, d, best, second, third, label, second_label)
     for i in range(n_pending):
         row = rows[i]
+        changed += labels[row] != label[i]
         labels[row] = label[i]
         upper[row] = sqrt(best[i])
         lower[row] = sqrt(second[i])
+        if second_labels != NULL:
+            second_labels[row] = second_label[i]
+            lower_rest[row] = sqrt(third[i])
+    return changed
 
 
-cdef inline void _hamerly_chunk_d(
+cdef inline bint _ball_search(
+        const floating* x,          # IN  (d,) the row
+        const floating* centers,    # IN  (k, d)
+        Py_ssize_t d, Py_ssize_t k,
+        int a,                      # IN  the row's current centre
+        floating u_sq,              # IN  the row's squared distance to it
+        const floating* near_dist,  # IN  (n_near,) distances from centre a to its nearest
+                                    #     other centres, ascending, rounded down
+        const int* near_index,      # IN  (n_near,) those centres
+        Py_ssize_t n_near,
+        int* label,                 # OUT the row's nearest centre
+        floating* upper,            # OUT the row's distance to it
+        int* second_label,          # OUT its second nearest centre
+        floating* lower,            # OUT the row's distance to it
+        floating* lower_rest,       # OUT a lower bound of its distance to any other centre
+) noexcept nogil:
+    """Exponion's search among the centres near the row's centre; False if the ball reaches
+    past the listed ones (the caller then compares the row with every centre)."""
+    cdef floating best = u_sq, second = INFINITY, third = INFINITY, dist, radius, u
+    cdef int nearest = a, runner_up = a, j
+    cdef bint nearer
+    cdef Py_ssize_t m
+    if n_near == 0:
+        return False
+    u = sqrt(u_sq)
+    # Widened so that rounding in u and in the distances cannot leave a candidate out.
+    radius = <floating>((2.0 * u + near_dist[0]) * (1.0 + BALL_MARGIN))
+    if near_dist[n_near - 1] <= radius and n_near < k - 1:
+        return False
+    for m in range(n_near):
+        if near_dist[m] > radius:
+            break
+        j = near_index[m]
+        dist = _row_sq_distance(x, centers + j * d, d)
+        # Branch-free (which of two near centres is nearer is unpredictable); ties go to
+        # the lower index, as in the full search.
+        nearer = (dist < best) | ((dist == best) & (j < nearest))
+        third = min(third, max(second, dist))
+        runner_up = nearest if nearer else (j if dist < second else runner_up)
+        second = min(second, max(best, dist))
+        nearest = j if nearer else nearest
+        best = min(best, dist)
+    label[0] = nearest
+    upper[0] = sqrt(best)
+    second_label[0] = runner_up
+    lower[0] = sqrt(second)
+    # A centre outside the ball is farther than radius from a, so farther than
+    # radius - u from the row.
+    lower_rest[0] = min(<floating>sqrt(third),
+                        <floating>((radius - u) * (1.0 - BALL_MARGIN)))
+    return True
+
+
+cdef inline Py_ssize_t _bounded_chunk_d(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
         const floating* centers,             # IN  (k, d)
+        const floating* near_dist,           # IN  (k, n_near) per centre, distances to its
+                                             #     nearest other centres, ascending
+        const int* near_index,               # IN  (k, n_near) those centres
+        Py_ssize_t n_near,
+        bint exponion,                       # IN  False: Hamerly
         const floating* half_gap,            # IN  (k,) half the distance to the nearest
                                              #     other centre
         const floating* shift,               # IN  (k,) how far each centre moved last update
-        floating max_shift,                  # IN  the largest shift
+        const floating* decay,               # IN  (k,) how much a row's bound on "any other
+                                             #     centre" drops, by the row's centre
+        const floating* reach,               # IN  (k,) the distance from each centre beyond
+                                             #     which lie the centres decay ignores
         Py_ssize_t k, Py_ssize_t d,
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
         int* labels,                         # IN/OUT (n,) nearest centre
         floating* upper,                     # IN/OUT (n,) upper bound of the distance to it
-        floating* lower,                     # IN/OUT (n,) lower bound to any other centre
+        floating* lower,                     # IN/OUT (n,) lower bound of the distance to any
+                                             #     other centre (Hamerly) or to the second
+                                             #     nearest (Exponion)
+        int* second_labels,                  # IN/OUT (n,) second nearest (Exponion; or NULL)
+        floating* lower_rest,                # IN/OUT (n,) lower bound to any centre but the
+                                             #     two (Exponion; or NULL)
         double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
 ) noexcept nogil:
-    cdef Py_ssize_t row, i, f, n_pending = 0
+    """Returns how many rows changed centre."""
+    cdef Py_ssize_t row, i, f, n_pending = 0, changed = 0
     cdef Py_ssize_t pending[BLOCK_ROWS]
-    cdef floating bound, u
+    cdef floating bound, u, u_sq
     cdef double w
     cdef double* cluster
     cdef int j
     for row in range(start, stop):
         j = labels[row]
         u = upper[row] + shift[j]
-        lower[row] = lower[row] - max_shift
-        bound = max(lower[row], half_gap[j])
+        if exponion:
+            lower[row] = lower[row] - shift[second_labels[row]]
+            lower_rest[row] = min(lower_rest[row] - decay[j], reach[j] - u)
+            bound = max(min(lower[row], lower_rest[row]), half_gap[j])
+        else:
+            lower[row] = lower[row] - decay[j]
+            bound = max(lower[row], half_gap[j])
         if u > bound:
-            u = _row_distance(X + row * d, centers + j * d, d)
+            u_sq = _row_sq_distance(X + row * d, centers + j * d, d)
+            u = sqrt(u_sq)
             if u > bound:
+                if exponion and _ball_search(
+                        X + row * d, centers, d, k, j, u_sq, near_dist + j * n_near,
+                        near_index + j * n_near, n_near, labels + row, upper + row,
+                        second_labels + row, lower + row, lower_rest + row):
+                    changed += labels[row] != j
+                    continue
                 pending[n_pending] = row
                 n_pending += 1
                 if n_pending == BLOCK_ROWS:
-                    _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels,
-                                    upper, lower)
+                    changed += _settle_pending(X, d, centers, k, pending, n_pending, block_t,
+                                               labels, upper, lower, second_labels,
+                                               lower_rest)
                     n_pending = 0
                 continue
         upper[row] = u
     if n_pending:
-        _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels, upper, lower)
+        changed += _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels,
+                                   upper, lower, second_labels, lower_rest)
     # The same accumulation, in the same order, as _lloyd_chunk_d.
     for row in range(start, stop):
         i = (row - start) % BLOCK_ROWS
@@ -934,21 +1055,130 @@ cdef inline void _hamerly_chunk_d(
         for f in range(d):
             cluster[f] += w * X[row * d + f]
         cluster[d] += w
+    return changed
 
 
-cdef void _hamerly_chunk(
+cdef Py_ssize_t _bounded_chunk(
         const floating* X, const floating* sample_weight, const floating* centers,
-        const floating* half_gap, const floating* shift, floating max_shift,
-        Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
-        floating* block_t, int* labels, floating* upper, floating* lower, double* acc,
+        const floating* near_dist, const int* near_index, Py_ssize_t n_near, bint exponion,
+        const floating* half_gap, const floating* shift, const floating* decay,
+        const floating* reach, Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
+        Py_ssize_t ways, floating* block_t, int* labels, floating* upper, floating* lower,
+        int* second_labels, floating* lower_rest, double* acc,
 ) noexcept nogil:
-    """_hamerly_chunk_d, compiled separately for colours (d = 3)."""
+    """_bounded_chunk_d, compiled separately for colours (d = 3)."""
     if d == 3:
-        _hamerly_chunk_d(X, sample_weight, centers, half_gap, shift, max_shift, k, 3, start,
-                         stop, ways, block_t, labels, upper, lower, acc)
-    else:
-        _hamerly_chunk_d(X, sample_weight, centers, half_gap, shift, max_shift, k, d, start,
-                         stop, ways, block_t, labels, upper, lower, acc)
+        return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
+                                exponion, half_gap, shift, decay, reach, k, 3, start, stop,
+                                ways, block_t, labels, upper, lower, second_labels,
+                                lower_rest, acc)
+    return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
+                            exponion, half_gap, shift, decay, reach, k, d, start, stop, ways,
+                            block_t, labels, upper, lower, second_labels, lower_rest, acc)
+
+
+cdef void _nearest_other_centres(
+        const floating* centers,    # IN  (k, d)
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t a,               # IN  the centre whose neighbours are listed
+        Py_ssize_t n_near,          # IN  how many to list, 1 to min(k - 1, BALL_NEIGHBOURS)
+        floating* near_dist,        # OUT (n_near,) their distances to centre a, ascending,
+                                    #     rounded down
+        int* near_index,            # OUT (n_near,) their indices
+) noexcept nogil:
+    """Insertion into a short sorted list: cheaper than sorting all k when n_near << k.
+    Squared distances, so that only the listed ones need a square root."""
+    cdef Py_ssize_t b, f, m, count = 0
+    cdef double dist, t
+    cdef double sorted_dist[BALL_NEIGHBOURS]
+    for b in range(k):
+        if b == a:
+            continue
+        dist = 0
+        for f in range(d):
+            t = <double>centers[a * d + f] - centers[b * d + f]
+            dist += t * t
+        if count == n_near and dist >= sorted_dist[n_near - 1]:
+            continue
+        m = count if count < n_near else n_near - 1
+        while m > 0 and sorted_dist[m - 1] > dist:
+            sorted_dist[m] = sorted_dist[m - 1]
+            near_index[m] = near_index[m - 1]
+            m -= 1
+        sorted_dist[m] = dist
+        near_index[m] = <int>b
+        count = min(count + 1, n_near)
+    for m in range(n_near):
+        near_dist[m] = <floating>(sqrt(sorted_dist[m]) * (1.0 - BALL_MARGIN))
+
+
+cdef _bounded_pass(
+        const floating[:, ::1] X, const floating[::1] sample_weight,
+        const floating[:, ::1] centers, const floating[::1] shift, int[::1] labels,
+        floating[::1] upper, floating[::1] lower, int* second_labels, floating* lower_rest,
+        double[:, ::1] sums, double[::1] weight_sums, int n_threads, str name):
+    """hamerly_pass (second_labels and lower_rest NULL) or exponion_pass (see those)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t ways = _accumulator_ways(d)
+    cdef Py_ssize_t n_chunks, chunk_rows, c, j, m
+    cdef bint exponion = second_labels != NULL
+    cdef floating max_shift = 0, other_max_shift = 0
+    cdef int max_shift_centre = 0
+    _check_shapes(X, sample_weight, centers)
+    if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
+            or shift.shape[0] != k or sums.shape[0] != k or sums.shape[1] != d \
+            or weight_sums.shape[0] != k:
+        raise ValueError(f"{name}: array shapes do not match X and centers")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d * BOUNDED_WORK_PER_ROW)
+    cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
+    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    # Hamerly needs only the nearest other centre (for the half gaps).
+    cdef Py_ssize_t n_near = min(<Py_ssize_t>BALL_NEIGHBOURS if exponion else 1, k - 1)
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] near_dist = np.empty((k, max(n_near, 1)), dtype=dtype)
+    cdef int[:, ::1] near_index = np.empty((k, max(n_near, 1)), dtype=np.int32)
+    cdef floating[::1] half_gap = np.full(k, np.inf, dtype=dtype)
+    cdef floating[::1] decay = np.empty(k, dtype=dtype)
+    cdef floating[::1] reach = np.full(k, np.inf, dtype=dtype)
+    cdef int table_threads = _threads_for(k, n_threads, k * k * d)
+    if n_near:
+        for j in prange(k, nogil=True, schedule="static", num_threads=table_threads):
+            _nearest_other_centres(&centers[0, 0], k, d, j, n_near, &near_dist[j, 0],
+                                   &near_index[j, 0])
+            # near_dist is rounded down: a lower bound stays one.
+            half_gap[j] = 0.5 * near_dist[j, 0]
+    for j in range(k):
+        if shift[j] > max_shift:
+            other_max_shift = max_shift
+            max_shift = shift[j]
+            max_shift_centre = <int>j
+        elif shift[j] > other_max_shift:
+            other_max_shift = shift[j]
+    # The bound on "any other centre" of a row of centre a drops by the largest move among
+    # the centres it covers. With Exponion's lists, those near a moved by at most decay[a];
+    # any other one is farther than reach[a] from a, hence than reach[a] - u from the row.
+    for j in range(k):
+        if exponion and n_near < k - 1:
+            decay[j] = 0
+            for m in range(n_near):
+                decay[j] = max(decay[j], shift[near_index[j, m]])
+            reach[j] = near_dist[j, n_near - 1]
+        else:
+            decay[j] = other_max_shift if j == max_shift_centre else max_shift
+
+    cdef Py_ssize_t[::1] chunk_changed = np.zeros(n_chunks, dtype=np.intp)
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        chunk_changed[c] = _bounded_chunk(
+                       &X[0, 0], &sample_weight[0], &centers[0, 0], &near_dist[0, 0],
+                       &near_index[0, 0], n_near, exponion, &half_gap[0], &shift[0],
+                       &decay[0], &reach[0], k, d, c * chunk_rows,
+                       min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
+                       &labels[0], &upper[0], &lower[0], second_labels, lower_rest,
+                       &chunk_acc[c, 0])
+
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    return int(np.sum(chunk_changed))
 
 
 def hamerly_pass(
@@ -966,34 +1196,48 @@ def hamerly_pass(
 ):
     """One Lloyd pass with Hamerly's bounds: the same labels, sums and weights.
 
+    Returns how many rows changed label.
+
     To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
     and ``shift = 0``. Rows whose bounds prove their centre is still the nearest are not
-    compared with any centre.
+    compared with any centre; the others are compared with all of them.
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
-    cdef Py_ssize_t ways = _accumulator_ways(d)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, j
-    cdef floating max_shift = 0
-    _check_shapes(X, sample_weight, centers)
-    if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
-            or shift.shape[0] != k or sums.shape[0] != k or sums.shape[1] != d \
-            or weight_sums.shape[0] != k:
-        raise ValueError("hamerly_pass: array shapes do not match X and centers")
-    _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads, n * d * HAMERLY_WORK_PER_ROW)
-    cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
-    cdef floating[:, ::1] scratch = _scratch(X, n_threads)
-    cdef floating[::1] half_gap = _half_gaps(centers)
-    for j in range(k):
-        max_shift = max(max_shift, shift[j])
+    return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower, NULL, NULL,
+                         sums, weight_sums, n_threads, "hamerly_pass")
 
-    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        _hamerly_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], &half_gap[0], &shift[0],
-                       max_shift, k, d, c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
-                       &scratch[threadid(), 0], &labels[0], &upper[0], &lower[0],
-                       &chunk_acc[c, 0])
 
-    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+def exponion_pass(
+        const floating[:, ::1] X,            # IN  (n, d) rows to assign
+        const floating[::1] sample_weight,   # IN  (n,) non-negative weights
+        const floating[:, ::1] centers,      # IN  (k, d) current centres
+        const floating[::1] shift,           # IN  (k,) distance each centre moved since the
+                                             #     bounds were last updated
+        int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
+        floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
+        int[::1] second_labels,              # IN/OUT (n,) second nearest centre of each row
+        floating[::1] lower,                 # IN/OUT (n,) lower bound of the distance to it
+        floating[::1] lower_rest,            # IN/OUT (n,) lower bound to any centre but those
+                                             #     two
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        int n_threads=1,
+):
+    """One Lloyd pass with Exponion's search and bounds: the same labels, sums and weights.
+
+    Returns how many rows changed label.
+
+    To start (or restart) the bounds, pass ``upper = inf``, ``lower = lower_rest = 0``, any
+    valid labels and second labels, and ``shift = 0``. A row whose bounds fail is compared
+    only with the centres near its own (up to BALL_NEIGHBOURS of them, listed per centre in
+    O(k^2 d) per pass), or with all of them when its ball reaches past that list.
+    """
+    if second_labels.shape[0] != X.shape[0] or lower_rest.shape[0] != X.shape[0]:
+        raise ValueError("exponion_pass: array shapes do not match X and centers")
+    if X.shape[0] == 0:
+        raise ValueError("exponion_pass: X has no rows")
+    return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower,
+                         &second_labels[0], &lower_rest[0], sums, weight_sums, n_threads,
+                         "exponion_pass")
 
 
 cdef void _merge_chunk_sums(
@@ -1016,23 +1260,6 @@ cdef void _merge_chunk_sums(
                 for f in range(d):
                     sums[j, f] += cluster[f]
                 weight_sums[j] += cluster[d]
-
-
-cdef _half_gaps(const floating[:, ::1] centers):
-    """Half the distance from each centre to its nearest other centre (inf if k = 1)."""
-    cdef Py_ssize_t k = centers.shape[0], d = centers.shape[1], a, b
-    cdef floating dist
-    dtype = np.float32 if floating is float else np.float64
-    out = np.full(k, np.inf, dtype=dtype)
-    cdef floating[::1] gaps = out
-    for a in range(k):
-        for b in range(a + 1, k):
-            dist = _row_distance(&centers[a, 0], &centers[b, 0], d)
-            gaps[a] = min(gaps[a], dist)
-            gaps[b] = min(gaps[b], dist)
-    for a in range(k):
-        gaps[a] *= 0.5
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1191,6 +1418,66 @@ def kmeanspp_update_closest(
         chunk_potentials[c] = _update_closest_chunk(
             &X[0, 0], &sample_weight[0], &center[0, 0], d, c * chunk_rows,
             min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0], &closest_sq[0])
+
+
+def kmeanspp_draw_rows(
+        const floating[::1] sample_weight,   # IN  (n,)
+        const double[::1] closest_sq,        # IN  (n,) or None: draw by weight alone
+        const double[::1] chunk_mass,        # IN  (n_chunks,) sum of the rows' masses per
+                                             #     row chunk (as kmeanspp_update_closest)
+        const double[::1] draws,             # IN  (m,) uniform in [0, chunk_mass.sum())
+        Py_ssize_t[::1] rows,                # OUT (m,) the rows drawn
+):
+    """Rows drawn with probability proportional to their mass, w * closest_sq (or w).
+
+    A draw picks its chunk from the running sum of the chunk masses, then its row from a
+    running sum over that chunk only (the first row where it exceeds the draw), so no pass
+    sums all rows. A row of zero mass is never returned: the last row of positive mass
+    before it is, or else the chunk's first.
+    """
+    cdef Py_ssize_t n = sample_weight.shape[0], n_chunks, chunk_rows
+    cdef Py_ssize_t t, c, i, start, stop, row, last_positive
+    cdef double below, running, mass
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    cdef bint weighted_only = closest_sq is None
+    if chunk_mass.shape[0] != n_chunks or rows.shape[0] != draws.shape[0] or \
+            (not weighted_only and closest_sq.shape[0] != n):
+        raise ValueError("kmeanspp_draw_rows: array sizes do not match")
+    with nogil:
+        for t in range(draws.shape[0]):
+            running = 0
+            c = 0
+            while c < n_chunks - 1 and running + chunk_mass[c] <= draws[t]:
+                running = running + chunk_mass[c]
+                c = c + 1
+            if chunk_mass[c] <= 0:  # rounding landed the draw on an empty chunk's edge
+                while c > 0 and chunk_mass[c] <= 0:
+                    c = c - 1
+                running = 0
+                for i in range(c):
+                    running = running + chunk_mass[i]
+            below = draws[t] - running
+            start = c * chunk_rows
+            stop = min(n, start + chunk_rows)
+            running = 0
+            row = stop - 1
+            last_positive = -1
+            for i in range(start, stop):
+                mass = <double>sample_weight[i] if weighted_only else \
+                    <double>sample_weight[i] * closest_sq[i]
+                running = running + mass
+                if mass > 0:
+                    last_positive = i
+                if running > below:
+                    row = i
+                    break
+            if last_positive < 0:
+                for i in range(start, stop):
+                    if (<double>sample_weight[i] if weighted_only else
+                            <double>sample_weight[i] * closest_sq[i]) > 0:
+                        last_positive = i
+                        break
+            rows[t] = last_positive
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,56 +60,31 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads, n_loc
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     n_chunks, chunk_rows = core.row_chunks(n)
-    chunk_starts = np.arange(n_chunks) * chunk_rows
     indices = np.empty(n_clusters, dtype=np.intp)
     closest_sq = np.full(n, np.inf)
     chunk_pot = np.empty(n_chunks)
 
     # The first centre is drawn in proportion to the weights alone.
-    weight_chunks = np.add.reduceat(sample_weight.astype(np.float64), chunk_starts)
-    indices[0] = _draw_rows(random_state.uniform(size=1) * weight_chunks.sum(), weight_chunks,
-                            chunk_starts, chunk_rows, sample_weight, None)[0]
+    weight_chunks = np.add.reduceat(sample_weight.astype(np.float64),
+                                    np.arange(n_chunks) * chunk_rows)
+    core.kmeanspp_draw_rows(sample_weight, None, weight_chunks,
+                            random_state.uniform(size=1) * weight_chunks.sum(), indices[:1])
     core.kmeanspp_update_closest(X, sample_weight, X[indices[0]:indices[0] + 1], closest_sq,
                                  chunk_pot, n_threads)
     potentials = np.empty(n_local_trials)
+    candidates = np.empty(n_local_trials, dtype=np.intp)
     for c in range(1, n_clusters):
         total = chunk_pot.sum()
         if not total > 0:
             raise fewer_distinct_points_error(c, n_clusters)
         draws = random_state.uniform(size=n_local_trials) * total
-        candidates = _draw_rows(draws, chunk_pot, chunk_starts, chunk_rows, sample_weight,
-                                closest_sq)
+        core.kmeanspp_draw_rows(sample_weight, closest_sq, chunk_pot, draws, candidates)
         core.kmeanspp_candidate_potentials(X, sample_weight, X[candidates], closest_sq,
                                            potentials, n_threads)
         indices[c] = candidates[np.argmin(potentials)]
         core.kmeanspp_update_closest(X, sample_weight, X[indices[c]:indices[c] + 1],
                                      closest_sq, chunk_pot, n_threads)
     return X[indices], indices
-
-
-def _draw_rows(draws, chunk_mass, chunk_starts, chunk_rows, sample_weight, closest_sq):
-    """Rows i drawn with probability proportional to w[i] * closest_sq[i] (w[i] if None).
-
-    ``draws`` are uniform in [0, chunk_mass.sum()). A draw picks its chunk from the chunk
-    sums, then its row from a cumulative sum over that chunk only. A row of zero mass is
-    never returned.
-    """
-    chunk_cumsum = np.cumsum(chunk_mass)
-    chosen = np.empty(len(draws), dtype=np.intp)
-    for t, draw in enumerate(draws):
-        chunk = min(int(np.searchsorted(chunk_cumsum, draw, side="right")), len(chunk_mass) - 1)
-        while chunk_mass[chunk] <= 0:  # rounding can land a draw on an empty chunk's edge
-            chunk -= 1
-        start = chunk_starts[chunk]
-        mass = sample_weight[start:start + chunk_rows].astype(np.float64)
-        if closest_sq is not None:
-            mass *= closest_sq[start:start + chunk_rows]
-        local = np.cumsum(mass)
-        offset = draw - (chunk_cumsum[chunk - 1] if chunk > 0 else 0.0)
-        row = min(int(np.searchsorted(local, offset, side="right")), len(local) - 1)
-        positive = np.flatnonzero(mass[:row + 1] > 0)
-        chosen[t] = start + (positive[-1] if len(positive) else np.flatnonzero(mass > 0)[0])
-    return chosen
 
 
 def random_rows(X, n_clusters, sample_weight, random_state):

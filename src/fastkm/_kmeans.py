@@ -27,7 +27,7 @@ from ._validation import (
     mean_variance,
 )
 
-ALGORITHMS = ("lloyd", "hamerly")
+ALGORITHMS = ("lloyd", "hamerly", "exponion")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -351,11 +351,16 @@ default='k-means++'
         variance of the features (as scikit-learn). A run also stops when no label changes.
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
-    algorithm : {'lloyd', 'hamerly'}, default='lloyd'
-        The exact algorithm to run; both give the same centres and labels (ties aside).
+    algorithm : {'lloyd', 'hamerly', 'exponion'}, default='lloyd'
+        The exact algorithm to run; all give the same centres and labels (ties aside: from
+        16 features on, a sample within rounding of two centres may go to either).
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster: faster in low
         dimensions once few samples move, and bit-identical to 'lloyd' when labels agree.
+        'exponion' (Newling & Fleuret 2016) keeps three bounds and the second-nearest
+        centre per sample (three values of X's dtype and an int32, plus 32 neighbours per
+        centre) and compares a sample whose bounds fail only with the centres near its
+        own: faster still with many clusters in few dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
@@ -437,7 +442,7 @@ default='k-means++'
             Lloyd chunk by chunk, never loading or copying X, in memory of about one chunk
             (16 MiB) plus the labels (4 bytes per row); 'k-means++' and 'random' then run on
             a sample of ``init_size`` rows (default ``max(65536, 20 * n_clusters)``) and
-            'hamerly' runs as 'lloyd' (see ``fastkm._chunked``).
+            the bounded algorithms run as 'lloyd' (see ``fastkm._chunked``).
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample; a weight of 2 counts as the sample twice.

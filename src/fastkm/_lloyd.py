@@ -8,6 +8,9 @@ from ._init import fewer_distinct_points_error
 from ._isa import core
 from ._validation import ROW_STEP
 
+# The kernels of the exact algorithms that keep distance bounds.
+BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass"}
+
 
 class IterationInfo(NamedTuple):
     """What a ``callback`` receives after each iteration of a fit.
@@ -43,10 +46,11 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     ``max_iter`` iterations. The returned labels and inertia are those of the returned
     centres.
 
-    ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype) and
-    skips the samples they prove cannot change cluster: the same iterations, usually much
-    faster once few samples move. Its passes do not compute the inertia, so with a
-    ``callback`` or ``verbose`` it runs as 'lloyd'.
+    ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype),
+    ``'exponion'`` three bounds and the second-nearest centre (3 values and an int32), and
+    both skip the samples their bounds prove cannot change cluster: the same iterations,
+    usually much faster once few samples move. Their passes do not compute the inertia, so
+    with a ``callback`` or ``verbose`` they run as 'lloyd'.
 
     Returns
     -------
@@ -60,17 +64,17 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
-    use_bounds = algorithm == "hamerly" and callback is None and not verbose
+    use_bounds = algorithm in BOUNDED_PASSES and callback is None and not verbose
     if use_bounds:
+        bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
-        upper = np.full(n, np.inf, dtype=X.dtype)
-        lower = np.zeros(n, dtype=X.dtype)
+        bounds = _unknown_bounds(algorithm, n, X.dtype)
         moved = np.zeros(k, dtype=X.dtype)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         if use_bounds:
-            core.hamerly_pass(X, sample_weight, centers, moved, labels, upper, lower, sums,
-                              weight_sums, n_threads)
+            n_changed = bounded_pass(X, sample_weight, centers, moved, labels, *bounds, sums,
+                                     weight_sums, n_threads)
             inertia = float("nan")
         else:
             inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
@@ -79,13 +83,15 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
                                                   weight_sums)
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
-        unchanged = not relocated and np.array_equal(labels, previous_labels)
+        if use_bounds:  # the pass counted the changes (the first pass: all)
+            unchanged = not relocated and n_iter > 1 and n_changed == 0
+        else:
+            unchanged = not relocated and np.array_equal(labels, previous_labels)
         if use_bounds:
             # Rounded up, so that the bounds stay bounds in X's precision.
             moved = np.nextafter(np.sqrt(shifts).astype(X.dtype), np.inf)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
-                upper[:] = np.inf
-                lower[:] = 0
+                bounds = _unknown_bounds(algorithm, n, X.dtype)
         centers = new_centers
         # Same labels as the previous pass: the update reproduced the same centres.
         done, labels_match_centers = end_of_iteration(
@@ -93,14 +99,22 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             callback=callback, verbose=verbose)
         if done:
             break
-        if use_bounds:  # the bounds pass updates the labels in place
-            previous_labels[:] = labels
-        else:
+        if not use_bounds:  # (the bounded pass updates the labels in place)
             previous_labels, labels = labels, previous_labels
     if not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
                                   n_threads)
     return centers, labels, float(inertia), n_iter
+
+
+def _unknown_bounds(algorithm, n, dtype):
+    """A bounded pass's per-sample arrays (after ``labels``, in its argument order), set to
+    bounds that prove nothing: every sample is searched in the next pass."""
+    upper = np.full(n, np.inf, dtype=dtype)
+    lower = np.zeros(n, dtype=dtype)
+    if algorithm == "hamerly":
+        return upper, lower
+    return upper, np.zeros(n, dtype=np.int32), lower, np.zeros(n, dtype=dtype)
 
 
 def end_of_iteration(n_iter, inertia, center_shift, centers, labels, *, unchanged, tol,

@@ -41,7 +41,7 @@ from dask import delayed
 from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
-from ._kmeans import _check_init, _check_n_init
+from ._kmeans import ALGORITHMS, _check_init, _check_n_init
 from ._lloyd import _largest_first, centres_from_sums, end_of_iteration
 from ._validation import (
     ROW_STEP,
@@ -419,7 +419,7 @@ class KMeans(_InMemoryKMeans):
         initialization on ``init_size`` rows drawn at random and brought to the client.
         An array: the initial centres. A callable: ``init(X, n_clusters,
         random_state=random_state)`` with X the dask array.
-    algorithm : {'lloyd', 'hamerly'}, default='lloyd'
+    algorithm : {'lloyd', 'hamerly', 'exponion'}, default='lloyd'
         Accepted for compatibility; the distributed fit always runs plain Lloyd passes
         (bounds would be per-sample state on the workers). Same result either way.
     n_threads : int or None, default=None
@@ -484,8 +484,8 @@ class KMeans(_InMemoryKMeans):
         tol = self.tol
         if not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-        if self.algorithm not in ("lloyd", "hamerly"):
-            raise ValueError(f"algorithm must be 'lloyd' or 'hamerly', got {self.algorithm!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.swap_trials != 0:
             raise ValueError("fastkm.dask.KMeans supports only swap_trials=0")
         if self.callback is not None and not callable(self.callback):

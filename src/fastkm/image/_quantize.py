@@ -380,13 +380,13 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                                  n_threads)
     centres = swap_refine(start_points, start_weights, centres,
                           max_trials=SWAP_TRIALS if n_clusters <= SMALL_K else 0,
-                          tol=COARSE_TOL * _variance(start_points, start_weights),
+                          tol=COARSE_TOL * _variance(start_points, start_weights, n_threads),
                           max_iter=max_iter, random_state=random_state,
                           n_threads=n_threads)[0]
     exact_tol = SMALL_K_EXACT_TOL if n_clusters <= SMALL_K else EXACT_TOL
     return lloyd(points, weights, centres, max_iter=max_iter,
-                 tol=exact_tol * _variance(points, weights), n_threads=n_threads,
-                 algorithm="hamerly")[0]
+                 tol=exact_tol * _variance(points, weights, n_threads), n_threads=n_threads,
+                 algorithm="exponion")[0]
 
 
 def _coarse_bins(colours, points, weights):
@@ -406,15 +406,15 @@ def _coarse_bins(colours, points, weights):
             bin_weights[used].astype(np.float32))
 
 
-def _variance(points, weights):
-    """Weighted mean over features of the per-feature variance.
-
-    Plain reductions rather than ``@``: a matrix product would start BLAS's own threads,
-    whatever ``n_threads`` says.
-    """
-    w = weights.astype(np.float64) / weights.sum()
-    mean = (w[:, None] * points).sum(axis=0)
-    return float((w * ((points - mean) ** 2).mean(axis=1)).sum())
+def _variance(points, weights, n_threads):
+    """Weighted mean over features of the per-feature variance, by two parallel passes of
+    the one-centre Lloyd kernel: the weighted mean, then the inertia about it."""
+    labels = np.empty(len(points), dtype=np.int32)
+    sums, weight_sum = np.empty((1, points.shape[1])), np.empty(1)
+    core.lloyd_pass(points, weights, points[:1], labels, sums, weight_sum, n_threads)
+    mean = (sums / weight_sum[0]).astype(points.dtype)
+    inertia = core.lloyd_pass(points, weights, mean, labels, sums, weight_sum, n_threads)
+    return inertia / (weight_sum[0] * points.shape[1])
 
 
 def _to_space(colours, colorspace):
@@ -448,8 +448,10 @@ def _nearest(points, weights, centres, n_threads):
 
 def _squared_error(colours, counts, palette, labels):
     """Summed squared 0-255 error over all channels and pixels of a histogram's colours."""
-    diff = colours.astype(np.float64) - palette[labels].astype(np.float64)
-    return float((counts * (diff ** 2).sum(axis=1)).sum())
+    # Integer differences: exact in float32, and so are their squared sums (< 2**24).
+    diff = colours.astype(np.float32) - palette.astype(np.float32)[labels]
+    per_colour = np.einsum("ij,ij->i", diff, diff)
+    return float(np.einsum("i,i->", per_colour.astype(np.float64), counts.astype(np.float64)))
 
 
 def _check_palette(palette):
