@@ -5,6 +5,7 @@ import pytest
 
 import fastkm
 from fastkm import IterationInfo, KMeans, kmeans
+from fastkm._lloyd import auto_algorithm
 from tests.conftest import reference_lloyd
 
 
@@ -412,9 +413,20 @@ def test_threadpool_limits_sets_the_default_thread_count():
     assert default.inertia_ == limited.inertia_
 
 
-@pytest.mark.parametrize("algorithm", ["hamerly", "exponion"])
+def test_auto_algorithm_follows_the_measured_crossovers():
+    assert auto_algorithm(10**6, 3, 16) == "lloyd"
+    assert auto_algorithm(10**6, 3, 64) == "lloyd"
+    assert auto_algorithm(10**6, 3, 256) == "exponion"
+    assert auto_algorithm(10**6, 8, 64) == "exponion"
+    assert auto_algorithm(20_000, 3, 256) == "lloyd"  # too few samples per cluster
+    # Bounds larger than both the budget and X itself: plain Lloyd.
+    assert auto_algorithm(10**9, 3, 256) == "lloyd"
+    assert auto_algorithm(10**8, 64, 256) == "exponion"
+
+
+@pytest.mark.parametrize("algorithm", ["hamerly", "exponion", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [12, 90])
+@pytest.mark.parametrize("k", [12, 100])
 def test_bounded_algorithms_give_lloyds_result(algorithm, dtype, k):
     """Bounds skip work, not iterations: same centres, labels, inertia and n_iter."""
     X = blobs(20_000, 3, 12, seed=21).astype(dtype)

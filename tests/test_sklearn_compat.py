@@ -127,7 +127,7 @@ def test_clone_get_params_set_params_and_repr():
     params = km.get_params()
     assert params.pop("init") is init
     assert params == {"n_clusters": 3, "n_init": 1, "tol": 0.0, "random_state": 4,
-                      "n_threads": 1, "max_iter": 300, "algorithm": "lloyd", "verbose": 0,
+                      "n_threads": 1, "max_iter": 300, "algorithm": "auto", "verbose": 0,
                       "callback": None, "swap_trials": 0, "init_size": None}
     params["init"] = init
     copy = clone(km)

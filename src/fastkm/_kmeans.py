@@ -27,7 +27,7 @@ from ._validation import (
     mean_variance,
 )
 
-ALGORITHMS = ("lloyd", "hamerly", "exponion")
+ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -74,7 +74,7 @@ class KMeansResult(NamedTuple):
 
 
 def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="auto",
-           max_iter=300, tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None,
+           max_iter=300, tol=1e-4, random_state=None, algorithm="auto", n_threads=None,
            verbose=0, callback=None, swap_trials=0, init_size=None):
     """Exact k-means clustering of the rows of X.
 
@@ -351,9 +351,12 @@ default='k-means++'
         variance of the features (as scikit-learn). A run also stops when no label changes.
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
-    algorithm : {'lloyd', 'hamerly', 'exponion'}, default='lloyd'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion'}, default='auto'
         The exact algorithm to run; all give the same centres and labels (ties aside: from
         16 features on, a sample within rounding of two centres may go to either).
+        'auto' runs 'exponion' with many clusters (from 96, or from 48 with 6 features or
+        more) and at least 200 samples per cluster, while its per-sample state fits in
+        1 GiB or X's size; else 'lloyd': the crossovers measured in BENCHMARKS.md.
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster: faster in low
         dimensions once few samples move, and bit-identical to 'lloyd' when labels agree.
@@ -413,7 +416,7 @@ default='k-means++'
     """
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
-                 tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None, verbose=0,
+                 tol=1e-4, random_state=None, algorithm="auto", n_threads=None, verbose=0,
                  callback=None, swap_trials=0, init_size=None):
         self.n_clusters = n_clusters
         self.init = init

@@ -10,6 +10,41 @@ from ._validation import ROW_STEP
 
 # The kernels of the exact algorithms that keep distance bounds.
 BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass"}
+# algorithm='auto' (see auto_algorithm): Exponion from this many clusters on, or from
+# EXPONION_MIN_CLUSTERS_MID with EXPONION_MID_FEATURES features or more, given at least
+# EXPONION_MIN_ROWS_PER_CLUSTER samples per cluster; otherwise plain Lloyd, whose vectorized
+# pass beats the bounds' bookkeeping with few clusters, and with few samples per cluster
+# (few iterations to amortize the bounds' first pass). BENCHMARKS.md, "Choosing the
+# algorithm", has the measurements.
+EXPONION_MIN_CLUSTERS = 96
+EXPONION_MID_FEATURES = 6
+EXPONION_MIN_CLUSTERS_MID = 48
+EXPONION_MIN_ROWS_PER_CLUSTER = 200
+# ... and while its per-sample state (16 or 28 bytes) fits in this many bytes or in X's own
+# size, whichever is larger.
+BOUNDS_MEMORY_BUDGET = 1 << 30
+
+
+def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
+    """The exact algorithm that algorithm='auto' runs for data of this shape.
+
+    The crossovers were measured to convergence on photo pixels and blobs
+    (BENCHMARKS.md, "Choosing the algorithm").
+
+    Examples
+    --------
+    >>> auto_algorithm(1_000_000, 3, 16), auto_algorithm(1_000_000, 3, 256)
+    ('lloyd', 'exponion')
+    """
+    state_bytes = n_samples * (3 * itemsize + 4)
+    if state_bytes > max(BOUNDS_MEMORY_BUDGET, n_samples * n_features * itemsize):
+        return "lloyd"
+    if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
+        return "lloyd"
+    if n_clusters >= EXPONION_MIN_CLUSTERS or (
+            n_features >= EXPONION_MID_FEATURES and n_clusters >= EXPONION_MIN_CLUSTERS_MID):
+        return "exponion"
+    return "lloyd"
 
 
 class IterationInfo(NamedTuple):
@@ -46,6 +81,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     ``max_iter`` iterations. The returned labels and inertia are those of the returned
     centres.
 
+    ``algorithm='auto'`` picks one of the others by :func:`auto_algorithm`.
     ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype),
     ``'exponion'`` three bounds and the second-nearest centre (3 values and an int32), and
     both skip the samples their bounds prove cannot change cluster: the same iterations,
@@ -58,6 +94,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     """
     n, d = X.shape
     k = centers_init.shape[0]
+    if algorithm == "auto":
+        algorithm = auto_algorithm(n, d, k, X.dtype.itemsize)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.empty(n, dtype=np.int32)
     previous_labels = np.full(n, -1, dtype=np.int32)

@@ -48,7 +48,7 @@ def swap_refine(X, sample_weight, centers, *, max_trials, tol, max_iter, random_
         after Lloyd.
     """
     best = lloyd(X, sample_weight, centers, max_iter=max_iter, tol=tol, n_threads=n_threads,
-                 algorithm="hamerly")
+                 algorithm="auto")
     k = len(centers)
     trials = 0
     while trials < max_trials and k > 1:
@@ -64,7 +64,7 @@ def swap_refine(X, sample_weight, centers, *, max_trials, tol, max_iter, random_
                 trial_centers[removed] = X[_draw_member(labels == target, sample_weight,
                                                         sq_dist, random_state)]
                 trial = lloyd(X, sample_weight, trial_centers, max_iter=max_iter, tol=tol,
-                              n_threads=n_threads, algorithm="hamerly")
+                              n_threads=n_threads, algorithm="auto")
                 if trial[2] < best[2] * (1 - MIN_RELATIVE_GAIN):
                     best, improved = trial, True
                     break

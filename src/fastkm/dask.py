@@ -419,7 +419,7 @@ class KMeans(_InMemoryKMeans):
         initialization on ``init_size`` rows drawn at random and brought to the client.
         An array: the initial centres. A callable: ``init(X, n_clusters,
         random_state=random_state)`` with X the dask array.
-    algorithm : {'lloyd', 'hamerly', 'exponion'}, default='lloyd'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion'}, default='auto'
         Accepted for compatibility; the distributed fit always runs plain Lloyd passes
         (bounds would be per-sample state on the workers). Same result either way.
     n_threads : int or None, default=None
@@ -457,7 +457,7 @@ class KMeans(_InMemoryKMeans):
     """
 
     def __init__(self, n_clusters=8, *, init="k-means||", n_init="auto", max_iter=300,
-                 tol=1e-4, random_state=None, algorithm="lloyd", n_threads=None, verbose=0,
+                 tol=1e-4, random_state=None, algorithm="auto", n_threads=None, verbose=0,
                  callback=None, swap_trials=0, init_size=None, oversampling_factor=2.0,
                  init_rounds=5):
         super().__init__(n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,

@@ -386,7 +386,7 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
     exact_tol = SMALL_K_EXACT_TOL if n_clusters <= SMALL_K else EXACT_TOL
     return lloyd(points, weights, centres, max_iter=max_iter,
                  tol=exact_tol * _variance(points, weights, n_threads), n_threads=n_threads,
-                 algorithm="exponion")[0]
+                 algorithm="auto")[0]
 
 
 def _coarse_bins(colours, points, weights):

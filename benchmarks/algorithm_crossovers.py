@@ -1,0 +1,90 @@
+"""Which exact algorithm is fastest for which shape: the data behind algorithm='auto'.
+
+    python benchmarks/algorithm_crossovers.py [--algorithms lloyd,hamerly,exponion] [--quick]
+
+For photo pixels (scikit-learn's two sample photos, upscaled to 1280x854, d=3) and Gaussian
+blobs of several shapes, fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>, n_init=1,
+n_threads=1)`` to convergence (default tol) with each algorithm, and prints the CPU time of
+the fit (process time, the minimum of two runs: one thread, so that other processes on a
+shared machine disturb it less than wall time) and the iterations. Every algorithm runs the
+same iterations to the same centres. ``fastkm._lloyd.auto_algorithm`` encodes the
+crossovers: the last column shows what 'auto' picks.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe, table  # noqa: E402
+
+import fastkm  # noqa: E402
+from fastkm._lloyd import auto_algorithm  # noqa: E402
+
+
+def photo(name, quick):
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    size = (427, 285) if quick else (1280, 854)
+    img = Image.fromarray(load_sample_image(name)).resize(size, Image.Resampling.BICUBIC)
+    return (np.asarray(img, dtype=np.float32) / 255).reshape(-1, 3)
+
+
+def blobs(n, d, centers):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=n, n_features=d, centers=centers, random_state=0)
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def workloads(quick):
+    scale = 10 if quick else 1
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        X = photo(name, quick)
+        out += [(f"{name} d=3", X, k) for k in (16, 32, 64, 100, 128, 256)]
+    for n, d, k in [(200_000, 3, 30), (200_000, 3, 100), (200_000, 2, 500), (200_000, 8, 20),
+                    (200_000, 8, 50), (300_000, 8, 100), (200_000, 16, 30),
+                    (200_000, 16, 300), (50_000, 32, 256), (40_000, 64, 64),
+                    (40_000, 64, 300), (50_000, 128, 256)]:
+        out.append((f"blobs {n // scale // 1000}k x {d}", blobs(n // scale, d, max(k // 2, 5)),
+                    k))
+    return out
+
+
+def cpu_seconds(X, init, algorithm, repeat=2):
+    best, n_iter = np.inf, 0
+    for _ in range(repeat):
+        start = time.process_time()
+        km = fastkm.KMeans(len(init), init=init, n_init=1, algorithm=algorithm,
+                           n_threads=1).fit(X)
+        best, n_iter = min(best, time.process_time() - start), km.n_iter_
+    return best, n_iter
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithms", default="lloyd,hamerly,exponion")
+    parser.add_argument("--quick", action="store_true", help="10x smaller data")
+    args = parser.parse_args(argv)
+    algorithms = args.algorithms.split(",")
+    print("\n".join(describe()))
+    rows = []
+    for name, X, k in workloads(args.quick):
+        init = X[np.random.default_rng(0).choice(len(X), k, replace=False)]
+        times = {a: cpu_seconds(X, init, a) for a in algorithms}
+        fastest = min(times, key=lambda a: times[a][0])
+        iters = {n_iter for _, n_iter in times.values()}
+        rows.append([name, k] + [f"{times[a][0]:.3f}" for a in algorithms]
+                    + ["/".join(map(str, sorted(iters))), fastest,
+                       auto_algorithm(*X.shape, k)])
+    print(table(["workload", "k"] + [f"{a} s" for a in algorithms]
+                + ["iterations", "fastest", "auto picks"], rows))
+
+
+if __name__ == "__main__":
+    main()
