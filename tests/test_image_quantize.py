@@ -7,6 +7,7 @@ from PIL import Image
 import fastkm
 from fastkm._lloyd import lloyd
 from fastkm.image import apply_palette, fit_palette, quantize
+from fastkm.image import _quantize
 from fastkm.image._quantize import _Histogram
 
 
@@ -98,6 +99,21 @@ def test_many_colours_path_uses_bins_and_stays_consistent():
     q = quantize(image, 12)
     d2 = ((image[:, :, None, :].astype(float) - q.palette.astype(float)) ** 2).sum(-1)
     np.testing.assert_array_equal(q.indices, d2.argmin(-1))
+
+
+def test_very_many_colours_path_ends_at_a_lloyd_fixed_point_of_the_pixels():
+    """Above FINE_MIN_COLOURS (6-bit bins, then 7-bit bins, then exact colours) the palette
+    is still each cluster's mean, up to rounding to 0-255 and the tolerance."""
+    image = np.random.default_rng(9).integers(0, 256, size=(800, 800, 3), dtype=np.uint8)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > _quantize.FINE_MIN_COLOURS
+    q = quantize(image, 12)
+    pixels = image.reshape(-1, 3).astype(float)
+    labels = q.indices.reshape(-1)
+    d2 = ((pixels[:50_000, None, :] - q.palette.astype(float)) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels[:50_000], d2.argmin(-1))
+    for j in range(12):
+        mean = pixels[labels == j].mean(axis=0)
+        assert np.abs(mean - q.palette[j]).max() < 1.0
 
 
 def test_few_colours_are_kept_exactly():

@@ -6,8 +6,8 @@ The path for one image:
    sort of 32-bit keys for images with partial transparency);
 2. k-means of the distinct colours weighted by their pixel counts, which is exactly
    k-means of all the pixels: a weighted k-means++ start and Lloyd iterations on 6-bit
-   bins (each bin its colours' weighted mean) to get close cheaply, then Lloyd on the exact
-   colours until it converges;
+   bins (each bin its colours' weighted mean) to get close cheaply, with very many colours
+   also on 7-bit bins, then Lloyd on the exact colours until it converges;
 3. each distinct colour's nearest palette entry found once, and every pixel remapped
    through that lookup table (or, with ``dither``, error diffusion in Cython).
 """
@@ -29,8 +29,12 @@ COLORSPACES = ("rgb", "oklab")
 # below, a sort of the pixels' colour keys is cheaper.
 COUNTING_MIN_PIXELS = 1 << 20
 # Above this many distinct colours, clustering starts on 6-bit bins (about 10x fewer
-# points) before the exact colours; below it the exact colours are cheap enough.
+# points) before the exact colours; below it the exact colours are cheap enough. Above
+# FINE_MIN_COLOURS (large photos, resampled ones above all), Lloyd on 7-bit bins (about 4x
+# fewer points) comes in between: on a 12-megapixel photo at K=256 it halves the iterations
+# on the exact colours, for 0.03% more error.
 COARSE_MIN_COLOURS = 65536
+FINE_MIN_COLOURS = 1 << 19
 # Relative tolerances (as KMeans' tol) of the iterations on bins and on exact colours; the
 # bins are cheap enough to run almost to the end, and so are the exact colours at small K.
 COARSE_TOL = 1e-5
@@ -370,12 +374,12 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
     """Centres of the weighted k-means of ``points``.
 
     With many distinct colours, the start (k-means++, Lloyd to convergence, swaps)
-    runs on 6-bit bins, about 10 to 25 times fewer points, and only the last iterations on
-    the exact colours.
+    runs on 6-bit bins, about 10 to 25 times fewer points, with very many also Lloyd on
+    7-bit bins, and only the last iterations on the exact colours.
     """
     start_points, start_weights = points, weights
     if len(points) > COARSE_MIN_COLOURS:
-        start_points, start_weights = _coarse_bins(histogram.colours, points, weights)
+        start_points, start_weights = _binned(histogram.colours, points, weights, 6)
     centres, _ = kmeans_plusplus(start_points, n_clusters, start_weights, random_state,
                                  n_threads)
     centres = swap_refine(start_points, start_weights, centres,
@@ -383,19 +387,25 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                           tol=COARSE_TOL * _variance(start_points, start_weights, n_threads),
                           max_iter=max_iter, random_state=random_state,
                           n_threads=n_threads)[0]
+    if len(points) > FINE_MIN_COLOURS:
+        fine_points, fine_weights = _binned(histogram.colours, points, weights, 7)
+        centres = lloyd(fine_points, fine_weights, centres, max_iter=max_iter,
+                        tol=COARSE_TOL * _variance(fine_points, fine_weights, n_threads),
+                        n_threads=n_threads, algorithm="auto")[0]
     exact_tol = SMALL_K_EXACT_TOL if n_clusters <= SMALL_K else EXACT_TOL
     return lloyd(points, weights, centres, max_iter=max_iter,
                  tol=exact_tol * _variance(points, weights, n_threads), n_threads=n_threads,
                  algorithm="auto")[0]
 
 
-def _coarse_bins(colours, points, weights):
-    """Colours pooled by their top 6 bits per channel: each bin's weighted mean and weight."""
-    shifted = colours.astype(np.int64) >> 2
+def _binned(colours, points, weights, bits):
+    """Colours pooled by their top ``bits`` bits per channel: each bin's weighted mean and
+    weight."""
+    shifted = colours.astype(np.int64) >> (8 - bits)
     bins = np.zeros(len(colours), dtype=np.int64)
     for channel in range(colours.shape[1]):
-        bins = (bins << 6) | shifted[:, channel]
-    n_bins = 1 << (6 * colours.shape[1])
+        bins = (bins << bits) | shifted[:, channel]
+    n_bins = 1 << (bits * colours.shape[1])
     bin_weights = np.bincount(bins, weights=weights, minlength=n_bins)
     used = np.flatnonzero(bin_weights)
     bin_points = np.stack([np.bincount(bins, weights=weights * points[:, f],
