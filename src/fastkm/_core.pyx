@@ -1086,11 +1086,12 @@ cdef void _nearest_other_centres(
                                     #     rounded down
         int* near_index,            # OUT (n_near,) their indices
 ) noexcept nogil:
-    """Insertion into a short sorted list: cheaper than sorting all k when n_near << k.
-    Squared distances, so that only the listed ones need a square root."""
-    cdef Py_ssize_t b, f, m, count = 0
+    """The n_near nearest by a max-heap of the best so far (O(k log n_near), not a sort of
+    all k), in squared distances, so that only the listed ones need a square root."""
+    cdef Py_ssize_t b, f, m, child, size = 0
     cdef double dist, t
-    cdef double sorted_dist[BALL_NEIGHBOURS]
+    cdef double heap_dist[BALL_NEIGHBOURS]
+    cdef int heap_index[BALL_NEIGHBOURS]
     for b in range(k):
         if b == a:
             continue
@@ -1098,18 +1099,51 @@ cdef void _nearest_other_centres(
         for f in range(d):
             t = <double>centers[a * d + f] - centers[b * d + f]
             dist += t * t
-        if count == n_near and dist >= sorted_dist[n_near - 1]:
+        if size < n_near:  # room left: sift the new one up
+            m = size
+            size += 1
+            while m > 0 and heap_dist[(m - 1) // 2] < dist:
+                heap_dist[m] = heap_dist[(m - 1) // 2]
+                heap_index[m] = heap_index[(m - 1) // 2]
+                m = (m - 1) // 2
+        elif dist < heap_dist[0]:  # nearer than the farthest kept: it replaces that one
+            m = 0
+            while True:
+                child = 2 * m + 1
+                if child >= size:
+                    break
+                if child + 1 < size and heap_dist[child + 1] > heap_dist[child]:
+                    child += 1
+                if heap_dist[child] <= dist:
+                    break
+                heap_dist[m] = heap_dist[child]
+                heap_index[m] = heap_index[child]
+                m = child
+        else:
             continue
-        m = count if count < n_near else n_near - 1
-        while m > 0 and sorted_dist[m - 1] > dist:
-            sorted_dist[m] = sorted_dist[m - 1]
-            near_index[m] = near_index[m - 1]
-            m -= 1
-        sorted_dist[m] = dist
-        near_index[m] = <int>b
-        count = min(count + 1, n_near)
-    for m in range(n_near):
-        near_dist[m] = <floating>(sqrt(sorted_dist[m]) * (1.0 - BALL_MARGIN))
+        heap_dist[m] = dist
+        heap_index[m] = <int>b
+    # Emptied farthest first into the lists from their ends: ascending order.
+    while size:
+        size -= 1
+        near_dist[size] = <floating>(sqrt(heap_dist[0]) * (1.0 - BALL_MARGIN))
+        near_index[size] = heap_index[0]
+        dist = heap_dist[size]
+        b = heap_index[size]
+        m = 0
+        while True:
+            child = 2 * m + 1
+            if child >= size:
+                break
+            if child + 1 < size and heap_dist[child + 1] > heap_dist[child]:
+                child += 1
+            if heap_dist[child] <= dist:
+                break
+            heap_dist[m] = heap_dist[child]
+            heap_index[m] = heap_index[child]
+            m = child
+        heap_dist[m] = dist
+        heap_index[m] = <int>b
 
 
 cdef _bounded_pass(
@@ -1141,7 +1175,8 @@ cdef _bounded_pass(
     cdef floating[::1] half_gap = np.full(k, np.inf, dtype=dtype)
     cdef floating[::1] decay = np.empty(k, dtype=dtype)
     cdef floating[::1] reach = np.full(k, np.inf, dtype=dtype)
-    cdef int table_threads = _threads_for(k, n_threads, k * k * d)
+    # A centre pair costs some 50 multiply-adds' time (the heap's branches).
+    cdef int table_threads = _threads_for(k, n_threads, k * k * (d + 48))
     if n_near:
         for j in prange(k, nogil=True, schedule="static", num_threads=table_threads):
             _nearest_other_centres(&centers[0, 0], k, d, j, n_near, &near_dist[j, 0],

@@ -98,12 +98,13 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         algorithm = auto_algorithm(n, d, k, X.dtype.itemsize)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.empty(n, dtype=np.int32)
-    previous_labels = np.full(n, -1, dtype=np.int32)
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
     use_bounds = algorithm in BOUNDED_PASSES and callback is None and not verbose
-    if use_bounds:
+    if not use_bounds:  # (a bounded pass counts the changed labels itself)
+        previous_labels = np.full(n, -1, dtype=np.int32)
+    else:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
         bounds = _unknown_bounds(algorithm, n, X.dtype)
