@@ -210,7 +210,7 @@ def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2):
     and the pass's count of changed labels."""
     n, k = len(X), len(C)
     labels = np.zeros(n, np.int32)
-    bounds = _unknown_bounds(algorithm, n, X.dtype)
+    bounds = _unknown_bounds(algorithm, n, X.dtype, k, X.shape[1])
     moved = np.zeros(k, X.dtype)
     sums, weights = np.empty((k, X.shape[1])), np.empty(k)
     bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
@@ -278,6 +278,31 @@ def test_bounded_pass_bit_identical_for_any_thread_count(algorithm):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_exponion_keeps_its_neighbour_lists_while_the_centres_drift_little():
+    """The lists are rebuilt only after a large drift; stale ones still give exact labels."""
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(20_000, 3)).astype(np.float32) * 10
+    w = np.ones(len(X), np.float32)
+    C = X[:100].copy()
+    labels = np.zeros(len(X), np.int32)
+    bounds = _unknown_bounds("exponion", len(X), X.dtype, 100, 3)
+    table_centers = bounds[4]
+    sums, weights = np.empty((100, 3)), np.empty(100)
+    shift = np.zeros(100, np.float32)
+    core.exponion_pass(X, w, C, shift, labels, *bounds, sums, weights, 1)
+    np.testing.assert_array_equal(table_centers, C)
+    for step, scale in enumerate([0.01, 0.02, 0.01, 5.0]):
+        move = (rng.normal(size=C.shape) * scale).astype(np.float32)
+        new = C + move
+        shift = np.nextafter(np.linalg.norm(move.astype(np.float64), axis=1),
+                             np.inf).astype(np.float32)
+        C = new
+        core.exponion_pass(X, w, C, shift, labels, *bounds, sums, weights, 1)
+        np.testing.assert_array_equal(labels, run_pass(X, w, C)[0])
+        rebuilt = np.array_equal(table_centers, C)
+        assert rebuilt == (scale == 5.0), step
 
 
 def test_exponion_pass_ties_go_to_the_lower_index():

@@ -343,6 +343,9 @@ cdef enum:
 # Relative widening of Exponion's search ball and narrowing of the half gaps, far above the
 # rounding of the distances they are compared with.
 cdef double BALL_MARGIN = 1e-5
+# Exponion's neighbour lists are rebuilt once twice the largest drift of a centre since they
+# were built exceeds this fraction of the mean distance between neighbouring centres.
+cdef double TABLE_SLACK = 0.25
 
 # The C micro-kernel and the Cython block code must agree on the block height.
 assert FASTKM_BLOCK_ROWS == BLOCK_ROWS
@@ -380,6 +383,11 @@ def lloyd_layout():
     ``dot_form_min`` features on the dot-product form. Exposed for tests and benchmarks.
     """
     return MAX_UNROLLED_FEATURES, DOT_FORM_MIN_FEATURES, FASTKM_PANEL
+
+
+def ball_neighbours():
+    """How many nearest other centres exponion_pass lists per centre (its tables' width)."""
+    return BALL_NEIGHBOURS
 
 
 def row_chunks(Py_ssize_t n_rows):
@@ -931,8 +939,11 @@ cdef inline bint _ball_search(
         Py_ssize_t d, Py_ssize_t k,
         int a,                      # IN  the row's current centre
         floating u_sq,              # IN  the row's squared distance to it
-        const floating* near_dist,  # IN  (n_near,) distances from centre a to its nearest
-                                    #     other centres, ascending, rounded down
+        floating gap,               # IN  an upper bound of the distance from a to the
+                                    #     nearest other centre
+        const floating* near_dist,  # IN  (n_near,) lower bounds of the distances from a to
+                                    #     its nearest other centres, ascending; the centres
+                                    #     not listed are farther than the last
         const int* near_index,      # IN  (n_near,) those centres
         Py_ssize_t n_near,
         int* label,                 # OUT the row's nearest centre
@@ -951,7 +962,7 @@ cdef inline bint _ball_search(
         return False
     u = sqrt(u_sq)
     # Widened so that rounding in u and in the distances cannot leave a candidate out.
-    radius = <floating>((2.0 * u + near_dist[0]) * (1.0 + BALL_MARGIN))
+    radius = <floating>((2.0 * u + gap) * (1.0 + BALL_MARGIN))
     if near_dist[n_near - 1] <= radius and n_near < k - 1:
         return False
     for m in range(n_near):
@@ -988,7 +999,8 @@ cdef inline Py_ssize_t _bounded_chunk_d(
         Py_ssize_t n_near,
         bint exponion,                       # IN  False: Hamerly
         const floating* half_gap,            # IN  (k,) half the distance to the nearest
-                                             #     other centre
+                                             #     other centre, or less
+        const floating* gap,                 # IN  (k,) that distance, or more
         const floating* shift,               # IN  (k,) how far each centre moved last update
         const floating* decay,               # IN  (k,) how much a row's bound on "any other
                                              #     centre" drops, by the row's centre
@@ -1030,9 +1042,10 @@ cdef inline Py_ssize_t _bounded_chunk_d(
             u = sqrt(u_sq)
             if u > bound:
                 if exponion and _ball_search(
-                        X + row * d, centers, d, k, j, u_sq, near_dist + j * n_near,
-                        near_index + j * n_near, n_near, labels + row, upper + row,
-                        second_labels + row, lower + row, lower_rest + row):
+                        X + row * d, centers, d, k, j, u_sq, gap[j],
+                        near_dist + j * BALL_NEIGHBOURS, near_index + j * BALL_NEIGHBOURS,
+                        n_near, labels + row, upper + row, second_labels + row, lower + row,
+                        lower_rest + row):
                     changed += labels[row] != j
                     continue
                 pending[n_pending] = row
@@ -1061,7 +1074,8 @@ cdef inline Py_ssize_t _bounded_chunk_d(
 cdef Py_ssize_t _bounded_chunk(
         const floating* X, const floating* sample_weight, const floating* centers,
         const floating* near_dist, const int* near_index, Py_ssize_t n_near, bint exponion,
-        const floating* half_gap, const floating* shift, const floating* decay,
+        const floating* half_gap, const floating* gap, const floating* shift,
+        const floating* decay,
         const floating* reach, Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
         Py_ssize_t ways, floating* block_t, int* labels, floating* upper, floating* lower,
         int* second_labels, floating* lower_rest, double* acc,
@@ -1069,12 +1083,13 @@ cdef Py_ssize_t _bounded_chunk(
     """_bounded_chunk_d, compiled separately for colours (d = 3)."""
     if d == 3:
         return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
-                                exponion, half_gap, shift, decay, reach, k, 3, start, stop,
-                                ways, block_t, labels, upper, lower, second_labels,
+                                exponion, half_gap, gap, shift, decay, reach, k, 3, start,
+                                stop, ways, block_t, labels, upper, lower, second_labels,
                                 lower_rest, acc)
     return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
-                            exponion, half_gap, shift, decay, reach, k, d, start, stop, ways,
-                            block_t, labels, upper, lower, second_labels, lower_rest, acc)
+                            exponion, half_gap, gap, shift, decay, reach, k, d, start, stop,
+                            ways, block_t, labels, upper, lower, second_labels, lower_rest,
+                            acc)
 
 
 cdef void _nearest_other_centres(
@@ -1150,18 +1165,23 @@ cdef _bounded_pass(
         const floating[:, ::1] X, const floating[::1] sample_weight,
         const floating[:, ::1] centers, const floating[::1] shift, int[::1] labels,
         floating[::1] upper, floating[::1] lower, int* second_labels, floating* lower_rest,
+        floating[:, ::1] table_centers, int[:, ::1] table_index, floating[:, ::1] table_dist,
         double[:, ::1] sums, double[::1] weight_sums, int n_threads, str name):
     """hamerly_pass (second_labels and lower_rest NULL) or exponion_pass (see those)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t ways = _accumulator_ways(d)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, j, m
-    cdef bint exponion = second_labels != NULL
+    cdef Py_ssize_t n_chunks, chunk_rows, c, j, m, f
+    cdef bint exponion = second_labels != NULL, rebuild
     cdef floating max_shift = 0, other_max_shift = 0
+    cdef double max_drift = 0, mean_gap = 0, t
     cdef int max_shift_centre = 0
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
             or shift.shape[0] != k or sums.shape[0] != k or sums.shape[1] != d \
-            or weight_sums.shape[0] != k:
+            or weight_sums.shape[0] != k or table_centers.shape[0] != k \
+            or table_centers.shape[1] != d or table_index.shape[0] != k \
+            or table_index.shape[1] != BALL_NEIGHBOURS or table_dist.shape[0] != k \
+            or table_dist.shape[1] != BALL_NEIGHBOURS:
         raise ValueError(f"{name}: array shapes do not match X and centers")
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d * BOUNDED_WORK_PER_ROW)
@@ -1170,19 +1190,41 @@ cdef _bounded_pass(
     # Hamerly needs only the nearest other centre (for the half gaps).
     cdef Py_ssize_t n_near = min(<Py_ssize_t>BALL_NEIGHBOURS if exponion else 1, k - 1)
     dtype = np.float32 if floating is float else np.float64
-    cdef floating[:, ::1] near_dist = np.empty((k, max(n_near, 1)), dtype=dtype)
-    cdef int[:, ::1] near_index = np.empty((k, max(n_near, 1)), dtype=np.int32)
+    cdef floating[:, ::1] near_dist = np.full((k, BALL_NEIGHBOURS), np.inf, dtype=dtype)
     cdef floating[::1] half_gap = np.full(k, np.inf, dtype=dtype)
+    cdef floating[::1] gap = np.full(k, np.inf, dtype=dtype)
     cdef floating[::1] decay = np.empty(k, dtype=dtype)
     cdef floating[::1] reach = np.full(k, np.inf, dtype=dtype)
+    cdef double[::1] drift = np.zeros(k)
     # A centre pair costs some 50 multiply-adds' time (the heap's branches).
     cdef int table_threads = _threads_for(k, n_threads, k * k * (d + 48))
     if n_near:
-        for j in prange(k, nogil=True, schedule="static", num_threads=table_threads):
-            _nearest_other_centres(&centers[0, 0], k, d, j, n_near, &near_dist[j, 0],
-                                   &near_index[j, 0])
-            # near_dist is rounded down: a lower bound stays one.
-            half_gap[j] = 0.5 * near_dist[j, 0]
+        # The neighbour lists are rebuilt only when the centres have drifted far from where
+        # they were listed; meanwhile every listed distance is lowered by the most it can
+        # have shrunk since (both ends' drifts), so the lists stay valid lower bounds.
+        for j in range(k):
+            for f in range(d):
+                t = <double>centers[j, f] - table_centers[j, f]
+                drift[j] += t * t
+            drift[j] = sqrt(drift[j]) * (1.0 + BALL_MARGIN)
+            if not drift[j] <= max_drift:  # (NaN, from table_centers' NaN, too)
+                max_drift = drift[j]
+            mean_gap += table_dist[j, 0] / k
+        rebuild = not exponion or not (2 * max_drift <= TABLE_SLACK * mean_gap)
+        if rebuild:
+            for j in prange(k, nogil=True, schedule="static", num_threads=table_threads):
+                _nearest_other_centres(&centers[0, 0], k, d, j, n_near, &table_dist[j, 0],
+                                       &table_index[j, 0])
+            table_centers[:, :] = centers
+            drift[:] = 0
+            max_drift = 0
+        for j in range(k):
+            for m in range(n_near):
+                near_dist[j, m] = <floating>((table_dist[j, m] - drift[j] - max_drift)
+                                             * (1.0 - BALL_MARGIN))
+            half_gap[j] = max(<floating>0, <floating>(0.5 * near_dist[j, 0]))
+            gap[j] = <floating>((table_dist[j, 0] + drift[j] + drift[table_index[j, 0]])
+                                * (1.0 + 2 * BALL_MARGIN))
     for j in range(k):
         if shift[j] > max_shift:
             other_max_shift = max_shift
@@ -1197,7 +1239,7 @@ cdef _bounded_pass(
         if exponion and n_near < k - 1:
             decay[j] = 0
             for m in range(n_near):
-                decay[j] = max(decay[j], shift[near_index[j, m]])
+                decay[j] = max(decay[j], shift[table_index[j, m]])
             reach[j] = near_dist[j, n_near - 1]
         else:
             decay[j] = other_max_shift if j == max_shift_centre else max_shift
@@ -1206,8 +1248,8 @@ cdef _bounded_pass(
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         chunk_changed[c] = _bounded_chunk(
                        &X[0, 0], &sample_weight[0], &centers[0, 0], &near_dist[0, 0],
-                       &near_index[0, 0], n_near, exponion, &half_gap[0], &shift[0],
-                       &decay[0], &reach[0], k, d, c * chunk_rows,
+                       &table_index[0, 0], n_near, exponion, &half_gap[0], &gap[0],
+                       &shift[0], &decay[0], &reach[0], k, d, c * chunk_rows,
                        min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
                        &labels[0], &upper[0], &lower[0], second_labels, lower_rest,
                        &chunk_acc[c, 0])
@@ -1237,8 +1279,15 @@ def hamerly_pass(
     and ``shift = 0``. Rows whose bounds prove their centre is still the nearest are not
     compared with any centre; the others are compared with all of them.
     """
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t k = centers.shape[0]
+    # Built afresh each pass: Hamerly needs only each centre's nearest other one.
+    cdef floating[:, ::1] table_centers = np.full((k, centers.shape[1]), np.nan, dtype=dtype)
+    cdef int[:, ::1] table_index = np.empty((k, BALL_NEIGHBOURS), dtype=np.int32)
+    cdef floating[:, ::1] table_dist = np.empty((k, BALL_NEIGHBOURS), dtype=dtype)
     return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower, NULL, NULL,
-                         sums, weight_sums, n_threads, "hamerly_pass")
+                         table_centers, table_index, table_dist, sums, weight_sums,
+                         n_threads, "hamerly_pass")
 
 
 def exponion_pass(
@@ -1253,6 +1302,11 @@ def exponion_pass(
         floating[::1] lower,                 # IN/OUT (n,) lower bound of the distance to it
         floating[::1] lower_rest,            # IN/OUT (n,) lower bound to any centre but those
                                              #     two
+        floating[:, ::1] table_centers,      # IN/OUT (k, d) the centres where the neighbour
+                                             #     lists were built (NaN: build them)
+        int[:, ::1] table_index,             # IN/OUT (k, BALL_NEIGHBOURS) per centre, its
+                                             #     nearest other centres
+        floating[:, ::1] table_dist,         # IN/OUT (k, BALL_NEIGHBOURS) their distances then
         double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
         double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
         int n_threads=1,
@@ -1262,17 +1316,18 @@ def exponion_pass(
     Returns how many rows changed label.
 
     To start (or restart) the bounds, pass ``upper = inf``, ``lower = lower_rest = 0``, any
-    valid labels and second labels, and ``shift = 0``. A row whose bounds fail is compared
-    only with the centres near its own (up to BALL_NEIGHBOURS of them, listed per centre in
-    O(k^2 d) per pass), or with all of them when its ball reaches past that list.
+    valid labels and second labels, ``shift = 0`` and ``table_centers = NaN``. A row whose
+    bounds fail is compared only with the centres near its own (up to BALL_NEIGHBOURS of
+    them, listed per centre in O(k^2 d) whenever the centres have drifted far from where
+    they were listed), or with all of them when its ball reaches past that list.
     """
     if second_labels.shape[0] != X.shape[0] or lower_rest.shape[0] != X.shape[0]:
         raise ValueError("exponion_pass: array shapes do not match X and centers")
     if X.shape[0] == 0:
         raise ValueError("exponion_pass: X has no rows")
     return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower,
-                         &second_labels[0], &lower_rest[0], sums, weight_sums, n_threads,
-                         "exponion_pass")
+                         &second_labels[0], &lower_rest[0], table_centers, table_index,
+                         table_dist, sums, weight_sums, n_threads, "exponion_pass")
 
 
 cdef void _merge_chunk_sums(

@@ -107,7 +107,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     else:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
-        bounds = _unknown_bounds(algorithm, n, X.dtype)
+        bounds = _unknown_bounds(algorithm, n, X.dtype, k, d)
         moved = np.zeros(k, dtype=X.dtype)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
@@ -130,7 +130,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             # Rounded up, so that the bounds stay bounds in X's precision.
             moved = np.nextafter(np.sqrt(shifts).astype(X.dtype), np.inf)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
-                bounds = _unknown_bounds(algorithm, n, X.dtype)
+                bounds = _unknown_bounds(algorithm, n, X.dtype, k, d)
         centers = new_centers
         # Same labels as the previous pass: the update reproduced the same centres.
         done, labels_match_centers = end_of_iteration(
@@ -146,14 +146,20 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     return centers, labels, float(inertia), n_iter
 
 
-def _unknown_bounds(algorithm, n, dtype):
-    """A bounded pass's per-sample arrays (after ``labels``, in its argument order), set to
-    bounds that prove nothing: every sample is searched in the next pass."""
+def _unknown_bounds(algorithm, n, dtype, k=None, d=None):
+    """A bounded pass's state arrays (after ``labels``, in its argument order), set to
+    bounds that prove nothing: every sample is searched in the next pass. Exponion's also
+    hold its neighbour lists of the k centres in d dimensions."""
     upper = np.full(n, np.inf, dtype=dtype)
     lower = np.zeros(n, dtype=dtype)
     if algorithm == "hamerly":
         return upper, lower
-    return upper, np.zeros(n, dtype=np.int32), lower, np.zeros(n, dtype=dtype)
+    if k is None or d is None:
+        raise TypeError("_unknown_bounds needs k and d for Exponion's neighbour lists")
+    neighbours = core.ball_neighbours()
+    return (upper, np.zeros(n, dtype=np.int32), lower, np.zeros(n, dtype=dtype),
+            np.full((k, d), np.nan, dtype=dtype), np.zeros((k, neighbours), dtype=np.int32),
+            np.zeros((k, neighbours), dtype=dtype))
 
 
 def end_of_iteration(n_iter, inertia, center_shift, centers, labels, *, unchanged, tol,
