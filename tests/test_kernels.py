@@ -9,8 +9,8 @@ import pytest
 from fastkm._isa import core
 from fastkm._lloyd import BOUNDED_PASSES, _unknown_bounds
 
-# lloyd_pass's distance form from this many features on (see _core.pyx).
-DOT_FORM_MIN_FEATURES = 16
+# lloyd_pass's own code for each d up to this many features (see _core.pyx).
+MAX_UNROLLED_FEATURES = core.lloyd_layout()[0]
 
 SHAPES = [(1, 1, 1), (5, 2, 3), (100, 3, 16), (1000, 1, 7), (2049, 4, 5), (3000, 5, 33),
           (777, 17, 9), (500, 128, 20)]
@@ -246,9 +246,10 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
     previous = np.zeros(n, np.int32)
     for labels, sums, weights, changed in run_bounded_iterations(algorithm, X, w, C, 12):
         ref_labels, ref_sums, ref_weights, _ = run_pass(X, w, centres)
-        if d >= DOT_FORM_MIN_FEATURES:
-            # The plain pass compares |c|^2 - 2 x.c there, the bounded passes |x - c|^2: a
-            # row within rounding of a tie may go either way.
+        if d > MAX_UNROLLED_FEATURES:
+            # The plain pass compares distances from its panel kernel there (|c|^2 - 2 x.c
+            # from 16 features on), summed in another order than the bounded passes' |x - c|^2:
+            # a row within rounding of a tie may go either way.
             differ = np.flatnonzero(labels != ref_labels)
             gap = np.abs(np.linalg.norm(X[differ] - centres[labels[differ]], axis=1)
                          - np.linalg.norm(X[differ] - centres[ref_labels[differ]], axis=1))

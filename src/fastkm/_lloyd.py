@@ -13,13 +13,13 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass"}
 # algorithm='auto' (see auto_algorithm): Exponion from this many clusters on, or from
 # EXPONION_MIN_CLUSTERS_MID with EXPONION_MID_FEATURES features or more, given at least
 # EXPONION_MIN_ROWS_PER_CLUSTER samples per cluster; otherwise plain Lloyd, whose vectorized
-# pass beats the bounds' bookkeeping with few clusters, and with few samples per cluster
-# (few iterations to amortize the bounds' first pass). BENCHMARKS.md, "Choosing the
-# algorithm", has the measurements.
+# pass beats the bounds' bookkeeping with few clusters (in few dimensions above all), and
+# with few samples per cluster (few iterations to amortize the bounds' first pass).
+# BENCHMARKS.md, "Choosing the algorithm", has the measurements.
 EXPONION_MIN_CLUSTERS = 96
-EXPONION_MID_FEATURES = 6
+EXPONION_MID_FEATURES = 5
 EXPONION_MIN_CLUSTERS_MID = 48
-EXPONION_MIN_ROWS_PER_CLUSTER = 200
+EXPONION_MIN_ROWS_PER_CLUSTER = 100
 # ... and while its per-sample state (16 or 28 bytes) fits in this many bytes or in X's own
 # size, whichever is larger.
 BOUNDS_MEMORY_BUDGET = 1 << 30
