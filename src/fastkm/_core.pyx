@@ -1092,6 +1092,28 @@ cdef Py_ssize_t _bounded_chunk(
                             acc)
 
 
+cdef inline void _heap_replace_top(
+        double* heap_dist,          # IN/OUT (size,) a max-heap of squared distances
+        int* heap_index,            # IN/OUT (size,) their centres
+        Py_ssize_t size,
+        double dist, int index,     # IN  the entry that replaces the top
+) noexcept nogil:
+    cdef Py_ssize_t m = 0, child
+    while True:
+        child = 2 * m + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_dist[child + 1] > heap_dist[child]:
+            child += 1
+        if heap_dist[child] <= dist:
+            break
+        heap_dist[m] = heap_dist[child]
+        heap_index[m] = heap_index[child]
+        m = child
+    heap_dist[m] = dist
+    heap_index[m] = index
+
+
 cdef void _nearest_other_centres(
         const floating* centers,    # IN  (k, d)
         Py_ssize_t k, Py_ssize_t d,
@@ -1103,7 +1125,7 @@ cdef void _nearest_other_centres(
 ) noexcept nogil:
     """The n_near nearest by a max-heap of the best so far (O(k log n_near), not a sort of
     all k), in squared distances, so that only the listed ones need a square root."""
-    cdef Py_ssize_t b, f, m, child, size = 0
+    cdef Py_ssize_t b, f, m, size = 0
     cdef double dist, t
     cdef double heap_dist[BALL_NEIGHBOURS]
     cdef int heap_index[BALL_NEIGHBOURS]
@@ -1121,44 +1143,16 @@ cdef void _nearest_other_centres(
                 heap_dist[m] = heap_dist[(m - 1) // 2]
                 heap_index[m] = heap_index[(m - 1) // 2]
                 m = (m - 1) // 2
+            heap_dist[m] = dist
+            heap_index[m] = <int>b
         elif dist < heap_dist[0]:  # nearer than the farthest kept: it replaces that one
-            m = 0
-            while True:
-                child = 2 * m + 1
-                if child >= size:
-                    break
-                if child + 1 < size and heap_dist[child + 1] > heap_dist[child]:
-                    child += 1
-                if heap_dist[child] <= dist:
-                    break
-                heap_dist[m] = heap_dist[child]
-                heap_index[m] = heap_index[child]
-                m = child
-        else:
-            continue
-        heap_dist[m] = dist
-        heap_index[m] = <int>b
+            _heap_replace_top(heap_dist, heap_index, size, dist, <int>b)
     # Emptied farthest first into the lists from their ends: ascending order.
     while size:
         size -= 1
         near_dist[size] = <floating>(sqrt(heap_dist[0]) * (1.0 - BALL_MARGIN))
         near_index[size] = heap_index[0]
-        dist = heap_dist[size]
-        b = heap_index[size]
-        m = 0
-        while True:
-            child = 2 * m + 1
-            if child >= size:
-                break
-            if child + 1 < size and heap_dist[child + 1] > heap_dist[child]:
-                child += 1
-            if heap_dist[child] <= dist:
-                break
-            heap_dist[m] = heap_dist[child]
-            heap_index[m] = heap_index[child]
-            m = child
-        heap_dist[m] = dist
-        heap_index[m] = <int>b
+        _heap_replace_top(heap_dist, heap_index, size, heap_dist[size], heap_index[size])
 
 
 cdef _bounded_pass(
