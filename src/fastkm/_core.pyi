@@ -39,6 +39,19 @@ def hamerly_pass(
     weight_sums: Float64,
     n_threads: int = 1,
 ) -> None: ...
+def yinyang_pass(
+    X: Floats,
+    sample_weight: Floats,
+    centers: Floats,
+    groups: Int32,
+    moved: Floats,
+    labels: Int32,
+    upper: Floats,
+    lower: Floats,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> None: ...
 def kmeanspp_candidate_potentials(
     X: Floats,
     sample_weight: Floats,

@@ -27,7 +27,7 @@ from ._validation import (
     mean_variance,
 )
 
-ALGORITHMS = ("lloyd", "hamerly")
+ALGORITHMS = ("lloyd", "hamerly", "yinyang")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -351,11 +351,19 @@ default='k-means++'
         variance of the features (as scikit-learn). A run also stops when no label changes.
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
-    algorithm : {'lloyd', 'hamerly'}, default='lloyd'
-        The exact algorithm to run; both give the same centres and labels (ties aside).
+    algorithm : {'lloyd', 'hamerly', 'yinyang'}, default='lloyd'
+        The exact algorithm to run; all give the same centres and labels (ties aside).
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster: faster in low
         dimensions once few samples move, and bit-identical to 'lloyd' when labels agree.
+        'yinyang' (simplified Yinyang: Ding et al. 2015, Newling & Fleuret 2016) splits the
+        centres once into ``G = max(1, n_clusters // 10)`` groups (fewer if some end up
+        empty) and keeps, per sample, an upper bound on the distance to its centre and a
+        lower bound per group: ``1 + G`` values of X's dtype per sample (for float32,
+        ``4 * (1 + n_clusters // 10)`` bytes), plus a few per thread. A sample is compared
+        only with the groups its bounds cannot rule out; the labels are exactly those of
+        'lloyd', ties included, so the results are bit-identical. For medium and high
+        dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
@@ -437,7 +445,7 @@ default='k-means++'
             Lloyd chunk by chunk, never loading or copying X, in memory of about one chunk
             (16 MiB) plus the labels (4 bytes per row); 'k-means++' and 'random' then run on
             a sample of ``init_size`` rows (default ``max(65536, 20 * n_clusters)``) and
-            'hamerly' runs as 'lloyd' (see ``fastkm._chunked``).
+            'hamerly' and 'yinyang' run as 'lloyd' (see ``fastkm._chunked``).
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample; a weight of 2 counts as the sample twice.

@@ -7,6 +7,7 @@ import numpy as np
 from ._init import fewer_distinct_points_error
 from ._isa import core
 from ._validation import ROW_STEP
+from ._yinyang import centre_groups
 
 
 class IterationInfo(NamedTuple):
@@ -45,8 +46,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
 
     ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype) and
     skips the samples they prove cannot change cluster: the same iterations, usually much
-    faster once few samples move. Its passes do not compute the inertia, so with a
-    ``callback`` or ``verbose`` it runs as 'lloyd'.
+    faster once few samples move. ``algorithm='yinyang'`` keeps an upper bound per sample
+    and a lower bound per sample and group of centres (at most ``1 + max(1, k // 10)``
+    values of X's dtype; see ``fastkm._yinyang``). Their passes do not compute the inertia, so with a
+    ``callback`` or ``verbose`` they run as 'lloyd'.
 
     Returns
     -------
@@ -60,15 +63,23 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
-    use_bounds = algorithm == "hamerly" and callback is None and not verbose
+    use_bounds = algorithm in ("hamerly", "yinyang") and callback is None and not verbose
     if use_bounds:
         labels[:] = 0
         upper = np.full(n, np.inf, dtype=X.dtype)
-        lower = np.zeros(n, dtype=X.dtype)
+        if algorithm == "yinyang":
+            groups = centre_groups(centers)
+            lower = np.zeros((n, groups.max() + 1), dtype=X.dtype)
+        else:
+            lower = np.zeros(n, dtype=X.dtype)
         moved = np.zeros(k, dtype=X.dtype)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        if use_bounds:
+        if use_bounds and algorithm == "yinyang":
+            core.yinyang_pass(X, sample_weight, centers, groups, moved, labels, upper, lower,
+                              sums, weight_sums, n_threads)
+            inertia = float("nan")
+        elif use_bounds:
             core.hamerly_pass(X, sample_weight, centers, moved, labels, upper, lower, sums,
                               weight_sums, n_threads)
             inertia = float("nan")
@@ -81,8 +92,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         center_shift = float(shifts.sum())
         unchanged = not relocated and np.array_equal(labels, previous_labels)
         if use_bounds:
-            # Rounded up, so that the bounds stay bounds in X's precision.
-            moved = np.nextafter(np.sqrt(shifts).astype(X.dtype), np.inf)
+            # Rounded up, so that the bounds stay bounds in X's precision: in float64 the
+            # summed squares may be off by (d + 2) units in the last place.
+            moved = np.nextafter((np.sqrt(shifts) * (1 + (d + 6) * 2.0**-53)).astype(X.dtype),
+                                 np.inf)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
                 upper[:] = np.inf
                 lower[:] = 0
