@@ -1831,9 +1831,6 @@ def yinyang_pass(
     slot_base_arr = np.full(n_slots, np.inf, dtype=dtype)
     slot_base_arr[slots] = base_arr[order]
     group_panels = np.zeros(n_slots * d, dtype=dtype)
-    index = (panel_start_arr[sorted_groups][:, None] + rank[:, None]
-             + np.arange(d)[None, :] * width_arr[sorted_groups][:, None])
-    group_panels[index] = shifted_arr[order]
     group_moved_arr = np.zeros(G, dtype=dtype)
     np.maximum.at(group_moved_arr, group_of, np.asarray(moved))
     max_width = int(width_arr.max())
@@ -1844,6 +1841,15 @@ def yinyang_pass(
     cdef int[::1] slot_centre_v = slot_centre_arr
     cdef Py_ssize_t[::1] slot_start_v = slot_start_arr, members_v = members_arr
     cdef Py_ssize_t[::1] panel_start_v = panel_start_arr, width_v = width_arr
+    lane_arr = np.empty(k, dtype=np.intp)
+    lane_arr[order] = rank
+    cdef Py_ssize_t[::1] lane_v = lane_arr
+    cdef Py_ssize_t j, f, g
+    with nogil:  # each centre into its lane of its group's panel
+        for j in range(k):
+            g = groups[j]
+            for f in range(d):
+                panels_v[panel_start_v[g] + f * width_v[g] + lane_v[j]] = shifted_v[j, f]
     cdef floating[:, :, ::1] lloyd_panels_v = panels_arr
     cdef floating[::1] lloyd_base_v = np.ascontiguousarray(panels_base_arr)
     cdef _YinyangCentres C
@@ -1862,8 +1868,8 @@ def yinyang_pass(
     s.coef = 3 * (d + 4) * s.eps
     s.radius = 0
     if dot_form:
-        s.radius = float(np.sqrt(np.einsum("ij,ij->i", shifted_arr.astype(np.float64),
-                                           shifted_arr.astype(np.float64)).max()))
+        # base = |c'|^2 / 2, rounded to X's dtype: 4 eps covers that rounding.
+        s.radius = float(np.sqrt(2 * base_arr.astype(np.float64).max())) * (1 + 4 * s.eps)
     s.eta = (2 * d + 8) * (FLT_MIN if floating is float else DBL_MIN)
 
     _row_chunks(n, &n_chunks, &chunk_rows)
