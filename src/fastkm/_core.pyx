@@ -1347,26 +1347,15 @@ cdef inline double _dist_below(double score, const _RowBounds* r) noexcept nogil
 
 cdef extern from *:
     """
-    /* A double rounded to float towards +inf or -inf (next float by its bits: no libm call). */
+    /* A bound in float, rounded outwards, without branches: scaling by 1 -+ 2^-23 moves v by
+    more than the half unit in the last place that the conversion may round it back, and
+    2^-149 covers subnormals. Infinity stays infinity. A lower bound only needs to stay
+    below the distance, which is not negative, so negative values may move either way. */
     static inline float fastkm_float_above(double v) {
-        float r = (float)v;
-        if (r < v) {
-            unsigned int b;
-            __builtin_memcpy(&b, &r, sizeof b);
-            b = r > 0 ? b + 1 : (r == 0 ? 1u : b - 1);
-            __builtin_memcpy(&r, &b, sizeof b);
-        }
-        return r;
+        return (float)(v * (1 + 0x1p-23) + 0x1p-149);
     }
     static inline float fastkm_float_below(double v) {
-        float r = (float)v;
-        if (r > v) {
-            unsigned int b;
-            __builtin_memcpy(&b, &r, sizeof b);
-            b = r > 0 ? b - 1 : (r == 0 ? 0x80000001u : b + 1);
-            __builtin_memcpy(&r, &b, sizeof b);
-        }
-        return r;
+        return (float)(v * (1 - 0x1p-23) - 0x1p-149);
     }
     """
     float fastkm_float_above(double v) noexcept nogil
