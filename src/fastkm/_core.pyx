@@ -1295,17 +1295,16 @@ cdef inline double _dot_e2(const _Slack* s, double norm) noexcept nogil:
     return s.coef * (norm + s.radius) * (norm + s.radius) + s.eta
 
 
-cdef inline bint _can_skip(double u, double lmin, const _Slack* s) noexcept nogil:
-    """Whether a row whose distance to its centre is at most u, and to any other centre at
-    least lmin, has every other centre's score strictly above its own centre's score."""
-    cdef double norm, e2, alpha, gap
-    if not s.dot_form:
-        return lmin > 0 and lmin * lmin * (1 - s.rho) - s.eta > u * u * (1 + s.rho) + s.eta
+cdef inline double _skip_threshold(double u, const _Slack* s) noexcept nogil:
+    """How far every other centre must be for a row whose distance to its own centre is at
+    most u to keep it: beyond that, every other centre's score is strictly above its own."""
+    cdef double norm, e2, alpha
+    if not s.dot_form:  # l^2 (1 - rho) - eta > u^2 (1 + rho) + eta
+        return sqrt((u * u * (1 + s.rho) + 2 * s.eta) / (1 - s.rho)) * (1 + 4 * s.eps)
     norm = (u + s.radius) * (1 + 4 * s.eps)  # |x'| <= |x - c_a| + |c_a - shift|
     e2 = _dot_e2(s, norm)
     alpha = 4 * s.eps * (norm + s.radius)
-    gap = lmin - alpha
-    return gap > 0 and gap * gap - e2 > (u + alpha) * (u + alpha) + e2
+    return alpha + sqrt((u + alpha) * (u + alpha) + 2 * e2)  # (l - alpha)^2 - e2 > (u + alpha)^2 + e2
 
 
 cdef struct _RowBounds:
@@ -1697,7 +1696,8 @@ cdef void _yinyang_chunk(
     cdef bint fresh = False
     cdef _RowBounds rb
     # Bounds move by the shifts rounded outwards, so that they stay bounds.
-    cdef floating up = 1 + 4 * s.eps, down = 1 - 4 * s.eps, u, l, lmin, kind = 0
+    cdef floating up = 1 + 4 * s.eps, down = 1 - 4 * s.eps, u, l, threshold, kind = 0
+    cdef Py_ssize_t failing
     cdef floating* lo
     cdef floating* best = fscratch + GROUP_ROWS * (2 * d + max_width)
     cdef double w
@@ -1726,13 +1726,14 @@ cdef void _yinyang_chunk(
             continue
         u = (upper[row] + moved[labels[row]]) * up
         upper[row] = u
+        threshold = _round_up(_skip_threshold(u, s), kind)
         lo = lower + row * G
-        lmin = INFINITY
-        for g in range(G):
+        failing = 0
+        for g in range(G):  # counted, not branched on, so that it vectorizes
             l = (lo[g] - group_moved[g]) * down
             lo[g] = l
-            lmin = min(lmin, l)
-        if _can_skip(u, lmin, s):
+            failing += not (l > threshold)  # (NaN: fails)
+        if failing == 0:
             continue
         active[n_active] = row
         n_active += 1
