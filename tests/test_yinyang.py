@@ -85,7 +85,7 @@ def test_same_labels_and_sums_as_lloyd_pass_every_iteration(d, k, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [3, 17, 64])
+@pytest.mark.parametrize("d", [3, 4, 15, 16, 64, 130])
 def test_near_ties_broken_as_lloyd_pass(d, dtype):
     """Rows on the bisectors of pairs of centres: rounding decides, so every score must be
     computed as lloyd_pass computes it. Duplicate centres tie exactly: the lower index."""
