@@ -1045,7 +1045,11 @@ cdef _half_gaps(const floating[:, ::1] centers):
 # group's other centres. A centre moving lowers its group's bound by the group's largest shift.
 # A row whose upper bound is below every group's bound keeps its centre, untouched; for the
 # others, the distance to their centre is computed, and then only the groups whose bound is
-# still below it are searched.
+# still below it are searched: at once for the groups that half of a batch of GROUP_ROWS rows
+# needs, else through a queue per group, so that the centres of a group are compared with
+# GROUP_ROWS rows at a time. Blocks whose bounds were reset (upper = inf) are compared with
+# every centre in lloyd_pass's panels instead (_search_block). Bounds are stored in X's dtype,
+# rounded outwards, and moved by the shifts with outward rounding too.
 #
 # Exactness. A row's centre is the one lloyd_pass would choose, ties included, because every
 # score compared is computed with lloyd_pass's arithmetic (the direct or dot-product form,
@@ -1304,7 +1308,8 @@ cdef inline double _skip_threshold(double u, const _Slack* s) noexcept nogil:
     norm = (u + s.radius) * (1 + 4 * s.eps)  # |x'| <= |x - c_a| + |c_a - shift|
     e2 = _dot_e2(s, norm)
     alpha = 4 * s.eps * (norm + s.radius)
-    return alpha + sqrt((u + alpha) * (u + alpha) + 2 * e2)  # (l - alpha)^2 - e2 > (u + alpha)^2 + e2
+    # (l - alpha)^2 - e2 > (u + alpha)^2 + e2
+    return alpha + sqrt((u + alpha) * (u + alpha) + 2 * e2)
 
 
 cdef struct _RowBounds:

@@ -48,8 +48,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     skips the samples they prove cannot change cluster: the same iterations, usually much
     faster once few samples move. ``algorithm='yinyang'`` keeps an upper bound per sample
     and a lower bound per sample and group of centres (at most ``1 + max(1, k // 10)``
-    values of X's dtype; see ``fastkm._yinyang``). Their passes do not compute the inertia, so with a
-    ``callback`` or ``verbose`` they run as 'lloyd'.
+    values of X's dtype; see ``fastkm._yinyang``). Their passes do not compute the
+    inertia, so with a ``callback`` or ``verbose`` they run as 'lloyd'.
 
     Returns
     -------
