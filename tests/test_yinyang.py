@@ -165,3 +165,14 @@ def test_yinyang_pass_rejects_bad_groups():
                       ([0, 1, 1], 2)]:
         with pytest.raises(ValueError):
             core.yinyang_pass(*args(groups, G))
+
+
+@pytest.mark.parametrize("d", [2, 17, 64])
+def test_same_labels_far_from_the_origin_and_on_a_grid(d):
+    """Large offsets (the dot form's cancellation) and small integers (exact ties)."""
+    rng = np.random.default_rng(d)
+    X = blobs(2000, d, 12, seed=d, dtype=np.float32) + np.float32(3e3)
+    check_against_lloyd(X, np.ones(len(X), np.float32), X[rng.choice(2000, 24)].copy())
+    grid = rng.integers(0, 3, size=(2000, d)).astype(np.float32)
+    check_against_lloyd(grid, np.ones(len(grid), np.float32),
+                        np.unique(grid, axis=0)[:20].copy())
