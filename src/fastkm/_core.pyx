@@ -1591,6 +1591,36 @@ cdef inline void _tighten(
                         _search_queue(C, s, R, g, kind)
 
 
+cdef extern from *:
+    """
+    /* Lower bounds of the groups for the BLOCK_ROWS rows of a block, from their two lowest
+    scores per group (see _search_block): out[g, i] = bound(v) with v = second[g, i] in the
+    row's own group, top[g, i] elsewhere, and bound(v) = sqrt(max(0, a v + b[i])) m - c[i]
+    (see _RowBounds) rounded down to T. Without branches; out may be top. */
+    #define FASTKM_DEFINE_GROUP_LOWER(NAME, T, ROUND)                                         \\
+    static void NAME(const T* top, const T* second, const int* own_group, const double* b,     \\
+                     const double* c, double a, double m, Py_ssize_t n_groups, T* out) {      \\
+        for (Py_ssize_t g = 0; g < n_groups; g++)                                             \\
+            for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) {                                     \\
+                double v = own_group[i] == g ? second[g * FASTKM_BLOCK_ROWS + i]              \\
+                                             : top[g * FASTKM_BLOCK_ROWS + i];                \\
+                double x = a * v + b[i];                                                      \\
+                x = x > 0 ? x : 0; /* (NaN: 0, a bound of -c) */                              \\
+                out[g * FASTKM_BLOCK_ROWS + i] = ROUND(__builtin_sqrt(x) * m - c[i]);          \\
+            }                                                                                 \\
+    }
+    #define FASTKM_AS_DOUBLE(v) (v)
+    FASTKM_DEFINE_GROUP_LOWER(fastkm_group_lower_f, float, fastkm_float_below)
+    FASTKM_DEFINE_GROUP_LOWER(fastkm_group_lower_d, double, FASTKM_AS_DOUBLE)
+    """
+    void fastkm_group_lower_f(const float* top, const float* second, const int* own_group,
+                              const double* b, const double* c, double a, double m,
+                              Py_ssize_t n_groups, float* out) noexcept nogil
+    void fastkm_group_lower_d(const double* top, const double* second, const int* own_group,
+                              const double* b, const double* c, double a, double m,
+                              Py_ssize_t n_groups, double* out) noexcept nogil
+
+
 cdef void _search_block(
         const _YinyangCentres* C, const _Slack* s, _YinyangRows* R,
         Py_ssize_t block_start,     # IN  first row of the block
@@ -1615,6 +1645,9 @@ cdef void _search_block(
     cdef const floating* score
     cdef floating lowest, kind = 0
     cdef double sq_norm[BLOCK_ROWS]
+    cdef double b_lo[BLOCK_ROWS]
+    cdef double c_lo[BLOCK_ROWS]
+    cdef int own_group[BLOCK_ROWS]
     cdef _RowBounds rb
     _transpose_block_shifted(<const floating*>R.X, d, block_start, stop,
                              <const floating*>C.shift, block_t)
@@ -1655,6 +1688,10 @@ cdef void _search_block(
         for f in range(d):
             for i in range(BLOCK_ROWS):
                 sq_norm[i] += <double>block_t[f * BLOCK_ROWS + i] * block_t[f * BLOCK_ROWS + i]
+    for i in range(BLOCK_ROWS):
+        own_group[i] = -1
+        b_lo[i] = 0
+        c_lo[i] = 0
     for i in range(n_real):
         row = block_start + i
         lowest = INFINITY
@@ -1665,12 +1702,19 @@ cdef void _search_block(
                 lowest = top[g * BLOCK_ROWS + i]
                 nearest = top_j[g * BLOCK_ROWS + i]
         R.labels[row] = <int>nearest
+        own_group[i] = C.groups[nearest]
         rb = _row_bounds(s, sq_norm[i])
         upper[row] = _round_up(_dist_above(lowest, &rb), kind)
+        b_lo[i] = rb.b_lo
+        c_lo[i] = rb.c_lo
+    # a_lo and m_lo are the same for every row.
+    if floating is float:
+        fastkm_group_lower_f(top, second, own_group, b_lo, c_lo, rb.a_lo, rb.m_lo, G, top)
+    else:
+        fastkm_group_lower_d(top, second, own_group, b_lo, c_lo, rb.a_lo, rb.m_lo, G, top)
+    for i in range(n_real):
         for g in range(G):
-            lower[row * G + g] = _round_down(_dist_below(
-                second[g * BLOCK_ROWS + i] if g == C.groups[nearest]
-                else top[g * BLOCK_ROWS + i], &rb), kind)
+            lower[(block_start + i) * G + g] = top[g * BLOCK_ROWS + i]
 
 
 cdef void _yinyang_chunk(
