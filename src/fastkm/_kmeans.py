@@ -360,10 +360,10 @@ default='k-means++'
         centres once into ``G = max(1, n_clusters // 10)`` groups (fewer if some end up
         empty) and keeps, per sample, an upper bound on the distance to its centre and a
         lower bound per group: ``1 + G`` values of X's dtype per sample (for float32,
-        ``4 * (1 + n_clusters // 10)`` bytes), plus a few per thread. A sample is compared
-        only with the groups its bounds cannot rule out; the labels are exactly those of
-        'lloyd', ties included, so the results are bit-identical. For medium and high
-        dimensions.
+        ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 20 bytes per row of a
+        chunk (``max(2048, n_samples / 64)`` rows). A sample is compared only with the
+        groups its bounds cannot rule out; the labels are exactly those of 'lloyd', ties
+        included, so the results are bit-identical. For medium and high dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
