@@ -41,9 +41,12 @@ def yinyang_iterations(X, w, C, n_iter, n_threads=2):
     lower = np.zeros((n, groups.max() + 1), X.dtype)
     moved = np.zeros(k, X.dtype)
     sums, weights = np.empty((k, X.shape[1])), np.empty(k)
+    previous = labels.copy()
     for _ in range(n_iter):
-        core.yinyang_pass(X, w, C, groups, moved, labels, upper, lower, sums, weights,
-                          n_threads)
+        changed = core.yinyang_pass(X, w, C, moved, labels, upper, lower, groups, sums,
+                                    weights, n_threads)
+        assert changed == (labels != previous).sum()
+        previous = labels.copy()
         yield C, labels.copy(), sums.copy(), weights.copy(), upper.copy(), lower.copy()
         new = next_centres(C, sums, weights)
         moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1))
@@ -157,9 +160,9 @@ def test_centre_groups():
 def test_yinyang_pass_rejects_bad_groups():
     X = blobs(100, 3, 2, seed=0)
     w, C = np.ones(100), X[:4].copy()
-    args = lambda groups, G: (X, w, C, np.asarray(groups, np.int32), np.zeros(4),
-                              np.zeros(100, np.int32), np.full(100, np.inf),
-                              np.zeros((100, G)), np.empty((4, 3)), np.empty(4))
+    args = lambda groups, G: (X, w, C, np.zeros(4), np.zeros(100, np.int32),
+                              np.full(100, np.inf), np.zeros((100, G)),
+                              np.asarray(groups, np.int32), np.empty((4, 3)), np.empty(4))
     core.yinyang_pass(*args([0, 1, 1, 0], 2))
     for groups, G in [([0, 1, 1, 0], 3), ([0, 2, 1, 0], 2), ([0, -1, 1, 0], 2),
                       ([0, 1, 1], 2)]:

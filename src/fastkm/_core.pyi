@@ -43,15 +43,15 @@ def yinyang_pass(
     X: Floats,
     sample_weight: Floats,
     centers: Floats,
-    groups: Int32,
     moved: Floats,
     labels: Int32,
     upper: Floats,
     lower: Floats,
+    groups: Int32,
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
-) -> None: ...
+) -> int: ...
 def kmeanspp_candidate_potentials(
     X: Floats,
     sample_weight: Floats,

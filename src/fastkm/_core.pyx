@@ -1621,14 +1621,15 @@ cdef extern from *:
                               Py_ssize_t n_groups, double* out) noexcept nogil
 
 
-cdef void _search_block(
+cdef Py_ssize_t _search_block(
         const _YinyangCentres* C, const _Slack* s, _YinyangRows* R,
         Py_ssize_t block_start,     # IN  first row of the block
         Py_ssize_t stop,            # IN  end of the chunk
         floating* upper,            # OUT (n,) upper bounds of the block's rows
 ) noexcept nogil:
     """Rows whose bounds were reset (upper = inf), BLOCK_ROWS at a time: every centre is
-    scored, panel by panel as in lloyd_pass, and every bound is set from the scores."""
+    scored, panel by panel as in lloyd_pass, and every bound is set from the scores. Returns
+    how many labels changed."""
     cdef Py_ssize_t d = C.d, G = C.n_groups, k = C.k, p, q, j, g, i, f, row, nearest
     cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
     cdef const floating* panels = <const floating*>C.lloyd_panels
@@ -1649,6 +1650,7 @@ cdef void _search_block(
     cdef double c_lo[BLOCK_ROWS]
     cdef int own_group[BLOCK_ROWS]
     cdef _RowBounds rb
+    cdef Py_ssize_t changed = 0
     _transpose_block_shifted(<const floating*>R.X, d, block_start, stop,
                              <const floating*>C.shift, block_t)
     for g in range(G):
@@ -1701,6 +1703,7 @@ cdef void _search_block(
                                                    and top_j[g * BLOCK_ROWS + i] < nearest):
                 lowest = top[g * BLOCK_ROWS + i]
                 nearest = top_j[g * BLOCK_ROWS + i]
+        changed += R.labels[row] != nearest
         R.labels[row] = <int>nearest
         own_group[i] = C.groups[nearest]
         rb = _row_bounds(s, sq_norm[i])
@@ -1715,9 +1718,10 @@ cdef void _search_block(
     for i in range(n_real):
         for g in range(G):
             lower[(block_start + i) * G + g] = top[g * BLOCK_ROWS + i]
+    return changed
 
 
-cdef void _yinyang_chunk(
+cdef Py_ssize_t _yinyang_chunk(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
         const _YinyangCentres* C,            # IN  the centres, see yinyang_pass
@@ -1730,7 +1734,7 @@ cdef void _yinyang_chunk(
                                              #     + chunk rows + BLOCK_ROWS * (d
                                              #     + FASTKM_PANEL + 2 n_groups) values
         double* dscratch,                    # scratch: chunk rows values
-        Py_ssize_t* iscratch,                # scratch: chunk rows + GROUP_ROWS + n_groups
+        Py_ssize_t* iscratch,                # scratch: 2 chunk rows + GROUP_ROWS + n_groups
                                              #     * (GROUP_ROWS + 1 + BLOCK_ROWS) values
         Py_ssize_t max_width,                # IN  the largest group width
         int* labels,                         # IN/OUT (n,) nearest centre
@@ -1738,7 +1742,8 @@ cdef void _yinyang_chunk(
         floating* lower,                     # IN/OUT (n, n_groups) lower bounds per group
         double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
 ) noexcept nogil:
-    cdef Py_ssize_t d = C.d, k = C.k, G = C.n_groups
+    """Returns how many labels changed."""
+    cdef Py_ssize_t d = C.d, k = C.k, G = C.n_groups, changed = 0
     cdef Py_ssize_t* active = iscratch
     cdef Py_ssize_t* waiting = active + (stop - start)
     cdef Py_ssize_t row, g, i, f, n_active = 0, n_waiting = 0
@@ -1759,6 +1764,7 @@ cdef void _yinyang_chunk(
     R.queue = waiting + GROUP_ROWS
     R.queued = R.queue + G * GROUP_ROWS
     R.group_top_j = R.queued + G
+    cdef Py_ssize_t* original = R.group_top_j + G * BLOCK_ROWS  # labels of the active rows
     R.block_t = best + (stop - start)
     R.panel_scores = <floating*>R.block_t + d * BLOCK_ROWS
     R.group_top = <floating*>R.panel_scores + FASTKM_PANEL * BLOCK_ROWS
@@ -1771,7 +1777,7 @@ cdef void _yinyang_chunk(
                 fresh = fresh and upper[i] == INFINITY
         if fresh:
             if (row - start) % BLOCK_ROWS == 0:
-                _search_block(C, s, &R, row, stop, upper)
+                changed += _search_block(C, s, &R, row, stop, upper)
             continue
         u = (upper[row] + moved[labels[row]]) * up
         upper[row] = u
@@ -1785,6 +1791,7 @@ cdef void _yinyang_chunk(
         if failing == 0:
             continue
         active[n_active] = row
+        original[n_active] = labels[row]
         n_active += 1
         waiting[n_waiting] = row
         n_waiting += 1
@@ -1800,6 +1807,7 @@ cdef void _yinyang_chunk(
         row = active[i]
         rb = _row_bounds(s, dscratch[row - start])
         upper[row] = _round_up(_dist_above(best[row - start], &rb), kind)
+        changed += labels[row] != original[i]
     # The same accumulation, in the same order, as _lloyd_chunk_d.
     for row in range(start, stop):
         i = (row - start) % BLOCK_ROWS
@@ -1808,20 +1816,21 @@ cdef void _yinyang_chunk(
         for f in range(d):
             cluster[f] += w * X[row * d + f]
         cluster[d] += w
+    return changed
 
 
 def yinyang_pass(
         const floating[:, ::1] X,            # IN  (n, d) rows to assign
         const floating[::1] sample_weight,   # IN  (n,) non-negative weights
         const floating[:, ::1] centers,      # IN  (k, d) current centres
-        const int[::1] groups,               # IN  (k,) group of each centre, 0 to
-                                             #     n_groups - 1, no group empty
         const floating[::1] moved,           # IN  (k,) upper bound of the distance each centre
                                              #     moved since the bounds were last updated
         int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
         floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
         floating[:, ::1] lower,              # IN/OUT (n, n_groups) lower bound of the distance
                                              #     to the other centres of each group
+        const int[::1] groups,               # IN  (k,) group of each centre, 0 to
+                                             #     n_groups - 1, no group empty
         double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
         double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
         int n_threads=1,
@@ -1830,7 +1839,7 @@ def yinyang_pass(
 
     To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
     and ``moved = 0``. The labels are those lloyd_pass gives on ``centers``, ties included,
-    and the sums and weights are bit-identical to its own.
+    and the sums and weights are bit-identical to its own. Returns how many labels changed.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t G = lower.shape[1]
@@ -1919,17 +1928,19 @@ def yinyang_pass(
          + BLOCK_ROWS * (d + FASTKM_PANEL + 2 * G)), dtype=dtype)
     cdef double[:, ::1] dscratch = np.empty((n_threads, max(chunk_rows, 1)))
     cdef Py_ssize_t[:, ::1] iscratch = np.empty(
-        (n_threads, chunk_rows + GROUP_ROWS + G * (GROUP_ROWS + 1 + BLOCK_ROWS)),
+        (n_threads, 2 * chunk_rows + GROUP_ROWS + G * (GROUP_ROWS + 1 + BLOCK_ROWS)),
         dtype=np.intp)
+    cdef Py_ssize_t[::1] chunk_changed = np.zeros(max(n_chunks, 1), dtype=np.intp)
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        _yinyang_chunk(&X[0, 0], &sample_weight[0], &C, &s, &moved[0], &group_moved_v[0],
-                       c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
-                       &fscratch[threadid(), 0], &dscratch[threadid(), 0],
-                       &iscratch[threadid(), 0], max_width, &labels[0], &upper[0],
-                       &lower[0, 0], &chunk_acc[c, 0])
+        chunk_changed[c] = _yinyang_chunk(
+            &X[0, 0], &sample_weight[0], &C, &s, &moved[0], &group_moved_v[0],
+            c * chunk_rows, min(n, (c + 1) * chunk_rows), ways, &fscratch[threadid(), 0],
+            &dscratch[threadid(), 0], &iscratch[threadid(), 0], max_width, &labels[0],
+            &upper[0], &lower[0, 0], &chunk_acc[c, 0])
 
     _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    return int(np.sum(chunk_changed))
 
 
 # ---------------------------------------------------------------------------------------------

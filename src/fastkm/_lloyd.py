@@ -76,7 +76,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         if use_bounds and algorithm == "yinyang":
-            core.yinyang_pass(X, sample_weight, centers, groups, moved, labels, upper, lower,
+            core.yinyang_pass(X, sample_weight, centers, moved, labels, upper, lower, groups,
                               sums, weight_sums, n_threads)
             inertia = float("nan")
         elif use_bounds:
