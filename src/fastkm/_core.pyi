@@ -57,6 +57,19 @@ def exponion_pass(
     weight_sums: Float64,
     n_threads: int = 1,
 ) -> int: ...
+def yinyang_pass(
+    X: Floats,
+    sample_weight: Floats,
+    centers: Floats,
+    moved: Floats,
+    labels: Int32,
+    upper: Floats,
+    lower: Floats,
+    groups: Int32,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> int: ...
 def kmeanspp_candidate_potentials(
     X: Floats,
     sample_weight: Floats,

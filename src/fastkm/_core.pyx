@@ -1347,6 +1347,914 @@ cdef void _merge_chunk_sums(
 
 
 # ---------------------------------------------------------------------------------------------
+# Yinyang: the Lloyd pass with one upper bound per row and one lower bound per group of centres
+# (simplified Yinyang: Ding et al. 2015, "Yinyang K-means", as simplified by Newling & Fleuret
+# 2016, "Fast k-means with accurate bounds")
+#
+# The centres are split into groups once (see fastkm._yinyang). Per row it keeps an upper
+# bound on the distance to its centre and, per group, a lower bound on the distance to the
+# group's other centres. A centre moving lowers its group's bound by the group's largest shift.
+# A row whose upper bound is below every group's bound keeps its centre, untouched; for the
+# others, the distance to their centre is computed, and then only the groups whose bound is
+# still below it are searched: at once for the groups that half of a batch of GROUP_ROWS rows
+# needs, else through a queue per group, so that the centres of a group are compared with
+# GROUP_ROWS rows at a time. Blocks whose bounds were reset (upper = inf) are compared with
+# every centre in lloyd_pass's panels instead (_search_block). Bounds are stored in X's dtype,
+# rounded outwards, and moved by the shifts with outward rounding too.
+#
+# Exactness. A row's centre is the one lloyd_pass would choose, ties included, because every
+# score compared is computed with lloyd_pass's arithmetic (the direct or dot-product form,
+# from the same shifted centres and the same constant terms, the same operations in the same
+# feature order: see fastkm_group_scores below), and a group is left out only when its bound
+# proves that every score in it is above the row's current score with room for the rounding
+# of both (see _Slack). The scores that survive are compared with ties to the lowest index, so
+# the result is lloyd_pass's argmin over all centres. The sums are accumulated as in
+# _lloyd_chunk_d, hence bit-identical.
+
+from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
+
+cdef extern from *:
+    """
+    /* Scores of one group of centres for FASTKM_GROUP_ROWS rows, with the arithmetic of
+    fastkm_panel_nearest[_direct]: for row r and centre slot g of the group,
+
+        x_f = xs[r * d + f], c_f = group[f * width + g]
+        score = base[g] - sum over f of x_f * c_f       (dot-product form)
+        score = base[g] + sum over f of (x_f - c_f)^2   (direct form, "_direct")
+
+    summed in feature order from zero, with the same operations (so the same FMAs), hence
+    bit-identical to the micro-kernel's. The centres go in vector lanes (width, a multiple of
+    FASTKM_GROUP_LANES(T), is the padded group size) and rows in separate accumulators: one
+    row at a time would be a chain of dependent FMAs. */
+    #define FASTKM_GROUP_ROWS 8
+    #if FASTKM_VECTOR_EXTENSIONS
+    /* 256-bit vectors at most: groups are small, and padding them to 512 bits wastes more
+       than 512-bit FMAs gain (on Zen 4, none: it splits them in two). */
+    #define FASTKM_GROUP_VBYTES (FASTKM_VBYTES < 32 ? FASTKM_VBYTES : 32)
+    #define FASTKM_GROUP_LANES(T) (FASTKM_GROUP_VBYTES / (int)sizeof(T))
+    #define FASTKM_DEFINE_GROUP_SCORES(NAME, T, DIRECT)                                       \\
+    static void NAME(const T* xs, const T* group, const T* base, Py_ssize_t d,                \\
+                     Py_ssize_t width, T* scores) {                                           \\
+        typedef T vec __attribute__((vector_size(FASTKM_GROUP_VBYTES)));                      \\
+        enum { W = FASTKM_GROUP_VBYTES / (int)sizeof(T) };                                    \\
+        for (Py_ssize_t v = 0; v < width; v += W) {                                           \\
+            vec acc[FASTKM_GROUP_ROWS];                                                       \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (int r = 0; r < FASTKM_GROUP_ROWS; r++) acc[r] = (vec){0};                    \\
+            for (Py_ssize_t f = 0; f < d; f++) {                                              \\
+                vec c;                                                                        \\
+                __builtin_memcpy(&c, group + f * width + v, sizeof(vec));                     \\
+                _Pragma("GCC unroll 8")                                                       \\
+                for (int r = 0; r < FASTKM_GROUP_ROWS; r++) {                                 \\
+                    if (DIRECT) {                                                             \\
+                        vec t = xs[r * d + f] - c;                                            \\
+                        acc[r] += t * t;                                                      \\
+                    } else {                                                                  \\
+                        acc[r] += xs[r * d + f] * c;                                          \\
+                    }                                                                         \\
+                }                                                                             \\
+            }                                                                                 \\
+            vec b;                                                                            \\
+            __builtin_memcpy(&b, base + v, sizeof(vec));                                      \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (int r = 0; r < FASTKM_GROUP_ROWS; r++) {                                     \\
+                vec s = DIRECT ? b + acc[r] : b - acc[r];                                     \\
+                __builtin_memcpy(scores + r * width + v, &s, sizeof(vec));                    \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_GROUP_LANES(T) 4
+    #define FASTKM_DEFINE_GROUP_SCORES(NAME, T, DIRECT)                                       \\
+    static void NAME(const T* xs, const T* group, const T* base, Py_ssize_t d,                \\
+                     Py_ssize_t width, T* scores) {                                           \\
+        for (int r = 0; r < FASTKM_GROUP_ROWS; r++)                                           \\
+            for (Py_ssize_t g = 0; g < width; g++) {                                          \\
+                T acc = 0;                                                                    \\
+                for (Py_ssize_t f = 0; f < d; f++) {                                          \\
+                    if (DIRECT) {                                                             \\
+                        T t = xs[r * d + f] - group[f * width + g];                           \\
+                        acc += t * t;                                                         \\
+                    } else {                                                                  \\
+                        acc += xs[r * d + f] * group[f * width + g];                          \\
+                    }                                                                         \\
+                }                                                                             \\
+                scores[r * width + g] = DIRECT ? base[g] + acc : base[g] - acc;               \\
+            }                                                                                 \\
+    }
+    #endif
+    /* The same score, for FASTKM_GROUP_ROWS rows each with its own centre (centres[r], a
+    row of d values, and base[r]): one accumulator per row, the same operations. Here gcc
+    would vectorize the products over features and add them in order, unfused, which rounds
+    differently from the micro-kernels' FMAs (contracted where the ISA has them): so the FMA
+    is explicit where they have it, and the product and sum separate where they do not. */
+    #if defined(__FMA__)
+    #define FASTKM_MADD_F(a, b, acc) __builtin_fmaf((a), (b), (acc))
+    #define FASTKM_MADD_D(a, b, acc) __builtin_fma((a), (b), (acc))
+    #else
+    #define FASTKM_MADD_F(a, b, acc) ((acc) + (a) * (b))
+    #define FASTKM_MADD_D(a, b, acc) ((acc) + (a) * (b))
+    #endif
+    #define FASTKM_DEFINE_ROW_SCORES(NAME, T, MADD, DIRECT)                                   \\
+    static void NAME(const T* xs, const T** centres, const T* base, Py_ssize_t d,             \\
+                     T* scores) {                                                             \\
+        T acc[FASTKM_GROUP_ROWS];                                                             \\
+        for (int r = 0; r < FASTKM_GROUP_ROWS; r++) acc[r] = 0;                               \\
+        for (Py_ssize_t f = 0; f < d; f++) {                                                  \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (int r = 0; r < FASTKM_GROUP_ROWS; r++) {                                     \\
+                if (DIRECT) {                                                                 \\
+                    T t = xs[r * d + f] - centres[r][f];                                      \\
+                    acc[r] = MADD(t, t, acc[r]);                                              \\
+                } else {                                                                      \\
+                    acc[r] = MADD(xs[r * d + f], centres[r][f], acc[r]);                      \\
+                }                                                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+        for (int r = 0; r < FASTKM_GROUP_ROWS; r++)                                           \\
+            scores[r] = DIRECT ? base[r] + acc[r] : base[r] - acc[r];                         \\
+    }
+    /* fastkm_panel_scores[_direct]_{f,d}(block_t, panel, base, d, scores): the scores
+    fastkm_panel_nearest[_direct] compares, written out: scores[g * FASTKM_BLOCK_ROWS + r]
+    for the FASTKM_PANEL centres g of the panel and the FASTKM_BLOCK_ROWS rows r of the
+    block, with the same accumulation code, hence bit-identical. */
+    #if FASTKM_VECTOR_EXTENSIONS
+    #define FASTKM_DEFINE_PANEL_SCORES(NAME, T, DIRECT)                                       \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     T* scores) {                                                             \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+            vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { acc0[g] = (vec){0}; acc1[g] = (vec){0}; } \\
+            const T* x = block_t + r0;                                                        \\
+            const T* c = panel;                                                               \\
+            for (Py_ssize_t f = 0; f < d; f++) {                                              \\
+                vec x0, x1;                                                                   \\
+                __builtin_memcpy(&x0, x, sizeof(vec));                                        \\
+                __builtin_memcpy(&x1, x + W, sizeof(vec));                                    \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int g = 0; g < FASTKM_PANEL; g++) {                                      \\
+                    if (DIRECT) {                                                             \\
+                        vec t = x0 - c[g];                                                    \\
+                        acc0[g] += t * t;                                                     \\
+                        t = x1 - c[g];                                                        \\
+                        acc1[g] += t * t;                                                     \\
+                    } else {                                                                  \\
+                        acc0[g] += x0 * c[g];                                                 \\
+                        acc1[g] += x1 * c[g];                                                 \\
+                    }                                                                         \\
+                }                                                                             \\
+                x += FASTKM_BLOCK_ROWS;                                                       \\
+                c += FASTKM_PANEL;                                                            \\
+            }                                                                                 \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) {                                          \\
+                vec s0 = DIRECT ? base[g] + acc0[g] : base[g] - acc0[g];                      \\
+                vec s1 = DIRECT ? base[g] + acc1[g] : base[g] - acc1[g];                      \\
+                __builtin_memcpy(scores + g * FASTKM_BLOCK_ROWS + r0, &s0, sizeof(vec));      \\
+                __builtin_memcpy(scores + g * FASTKM_BLOCK_ROWS + r0 + W, &s1, sizeof(vec));  \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_DEFINE_PANEL_SCORES(NAME, T, DIRECT)                                       \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     T* scores) {                                                             \\
+        T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
+        for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
+        for (Py_ssize_t f = 0; f < d; f++)                                                    \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
+                    if (DIRECT) {                                                             \\
+                        T t = block_t[f * FASTKM_BLOCK_ROWS + r] - panel[f * FASTKM_PANEL + g]; \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += t * t;                             \\
+                    } else {                                                                  \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r] \\
+                                                           * panel[f * FASTKM_PANEL + g];     \\
+                    }                                                                         \\
+        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
+            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                       \\
+                scores[g * FASTKM_BLOCK_ROWS + r] = DIRECT                                    \\
+                    ? base[g] + dots[g * FASTKM_BLOCK_ROWS + r]                               \\
+                    : base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                              \\
+    }
+    #endif
+    FASTKM_DEFINE_PANEL_SCORES(fastkm_panel_scores_f, float, 0)
+    FASTKM_DEFINE_PANEL_SCORES(fastkm_panel_scores_d, double, 0)
+    FASTKM_DEFINE_PANEL_SCORES(fastkm_panel_scores_direct_f, float, 1)
+    FASTKM_DEFINE_PANEL_SCORES(fastkm_panel_scores_direct_d, double, 1)
+    FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_f, float, 0)
+    FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_d, double, 0)
+    FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_direct_f, float, 1)
+    FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_direct_d, double, 1)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_f, float, FASTKM_MADD_F, 0)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_d, double, FASTKM_MADD_D, 0)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_f, float, FASTKM_MADD_F, 1)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_d, double, FASTKM_MADD_D, 1)
+    """
+    enum: FASTKM_GROUP_ROWS
+    int FASTKM_GROUP_LANES_F "FASTKM_GROUP_LANES(float)"
+    int FASTKM_GROUP_LANES_D "FASTKM_GROUP_LANES(double)"
+    void fastkm_group_scores_f(const float* xs, const float* group, const float* base,
+                               Py_ssize_t d, Py_ssize_t width, float* scores) noexcept nogil
+    void fastkm_group_scores_d(const double* xs, const double* group, const double* base,
+                               Py_ssize_t d, Py_ssize_t width, double* scores) noexcept nogil
+    void fastkm_group_scores_direct_f(const float* xs, const float* group, const float* base,
+                                      Py_ssize_t d, Py_ssize_t width,
+                                      float* scores) noexcept nogil
+    void fastkm_group_scores_direct_d(const double* xs, const double* group,
+                                      const double* base, Py_ssize_t d, Py_ssize_t width,
+                                      double* scores) noexcept nogil
+    void fastkm_panel_scores_f(const float* block_t, const float* panel, const float* base,
+                               Py_ssize_t d, float* scores) noexcept nogil
+    void fastkm_panel_scores_d(const double* block_t, const double* panel,
+                               const double* base, Py_ssize_t d, double* scores) noexcept nogil
+    void fastkm_panel_scores_direct_f(const float* block_t, const float* panel,
+                                      const float* base, Py_ssize_t d,
+                                      float* scores) noexcept nogil
+    void fastkm_panel_scores_direct_d(const double* block_t, const double* panel,
+                                      const double* base, Py_ssize_t d,
+                                      double* scores) noexcept nogil
+    void fastkm_row_scores_f(const float* xs, const float** centres, const float* base,
+                             Py_ssize_t d, float* scores) noexcept nogil
+    void fastkm_row_scores_d(const double* xs, const double** centres, const double* base,
+                             Py_ssize_t d, double* scores) noexcept nogil
+    void fastkm_row_scores_direct_f(const float* xs, const float** centres,
+                                    const float* base, Py_ssize_t d,
+                                    float* scores) noexcept nogil
+    void fastkm_row_scores_direct_d(const double* xs, const double** centres,
+                                    const double* base, Py_ssize_t d,
+                                    double* scores) noexcept nogil
+
+
+cdef struct _Slack:
+    # Rounding allowances that make the bounds rigorous for lloyd_pass's computed scores.
+    # eps is the unit roundoff of X's dtype. Direct form: a score S_j of true distance D_j
+    # lies in [D_j^2 (1 - rho) - eta, D_j^2 (1 + rho) + eta] (rho covers the rounding of the
+    # d differences, squares and additions, eta underflow). Dot form: with x' = x - shift
+    # and c'_j = c_j - shift as rounded, |x'| <= N and radius = max |c'_j|, the computed
+    # 2 S_j + |x'|^2 is within e2 = coef (N + radius)^2 + eta of |x' - c'_j|^2, and
+    # |x' - c'_j| within alpha = 4 eps (N + radius) of D_j (rounding of the shifts, plus
+    # that of the square roots here).
+    bint dot_form
+    double eps
+    double rho
+    double coef
+    double radius
+    double eta
+
+
+cdef inline double _dot_e2(const _Slack* s, double norm) noexcept nogil:
+    return s.coef * (norm + s.radius) * (norm + s.radius) + s.eta
+
+
+cdef inline double _skip_threshold(double u, const _Slack* s) noexcept nogil:
+    """How far every other centre must be for a row whose distance to its own centre is at
+    most u to keep it: beyond that, every other centre's score is strictly above its own."""
+    cdef double norm, e2, alpha
+    if not s.dot_form:  # l^2 (1 - rho) - eta > u^2 (1 + rho) + eta
+        return sqrt((u * u * (1 + s.rho) + 2 * s.eta) / (1 - s.rho)) * (1 + 4 * s.eps)
+    norm = (u + s.radius) * (1 + 4 * s.eps)  # |x'| <= |x - c_a| + |c_a - shift|
+    e2 = _dot_e2(s, norm)
+    alpha = 4 * s.eps * (norm + s.radius)
+    # (l - alpha)^2 - e2 > (u + alpha)^2 + e2
+    return alpha + sqrt((u + alpha) * (u + alpha) + 2 * e2)
+
+
+cdef struct _RowBounds:
+    # A row's conversions from computed scores to distance bounds, under the _Slack
+    # allowances: a distance is at most sqrt(max(0, a_hi * score + b_hi)) * m_hi + c_hi and
+    # at least sqrt(max(0, a_lo * score + b_lo)) * m_lo - c_lo (m and c also cover the
+    # rounding of these operations).
+    double a_hi, b_hi, m_hi, c_hi, a_lo, b_lo, m_lo, c_lo
+
+
+cdef inline _RowBounds _row_bounds(const _Slack* s, double sq_norm) noexcept nogil:
+    """The conversions for a row with |x - shift|^2 = sq_norm (dot form; unused otherwise)."""
+    cdef _RowBounds r
+    cdef double norm, e2
+    if not s.dot_form:
+        r.a_hi, r.b_hi = 1 / (1 - s.rho), s.eta / (1 - s.rho)
+        r.a_lo, r.b_lo = 1 / (1 + s.rho), -s.eta / (1 + s.rho)
+        r.m_hi, r.m_lo, r.c_hi, r.c_lo = 1 + 4 * s.eps, 1 - 4 * s.eps, 0, 0
+    else:
+        norm = sqrt(sq_norm) * (1 + s.rho)
+        e2 = _dot_e2(s, norm)
+        r.a_hi, r.b_hi = 2, sq_norm + e2
+        r.a_lo, r.b_lo = 2, sq_norm - e2
+        r.m_hi, r.m_lo = 1, 1
+        r.c_hi = r.c_lo = 4 * s.eps * (norm + s.radius)
+    return r
+
+
+cdef inline double _dist_above(double score, const _RowBounds* r) noexcept nogil:
+    """An upper bound of the distance to a centre of computed score ``score``; also the
+    distance a group's lower bound must exceed for all its scores to be above ``score``."""
+    return sqrt(max(0.0, r.a_hi * score + r.b_hi)) * r.m_hi + r.c_hi
+
+
+cdef inline double _dist_below(double score, const _RowBounds* r) noexcept nogil:
+    """A lower bound of the distance to a centre of computed score ``score``."""
+    return sqrt(max(0.0, r.a_lo * score + r.b_lo)) * r.m_lo - r.c_lo
+
+
+cdef extern from *:
+    """
+    /* A bound in float, rounded outwards, without branches: scaling by 1 -+ 2^-23 moves v by
+    more than the half unit in the last place that the conversion may round it back, and
+    2^-149 covers subnormals. Infinity stays infinity. A lower bound only needs to stay
+    below the distance, which is not negative, so negative values may move either way. */
+    static inline float fastkm_float_above(double v) {
+        return (float)(v * (1 + 0x1p-23) + 0x1p-149);
+    }
+    static inline float fastkm_float_below(double v) {
+        return (float)(v * (1 - 0x1p-23) - 0x1p-149);
+    }
+    """
+    float fastkm_float_above(double v) noexcept nogil
+    float fastkm_float_below(double v) noexcept nogil
+
+
+cdef inline floating _round_up(double v, floating kind) noexcept nogil:
+    """v in X's dtype, rounded towards +inf (kind only selects the dtype)."""
+    if floating is float:
+        return fastkm_float_above(v)
+    else:
+        return v
+
+
+cdef inline floating _round_down(double v, floating kind) noexcept nogil:
+    if floating is float:
+        return fastkm_float_below(v)
+    else:
+        return v
+
+
+cdef inline double _sq_norm(const floating* x, Py_ssize_t d) noexcept nogil:
+    """|x|^2 in float64 (interleaved partial sums, as _sq_distance)."""
+    cdef double part[SQ_DISTANCE_WAYS]
+    cdef double total = 0
+    cdef Py_ssize_t f, j, d_main = d - d % SQ_DISTANCE_WAYS
+    for j in range(SQ_DISTANCE_WAYS):
+        part[j] = 0
+    for f from 0 <= f < d_main by SQ_DISTANCE_WAYS:
+        for j in range(SQ_DISTANCE_WAYS):
+            part[j] += <double>x[f + j] * <double>x[f + j]
+    for f in range(d_main, d):
+        total += <double>x[f] * <double>x[f]
+    for j in range(SQ_DISTANCE_WAYS):
+        total += part[j]
+    return total
+
+
+cdef struct _YinyangCentres:
+    # The centres as the pass reads them (built by yinyang_pass). Pointers to X's dtype are
+    # void: a struct cannot hold a fused type.
+    Py_ssize_t k, d, n_groups
+    bint dot_form
+    const void* shift           # (d,) subtracted from rows and centres (see _pack_panels)
+    const void* shifted         # (k, d) centres minus shift, as lloyd_pass's panels hold them
+    const void* base            # (k,) constant term of each centre's score
+    const void* panels          # group g: (d, width[g]) at panel_start[g], its centres in
+                                #     ascending order in lanes, then zero centres
+    const void* slot_base       # (lanes of all groups,) base of each lane
+    const int* slot_centre      # (lanes of all groups,) centre of each lane, -1 for padding
+    const Py_ssize_t* slot_start   # (n_groups,) first lane of each group
+    const Py_ssize_t* members   # (n_groups,) centres in each group
+    const Py_ssize_t* panel_start  # (n_groups,) offset of each group's panel
+    const Py_ssize_t* width     # (n_groups,) lanes of each group, a multiple of the vector
+    const int* groups           # (k,) group of each centre
+    const void* lloyd_panels    # lloyd_pass's panels and base (see _pack_panels)
+    const void* lloyd_base
+    Py_ssize_t n_panels
+
+
+cdef struct _YinyangRows:
+    # One chunk of rows and its thread's scratch (void: X's dtype).
+    const void* X               # IN  (n, d)
+    int* labels                 # IN/OUT (n,) best centre so far
+    void* lower                 # IN/OUT (n, n_groups)
+    Py_ssize_t start            # first row of the chunk (indexes best and sq_norm)
+    void* best                  # (chunk rows,) score of each active row's best centre
+    double* sq_norm             # (chunk rows,) its |x - shift|^2 (dot form)
+    void* batch                 # (GROUP_ROWS, d) shifted rows being tightened
+    void* searched              # (GROUP_ROWS, d) shifted rows of a queue being searched
+    void* scores                # (GROUP_ROWS, largest width)
+    Py_ssize_t* queue           # (n_groups, GROUP_ROWS) rows waiting for each group
+    Py_ssize_t* queued          # (n_groups,) how many
+    void* block_t               # (d, BLOCK_ROWS) a block of shifted rows in lanes
+    void* panel_scores          # (FASTKM_PANEL, BLOCK_ROWS)
+    void* group_top             # (2, n_groups, BLOCK_ROWS) two lowest scores per group
+    Py_ssize_t* group_top_j     # (n_groups, BLOCK_ROWS) centre of the lowest
+
+
+cdef enum:
+    # Rows scored at once by the Yinyang kernels (independent accumulators).
+    GROUP_ROWS = 8
+
+assert FASTKM_GROUP_ROWS == GROUP_ROWS
+
+
+cdef inline void _shifted_rows(
+        const floating* X, Py_ssize_t d,
+        const Py_ssize_t* rows, Py_ssize_t n_rows,  # IN  1 to GROUP_ROWS rows
+        const floating* shift,      # IN  (d,)
+        floating* xs,               # OUT (GROUP_ROWS, d) the rows minus shift, the last
+                                    #     one repeated to fill the block
+) noexcept nogil:
+    cdef Py_ssize_t r, f
+    cdef const floating* x
+    for r in range(GROUP_ROWS):
+        x = X + rows[min(r, n_rows - 1)] * d
+        for f in range(d):
+            xs[r * d + f] = x[f] - shift[f]
+
+
+cdef inline void _score_group(
+        const _YinyangCentres* C, const _Slack* s, _YinyangRows* R,
+        Py_ssize_t g,               # IN  the group to search
+        const floating* xs,         # IN  (GROUP_ROWS, d) shifted rows
+        const Py_ssize_t* rows,     # IN  (GROUP_ROWS,) row of each, -1 where none
+) noexcept nogil:
+    """Compare rows with every centre of group g: keep the better centre (ties to the lower
+    index) and set the group's lower bound from the scores of the centres other than it."""
+    cdef Py_ssize_t d = C.d, G = C.n_groups, width = C.width[g], first = C.slot_start[g]
+    cdef Py_ssize_t members = C.members[g], r, m, row, local, top_slot
+    cdef const floating* panel = <const floating*>C.panels + C.panel_start[g]
+    cdef const floating* slot_base = <const floating*>C.slot_base + first
+    cdef floating* scores = <floating*>R.scores
+    cdef floating* best = <floating*>R.best
+    cdef floating* lower = <floating*>R.lower
+    cdef floating top, second, score, kind = 0
+    cdef bint better
+    cdef int j, top_j
+    cdef _RowBounds rb
+    if floating is float:
+        if C.dot_form:
+            fastkm_group_scores_f(xs, panel, slot_base, d, width, scores)
+        else:
+            fastkm_group_scores_direct_f(xs, panel, slot_base, d, width, scores)
+    else:
+        if C.dot_form:
+            fastkm_group_scores_d(xs, panel, slot_base, d, width, scores)
+        else:
+            fastkm_group_scores_direct_d(xs, panel, slot_base, d, width, scores)
+    for r in range(GROUP_ROWS):
+        row = rows[r]
+        if row < 0:
+            continue
+        local = row - R.start
+        top = INFINITY
+        second = INFINITY
+        top_slot = 0
+        for m in range(members):  # ascending centre index: ties keep the lowest
+            score = scores[r * width + m]
+            second = min(second, max(top, score))
+            better = score < top
+            top_slot = m if better else top_slot
+            top = score if better else top
+        top_j = C.slot_centre[first + top_slot]
+        j = R.labels[row]
+        rb = _row_bounds(s, R.sq_norm[local])
+        if top < best[local] or (top == best[local] and top_j < j):
+            # The centre left behind joins its group's "other centres".
+            lower[row * G + C.groups[j]] = min(
+                lower[row * G + C.groups[j]],
+                _round_down(_dist_below(best[local], &rb), kind))
+            R.labels[row] = top_j
+            best[local] = top
+            j = top_j
+        lower[row * G + g] = _round_down(
+            _dist_below(second if top_j == j else top, &rb), kind)
+
+
+cdef inline void _search_queue(
+        const _YinyangCentres* C, const _Slack* s, _YinyangRows* R, Py_ssize_t g,
+        floating kind,              # IN  selects X's dtype
+) noexcept nogil:
+    """Search group g for the rows queued for it, and empty its queue."""
+    cdef Py_ssize_t r, n_rows = R.queued[g]
+    cdef Py_ssize_t rows[GROUP_ROWS]
+    for r in range(GROUP_ROWS):
+        rows[r] = R.queue[g * GROUP_ROWS + r] if r < n_rows else -1
+    _shifted_rows(<const floating*>R.X, C.d, R.queue + g * GROUP_ROWS, n_rows,
+                  <const floating*>C.shift, <floating*>R.searched)
+    _score_group(C, s, R, g, <const floating*>R.searched, rows)
+    R.queued[g] = 0
+
+
+cdef inline void _tighten(
+        const _YinyangCentres* C, const _Slack* s, _YinyangRows* R,
+        const Py_ssize_t* rows, Py_ssize_t n_rows,  # IN  1 to GROUP_ROWS rows
+        floating kind,              # IN  selects X's dtype
+) noexcept nogil:
+    """Score rows against their own centre, then search the groups whose lower bound does
+    not prove all their scores higher: at once for the groups that half the rows need,
+    through the groups' queues otherwise."""
+    cdef Py_ssize_t d = C.d, G = C.n_groups, r, g, row, local, count
+    cdef const floating* centres[GROUP_ROWS]
+    cdef floating bases[GROUP_ROWS]
+    cdef floating own[GROUP_ROWS]
+    cdef double bound[GROUP_ROWS]
+    cdef Py_ssize_t needing[GROUP_ROWS]
+    cdef _RowBounds rb
+    cdef floating* xs = <floating*>R.batch
+    cdef floating* best = <floating*>R.best
+    cdef const floating* lower = <const floating*>R.lower
+    _shifted_rows(<const floating*>R.X, d, rows, n_rows, <const floating*>C.shift, xs)
+    for r in range(GROUP_ROWS):
+        row = rows[min(r, n_rows - 1)]
+        centres[r] = <const floating*>C.shifted + R.labels[row] * d
+        bases[r] = (<const floating*>C.base)[R.labels[row]]
+    if floating is float:
+        if C.dot_form:
+            fastkm_row_scores_f(xs, centres, bases, d, own)
+        else:
+            fastkm_row_scores_direct_f(xs, centres, bases, d, own)
+    else:
+        if C.dot_form:
+            fastkm_row_scores_d(xs, centres, bases, d, own)
+        else:
+            fastkm_row_scores_direct_d(xs, centres, bases, d, own)
+    for r in range(n_rows):
+        local = rows[r] - R.start
+        best[local] = own[r]
+        R.sq_norm[local] = _sq_norm(xs + r * d, d) if C.dot_form else 0
+        rb = _row_bounds(s, R.sq_norm[local])
+        bound[r] = _dist_above(own[r], &rb)
+    for g in range(G):
+        count = 0
+        for r in range(GROUP_ROWS):
+            needing[r] = -1
+            if r < n_rows and not lower[rows[r] * G + g] > bound[r]:  # NaN: search
+                needing[r] = rows[r]
+                count += 1
+        if 2 * count >= GROUP_ROWS:
+            _score_group(C, s, R, g, xs, needing)
+        elif count:
+            for r in range(n_rows):
+                if needing[r] >= 0:
+                    R.queue[g * GROUP_ROWS + R.queued[g]] = needing[r]
+                    R.queued[g] += 1
+                    if R.queued[g] == GROUP_ROWS:
+                        _search_queue(C, s, R, g, kind)
+
+
+cdef extern from *:
+    """
+    /* Lower bounds of the groups for the BLOCK_ROWS rows of a block, from their two lowest
+    scores per group (see _search_block): out[g, i] = bound(v) with v = second[g, i] in the
+    row's own group, top[g, i] elsewhere, and bound(v) = sqrt(max(0, a v + b[i])) m - c[i]
+    (see _RowBounds) rounded down to T. Without branches; out may be top. */
+    #define FASTKM_DEFINE_GROUP_LOWER(NAME, T, ROUND)                                         \\
+    static void NAME(const T* top, const T* second, const int* own_group, const double* b,     \\
+                     const double* c, double a, double m, Py_ssize_t n_groups, T* out) {      \\
+        for (Py_ssize_t g = 0; g < n_groups; g++)                                             \\
+            for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) {                                     \\
+                double v = own_group[i] == g ? second[g * FASTKM_BLOCK_ROWS + i]              \\
+                                             : top[g * FASTKM_BLOCK_ROWS + i];                \\
+                double x = a * v + b[i];                                                      \\
+                x = x > 0 ? x : 0; /* (NaN: 0, a bound of -c) */                              \\
+                out[g * FASTKM_BLOCK_ROWS + i] = ROUND(__builtin_sqrt(x) * m - c[i]);          \\
+            }                                                                                 \\
+    }
+    #define FASTKM_AS_DOUBLE(v) (v)
+    FASTKM_DEFINE_GROUP_LOWER(fastkm_group_lower_f, float, fastkm_float_below)
+    FASTKM_DEFINE_GROUP_LOWER(fastkm_group_lower_d, double, FASTKM_AS_DOUBLE)
+    """
+    void fastkm_group_lower_f(const float* top, const float* second, const int* own_group,
+                              const double* b, const double* c, double a, double m,
+                              Py_ssize_t n_groups, float* out) noexcept nogil
+    void fastkm_group_lower_d(const double* top, const double* second, const int* own_group,
+                              const double* b, const double* c, double a, double m,
+                              Py_ssize_t n_groups, double* out) noexcept nogil
+
+
+cdef Py_ssize_t _search_block(
+        const _YinyangCentres* C, const _Slack* s, _YinyangRows* R,
+        Py_ssize_t block_start,     # IN  first row of the block
+        Py_ssize_t stop,            # IN  end of the chunk
+        floating* upper,            # OUT (n,) upper bounds of the block's rows
+) noexcept nogil:
+    """Rows whose bounds were reset (upper = inf), BLOCK_ROWS at a time: every centre is
+    scored, panel by panel as in lloyd_pass, and every bound is set from the scores. Returns
+    how many labels changed."""
+    cdef Py_ssize_t d = C.d, G = C.n_groups, k = C.k, p, q, j, g, i, f, row, nearest
+    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
+    cdef const floating* panels = <const floating*>C.lloyd_panels
+    cdef const floating* base = <const floating*>C.lloyd_base
+    cdef floating* block_t = <floating*>R.block_t
+    cdef floating* scores = <floating*>R.panel_scores
+    cdef floating* top = <floating*>R.group_top
+    cdef floating* second = top + G * BLOCK_ROWS
+    cdef floating* lower = <floating*>R.lower
+    cdef Py_ssize_t* top_j = R.group_top_j
+    cdef floating* t
+    cdef floating* u
+    cdef Py_ssize_t* tj
+    cdef const floating* score
+    cdef floating lowest, kind = 0
+    cdef double sq_norm[BLOCK_ROWS]
+    cdef double b_lo[BLOCK_ROWS]
+    cdef double c_lo[BLOCK_ROWS]
+    cdef int own_group[BLOCK_ROWS]
+    cdef _RowBounds rb
+    cdef Py_ssize_t changed = 0
+    _transpose_block_shifted(<const floating*>R.X, d, block_start, stop,
+                             <const floating*>C.shift, block_t)
+    for g in range(G):
+        for i in range(BLOCK_ROWS):
+            top[g * BLOCK_ROWS + i] = INFINITY
+            second[g * BLOCK_ROWS + i] = INFINITY
+            top_j[g * BLOCK_ROWS + i] = C.slot_centre[C.slot_start[g]]  # its lowest index
+    for p in range(C.n_panels):
+        if floating is float:
+            if C.dot_form:
+                fastkm_panel_scores_f(block_t, panels + p * d * FASTKM_PANEL,
+                                      base + p * FASTKM_PANEL, d, scores)
+            else:
+                fastkm_panel_scores_direct_f(block_t, panels + p * d * FASTKM_PANEL,
+                                             base + p * FASTKM_PANEL, d, scores)
+        else:
+            if C.dot_form:
+                fastkm_panel_scores_d(block_t, panels + p * d * FASTKM_PANEL,
+                                      base + p * FASTKM_PANEL, d, scores)
+            else:
+                fastkm_panel_scores_direct_d(block_t, panels + p * d * FASTKM_PANEL,
+                                             base + p * FASTKM_PANEL, d, scores)
+        for q in range(min(<Py_ssize_t>FASTKM_PANEL, k - p * FASTKM_PANEL)):
+            j = p * FASTKM_PANEL + q  # in index order: ties keep the lowest
+            g = C.groups[j]
+            t = top + g * BLOCK_ROWS
+            u = second + g * BLOCK_ROWS
+            tj = top_j + g * BLOCK_ROWS
+            score = scores + q * BLOCK_ROWS
+            for i in range(BLOCK_ROWS):  # branchless, to vectorize
+                u[i] = min(u[i], max(t[i], score[i]))
+                tj[i] = j if score[i] < t[i] else tj[i]
+                t[i] = score[i] if score[i] < t[i] else t[i]
+    for i in range(BLOCK_ROWS):
+        sq_norm[i] = 0
+    if C.dot_form:
+        for f in range(d):
+            for i in range(BLOCK_ROWS):
+                sq_norm[i] += <double>block_t[f * BLOCK_ROWS + i] * block_t[f * BLOCK_ROWS + i]
+    for i in range(BLOCK_ROWS):
+        own_group[i] = -1
+        b_lo[i] = 0
+        c_lo[i] = 0
+    for i in range(n_real):
+        row = block_start + i
+        lowest = INFINITY
+        nearest = k
+        for g in range(G):  # the lowest score, ties to the lowest index
+            if top[g * BLOCK_ROWS + i] < lowest or (top[g * BLOCK_ROWS + i] == lowest
+                                                   and top_j[g * BLOCK_ROWS + i] < nearest):
+                lowest = top[g * BLOCK_ROWS + i]
+                nearest = top_j[g * BLOCK_ROWS + i]
+        changed += R.labels[row] != nearest
+        R.labels[row] = <int>nearest
+        own_group[i] = C.groups[nearest]
+        rb = _row_bounds(s, sq_norm[i])
+        upper[row] = _round_up(_dist_above(lowest, &rb), kind)
+        b_lo[i] = rb.b_lo
+        c_lo[i] = rb.c_lo
+    # a_lo and m_lo are the same for every row.
+    if floating is float:
+        fastkm_group_lower_f(top, second, own_group, b_lo, c_lo, rb.a_lo, rb.m_lo, G, top)
+    else:
+        fastkm_group_lower_d(top, second, own_group, b_lo, c_lo, rb.a_lo, rb.m_lo, G, top)
+    for i in range(n_real):
+        for g in range(G):
+            lower[(block_start + i) * G + g] = top[g * BLOCK_ROWS + i]
+    return changed
+
+
+cdef Py_ssize_t _yinyang_chunk(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const _YinyangCentres* C,            # IN  the centres, see yinyang_pass
+        const _Slack* s,                     # IN  rounding allowances
+        const floating* moved,               # IN  (k,) how far each centre moved
+        const floating* group_moved,         # IN  (n_groups,) the largest move in each group
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        floating* fscratch,                  # scratch: GROUP_ROWS * (2 d + largest width)
+                                             #     + chunk rows + BLOCK_ROWS * (d
+                                             #     + FASTKM_PANEL + 2 n_groups) values
+        double* dscratch,                    # scratch: chunk rows values
+        Py_ssize_t* iscratch,                # scratch: 2 chunk rows + GROUP_ROWS + n_groups
+                                             #     * (GROUP_ROWS + 1 + BLOCK_ROWS) values
+        Py_ssize_t max_width,                # IN  the largest group width
+        int* labels,                         # IN/OUT (n,) nearest centre
+        floating* upper,                     # IN/OUT (n,) upper bound of the distance to it
+        floating* lower,                     # IN/OUT (n, n_groups) lower bounds per group
+        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
+) noexcept nogil:
+    """Returns how many labels changed."""
+    cdef Py_ssize_t d = C.d, k = C.k, G = C.n_groups, changed = 0
+    cdef Py_ssize_t* active = iscratch
+    cdef Py_ssize_t* waiting = active + (stop - start)
+    cdef Py_ssize_t row, g, i, f, n_active = 0, n_waiting = 0
+    cdef bint fresh = False
+    cdef _RowBounds rb
+    # Bounds move by the shifts rounded outwards, so that they stay bounds.
+    cdef floating up = 1 + 4 * s.eps, down = 1 - 4 * s.eps, u, l, threshold, kind = 0
+    cdef Py_ssize_t failing
+    cdef floating* lo
+    cdef floating* best = fscratch + GROUP_ROWS * (2 * d + max_width)
+    cdef double w
+    cdef double* cluster
+    cdef _YinyangRows R
+    R.X, R.labels, R.lower, R.start = X, labels, lower, start
+    R.best, R.sq_norm = best, dscratch
+    R.batch, R.searched = fscratch, fscratch + GROUP_ROWS * d
+    R.scores = fscratch + 2 * GROUP_ROWS * d
+    R.queue = waiting + GROUP_ROWS
+    R.queued = R.queue + G * GROUP_ROWS
+    R.group_top_j = R.queued + G
+    cdef Py_ssize_t* original = R.group_top_j + G * BLOCK_ROWS  # labels of the active rows
+    R.block_t = best + (stop - start)
+    R.panel_scores = <floating*>R.block_t + d * BLOCK_ROWS
+    R.group_top = <floating*>R.panel_scores + FASTKM_PANEL * BLOCK_ROWS
+    for g in range(G):
+        R.queued[g] = 0
+    for row in range(start, stop):
+        if (row - start) % BLOCK_ROWS == 0:
+            fresh = True
+            for i in range(row, min(stop, row + BLOCK_ROWS)):
+                fresh = fresh and upper[i] == INFINITY
+        if fresh:
+            if (row - start) % BLOCK_ROWS == 0:
+                changed += _search_block(C, s, &R, row, stop, upper)
+            continue
+        u = (upper[row] + moved[labels[row]]) * up
+        upper[row] = u
+        threshold = _round_up(_skip_threshold(u, s), kind)
+        lo = lower + row * G
+        failing = 0
+        for g in range(G):  # counted, not branched on, so that it vectorizes
+            l = (lo[g] - group_moved[g]) * down
+            lo[g] = l
+            failing += not (l > threshold)  # (NaN: fails)
+        if failing == 0:
+            continue
+        active[n_active] = row
+        original[n_active] = labels[row]
+        n_active += 1
+        waiting[n_waiting] = row
+        n_waiting += 1
+        if n_waiting == GROUP_ROWS:
+            _tighten(C, s, &R, waiting, n_waiting, kind)
+            n_waiting = 0
+    if n_waiting:
+        _tighten(C, s, &R, waiting, n_waiting, kind)
+    for g in range(G):
+        if R.queued[g]:
+            _search_queue(C, s, &R, g, kind)
+    for i in range(n_active):
+        row = active[i]
+        rb = _row_bounds(s, dscratch[row - start])
+        upper[row] = _round_up(_dist_above(best[row - start], &rb), kind)
+        changed += labels[row] != original[i]
+    # The same accumulation, in the same order, as _lloyd_chunk_d.
+    for row in range(start, stop):
+        i = (row - start) % BLOCK_ROWS
+        w = sample_weight[row]
+        cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
+        for f in range(d):
+            cluster[f] += w * X[row * d + f]
+        cluster[d] += w
+    return changed
+
+
+def yinyang_pass(
+        const floating[:, ::1] X,            # IN  (n, d) rows to assign
+        const floating[::1] sample_weight,   # IN  (n,) non-negative weights
+        const floating[:, ::1] centers,      # IN  (k, d) current centres
+        const floating[::1] moved,           # IN  (k,) upper bound of the distance each centre
+                                             #     moved since the bounds were last updated
+        int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
+        floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
+        floating[:, ::1] lower,              # IN/OUT (n, n_groups) lower bound of the distance
+                                             #     to the other centres of each group
+        const int[::1] groups,               # IN  (k,) group of each centre, 0 to
+                                             #     n_groups - 1, no group empty
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        int n_threads=1,
+):
+    """One Lloyd pass with simplified Yinyang bounds: the same labels, sums and weights.
+
+    To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
+    and ``moved = 0``. The labels are those lloyd_pass gives on ``centers``, ties included,
+    and the sums and weights are bit-identical to its own. Returns how many labels changed.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t G = lower.shape[1]
+    cdef Py_ssize_t ways = _accumulator_ways(d)
+    cdef Py_ssize_t n_chunks, chunk_rows, c, max_width
+    cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
+    _check_shapes(X, sample_weight, centers)
+    if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
+            or groups.shape[0] != k or moved.shape[0] != k or sums.shape[0] != k \
+            or sums.shape[1] != d or weight_sums.shape[0] != k:
+        raise ValueError("yinyang_pass: array shapes do not match X and centers")
+    group_of = np.asarray(groups)
+    if group_of.min() < 0 or group_of.max() >= G \
+            or (np.bincount(group_of, minlength=G) == 0).any():
+        raise ValueError("yinyang_pass: groups must number the centres' groups 0 to "
+                         "lower.shape[1] - 1, none empty")
+    dtype = np.float32 if floating is float else np.float64
+    lanes = FASTKM_GROUP_LANES_F if floating is float else FASTKM_GROUP_LANES_D
+
+    # The shifted centres and constant terms of lloyd_pass, taken from its own panels.
+    panels_arr, panels_base_arr, shift_arr = _pack_panels(centers, dot_form)
+    shifted_arr = np.ascontiguousarray(panels_arr.transpose(0, 2, 1).reshape(-1, d)[:k])
+    base_arr = np.ascontiguousarray(panels_base_arr[:k])
+    # Each group as a (d, width) panel: its centres in ascending order in lanes, padding
+    # lanes of zero centres (never read back).
+    order = np.argsort(group_of, kind="stable")
+    members_arr = np.bincount(group_of, minlength=G).astype(np.intp)
+    width_arr = (members_arr + lanes - 1) // lanes * lanes
+    slot_start_arr = (np.cumsum(width_arr) - width_arr).astype(np.intp)
+    panel_start_arr = (slot_start_arr * d).astype(np.intp)
+    sorted_groups = group_of[order]
+    rank = np.arange(k) - (np.cumsum(members_arr) - members_arr)[sorted_groups]
+    slots = slot_start_arr[sorted_groups] + rank
+    n_slots = int(width_arr.sum())
+    slot_centre_arr = np.full(n_slots, -1, dtype=np.intc)
+    slot_centre_arr[slots] = order
+    slot_base_arr = np.full(n_slots, np.inf, dtype=dtype)
+    slot_base_arr[slots] = base_arr[order]
+    group_panels = np.zeros(n_slots * d, dtype=dtype)
+    group_moved_arr = np.zeros(G, dtype=dtype)
+    np.maximum.at(group_moved_arr, group_of, np.asarray(moved))
+    max_width = int(width_arr.max())
+
+    cdef floating[::1] shift_v = shift_arr, base_v = base_arr, slot_base_v = slot_base_arr
+    cdef floating[:, ::1] shifted_v = shifted_arr
+    cdef floating[::1] panels_v = group_panels, group_moved_v = group_moved_arr
+    cdef int[::1] slot_centre_v = slot_centre_arr
+    cdef Py_ssize_t[::1] slot_start_v = slot_start_arr, members_v = members_arr
+    cdef Py_ssize_t[::1] panel_start_v = panel_start_arr, width_v = width_arr
+    lane_arr = np.empty(k, dtype=np.intp)
+    lane_arr[order] = rank
+    cdef Py_ssize_t[::1] lane_v = lane_arr
+    cdef Py_ssize_t j, f, g
+    with nogil:  # each centre into its lane of its group's panel
+        for j in range(k):
+            g = groups[j]
+            for f in range(d):
+                panels_v[panel_start_v[g] + f * width_v[g] + lane_v[j]] = shifted_v[j, f]
+    cdef floating[:, :, ::1] lloyd_panels_v = panels_arr
+    cdef floating[::1] lloyd_base_v = np.ascontiguousarray(panels_base_arr)
+    cdef _YinyangCentres C
+    C.k, C.d, C.n_groups, C.dot_form = k, d, G, dot_form
+    C.shift, C.shifted, C.base = &shift_v[0], &shifted_v[0, 0], &base_v[0]
+    C.panels, C.slot_base, C.slot_centre = &panels_v[0], &slot_base_v[0], &slot_centre_v[0]
+    C.slot_start, C.members = &slot_start_v[0], &members_v[0]
+    C.panel_start, C.width, C.groups = &panel_start_v[0], &width_v[0], &groups[0]
+    C.lloyd_panels, C.lloyd_base = &lloyd_panels_v[0, 0, 0], &lloyd_base_v[0]
+    C.n_panels = lloyd_panels_v.shape[0]
+
+    cdef _Slack s
+    s.dot_form = dot_form
+    s.eps = (FLT_EPSILON if floating is float else DBL_EPSILON) / 2
+    s.rho = (d + 5) * s.eps
+    s.coef = 3 * (d + 4) * s.eps
+    s.radius = 0
+    if dot_form:
+        # base = |c'|^2 / 2, rounded to X's dtype: 4 eps covers that rounding.
+        s.radius = float(np.sqrt(2 * base_arr.astype(np.float64).max())) * (1 + 4 * s.eps)
+    s.eta = (2 * d + 8) * (FLT_MIN if floating is float else DBL_MIN)
+
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d * BOUNDED_WORK_PER_ROW)
+    cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
+    cdef floating[:, ::1] fscratch = np.empty(
+        (n_threads, GROUP_ROWS * (2 * d + max_width) + chunk_rows
+         + BLOCK_ROWS * (d + FASTKM_PANEL + 2 * G)), dtype=dtype)
+    cdef double[:, ::1] dscratch = np.empty((n_threads, max(chunk_rows, 1)))
+    cdef Py_ssize_t[:, ::1] iscratch = np.empty(
+        (n_threads, 2 * chunk_rows + GROUP_ROWS + G * (GROUP_ROWS + 1 + BLOCK_ROWS)),
+        dtype=np.intp)
+    cdef Py_ssize_t[::1] chunk_changed = np.zeros(max(n_chunks, 1), dtype=np.intp)
+
+    for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        chunk_changed[c] = _yinyang_chunk(
+            &X[0, 0], &sample_weight[0], &C, &s, &moved[0], &group_moved_v[0],
+            c * chunk_rows, min(n, (c + 1) * chunk_rows), ways, &fscratch[threadid(), 0],
+            &dscratch[threadid(), 0], &iscratch[threadid(), 0], max_width, &labels[0],
+            &upper[0], &lower[0, 0], &chunk_acc[c, 0])
+
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    return int(np.sum(chunk_changed))
+
+
+# ---------------------------------------------------------------------------------------------
 # Greedy k-means++ initialization
 
 

@@ -27,7 +27,7 @@ from ._validation import (
     mean_variance,
 )
 
-ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion")
+ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion", "yinyang")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -365,6 +365,14 @@ default='k-means++'
         centre per sample (three values of X's dtype and an int32, plus 32 neighbours per
         centre) and compares a sample whose bounds fail only with the centres near its
         own: faster still with many clusters in few dimensions.
+        'yinyang' (simplified Yinyang: Ding et al. 2015, Newling & Fleuret 2016) splits the
+        centres once into ``G = max(1, n_clusters // 10)`` groups (fewer if some end up
+        empty) and keeps, per sample, an upper bound on the distance to its centre and a
+        lower bound per group: ``1 + G`` values of X's dtype per sample (for float32,
+        ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 20 bytes per row of a
+        chunk (``max(2048, n_samples / 64)`` rows). A sample is compared only with the
+        groups its bounds cannot rule out; the labels are exactly those of 'lloyd', ties
+        included, so the results are bit-identical. For medium and high dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.

@@ -7,9 +7,11 @@ import numpy as np
 from ._init import fewer_distinct_points_error
 from ._isa import core
 from ._validation import ROW_STEP
+from ._yinyang import centre_groups
 
 # The kernels of the exact algorithms that keep distance bounds.
-BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass"}
+BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
+                  "yinyang": "yinyang_pass"}
 # algorithm='auto' (see auto_algorithm): Exponion from this many clusters on, or from
 # EXPONION_MIN_CLUSTERS_MID with EXPONION_MID_FEATURES features or more, given at least
 # EXPONION_MIN_ROWS_PER_CLUSTER samples per cluster; otherwise plain Lloyd, whose vectorized
@@ -87,6 +89,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     both skip the samples their bounds prove cannot change cluster: the same iterations,
     usually much faster once few samples move. Their passes do not compute the inertia, so
     with a ``callback`` or ``verbose`` they run as 'lloyd'.
+    ``algorithm='yinyang'`` keeps an upper bound per sample and a lower bound per sample
+    and group of centres (at most ``1 + max(1, k // 10)`` values of X's dtype; see
+    ``fastkm._yinyang``), and compares the samples whose bounds fail only with the groups
+    they cannot rule out.
 
     Returns
     -------
@@ -107,7 +113,9 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     else:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
-        bounds = _unknown_bounds(algorithm, n, X.dtype, k, d)
+        # Yinyang's groups: formed once, from the initial centres.
+        groups = centre_groups(centers) if algorithm == "yinyang" else None
+        bounds = _unknown_bounds(algorithm, n, X.dtype, k, d, groups)
         moved = np.zeros(k, dtype=X.dtype)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
@@ -127,10 +135,12 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         else:
             unchanged = not relocated and np.array_equal(labels, previous_labels)
         if use_bounds:
-            # Rounded up, so that the bounds stay bounds in X's precision.
-            moved = np.nextafter(np.sqrt(shifts).astype(X.dtype), np.inf)
+            # Rounded up, so that the bounds stay bounds in X's precision: in float64 the
+            # summed squares may be off by (d + 2) units in the last place.
+            moved = np.nextafter((np.sqrt(shifts) * (1 + (d + 6) * 2.0**-53)).astype(X.dtype),
+                                 np.inf)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
-                bounds = _unknown_bounds(algorithm, n, X.dtype, k, d)
+                bounds = _unknown_bounds(algorithm, n, X.dtype, k, d, groups)
         centers = new_centers
         # Same labels as the previous pass: the update reproduced the same centres.
         done, labels_match_centers = end_of_iteration(
@@ -146,7 +156,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     return centers, labels, float(inertia), n_iter
 
 
-def _unknown_bounds(algorithm, n, dtype, k=None, d=None):
+def _unknown_bounds(algorithm, n, dtype, k=None, d=None, groups=None):
     """A bounded pass's state arrays (after ``labels``, in its argument order), set to
     bounds that prove nothing: every sample is searched in the next pass. Exponion's also
     hold its neighbour lists of the k centres in d dimensions."""
@@ -154,6 +164,10 @@ def _unknown_bounds(algorithm, n, dtype, k=None, d=None):
     lower = np.zeros(n, dtype=dtype)
     if algorithm == "hamerly":
         return upper, lower
+    if algorithm == "yinyang":  # one lower bound per group of centres (default: one group)
+        if groups is None:
+            groups = np.zeros(k, dtype=np.int32)
+        return upper, np.zeros((n, groups.max() + 1), dtype=dtype), groups
     if k is None or d is None:
         raise TypeError("_unknown_bounds needs k and d for Exponion's neighbour lists")
     neighbours = core.ball_neighbours()
