@@ -47,12 +47,13 @@ def test_import_fastkm_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_same_result_as_in_memory_fit(client, dtype):
+def test_same_result_as_in_memory_fit(client, dtype, algorithm):
     X = _blobs(12_000, 5, 7, dtype=dtype)
     init = X[:7].copy()  # a poor start: many iterations
-    ref = fastkm.KMeans(7, init=init, tol=0, max_iter=100).fit(X)
-    km = fastkm.dask.KMeans(7, init=init, tol=0, max_iter=100).fit(
+    ref = fastkm.KMeans(7, init=init, tol=0, max_iter=100, algorithm="lloyd").fit(X)
+    km = fastkm.dask.KMeans(7, init=init, tol=0, max_iter=100, algorithm=algorithm).fit(
         da.from_array(X, chunks=(2_500, 5)))
     assert km.cluster_centers_.dtype == dtype
     if dtype == np.float32:  # centres are rounded to float32 on both sides
@@ -74,11 +75,14 @@ def test_tol_and_sample_weight_match_in_memory(client):
     _assert_same_fit(km, ref)
 
 
-def test_empty_clusters_reseeded_as_in_memory(client):
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly"])
+def test_empty_clusters_reseeded_as_in_memory(client, algorithm):
     X = _blobs(6_000, 2, 4, seed=3)
     init = np.vstack([X[:3], [[1e3, 1e3], [2e3, 2e3]]])  # two centres attract nothing
-    ref = fastkm.KMeans(5, init=init, tol=0).fit(X)
-    km = fastkm.dask.KMeans(5, init=init, tol=0).fit(da.from_array(X, chunks=(1_000, 2)))
+    ref = fastkm.KMeans(5, init=init, tol=0, algorithm=algorithm).fit(X)
+    # Uneven blocks, one of them empty.
+    dX = da.from_array(X, chunks=((1_000, 0, 2_500, 1_700, 800), 2))
+    km = fastkm.dask.KMeans(5, init=init, tol=0, algorithm=algorithm).fit(dX)
     _assert_same_fit(km, ref)
 
 
@@ -127,18 +131,22 @@ def test_dask_dataframe_and_params(client):
     assert set(fastkm.KMeans().get_params()) <= set(fastkm.dask.KMeans().get_params())
 
 
-def test_default_scheduler_without_client(client):
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion"])
+def test_default_scheduler_without_client(client, algorithm):
     import dask
 
     X = _blobs(2_000, 2, 3, seed=7)
     init = X[:3].copy()
     with dask.config.set(scheduler="threads"):
-        km = fastkm.dask.KMeans(3, init=init, tol=0).fit(da.from_array(X, chunks=(500, 2)))
+        km = fastkm.dask.KMeans(3, init=init, tol=0, algorithm=algorithm).fit(
+            da.from_array(X, chunks=(500, 2)))
         _assert_same_fit(km, fastkm.KMeans(3, init=init, tol=0).fit(X))
 
 
-def test_worker_killed_during_fit(client):
-    """A worker process dies between two iterations: lost blocks are recomputed."""
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion"])
+def test_worker_killed_during_fit(client, algorithm):
+    """A worker process dies between two iterations: lost blocks are recomputed (and with
+    'exponion', the per-row state it held, from the previous passes' on the other one)."""
     X = _blobs(20_000, 4, 6, seed=8)
     init = X[:6].copy()
     ref = fastkm.KMeans(6, init=init, tol=0, max_iter=60).fit(X)
@@ -150,17 +158,44 @@ def test_worker_killed_during_fit(client):
 
     def kill_at_third_iteration(info):
         if info.iteration == 3:
-            held = client.has_what()[address]  # blocks of the persisted X among them
-            assert any("ascontiguousarray" in str(key) for key in held)
+            held = [str(key) for key in client.has_what()[address]]
+            assert any("ascontiguousarray" in key for key in held)  # blocks of X
+            # The bounded passes' outputs (per-row state) live on the workers.
+            assert any("_block_bounded" in key for key in held) == (algorithm != "lloyd")
             os.kill(victim, signal.SIGKILL)
             killed.append(time.monotonic())
 
-    km = fastkm.dask.KMeans(6, init=init, tol=0, max_iter=60,
+    km = fastkm.dask.KMeans(6, init=init, tol=0, max_iter=60, algorithm=algorithm,
                             callback=kill_at_third_iteration).fit(dX)
     assert killed
     _assert_same_fit(km, ref)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
     assert victim not in client.run(os.getpid).values()
+
+
+def test_auto_runs_exponion_with_many_clusters(client):
+    """algorithm='auto' picks the bounded passes as in memory (their iterations report a
+    NaN inertia), with the same result as plain Lloyd and the in-memory fit."""
+    X = _blobs(24_000, 2, 100, seed=11, dtype=np.float32)
+    init = X[::240].copy()
+    assert fastkm._lloyd.auto_algorithm(*X.shape, 100, 4) == "exponion"
+    dX = da.from_array(X, chunks=(5_000, 2))
+    reported = {}
+
+    def record(name):
+        return lambda info: reported.setdefault(name, []).append(info.inertia)
+
+    ref = fastkm.KMeans(100, init=init, tol=0).fit(X)
+    auto = fastkm.dask.KMeans(100, init=init, tol=0, callback=record("auto")).fit(dX)
+    lloyd = fastkm.dask.KMeans(100, init=init, tol=0, algorithm="lloyd",
+                               callback=record("lloyd")).fit(dX)
+    assert ref.n_iter_ > 10
+    assert np.isnan(reported["auto"]).all() and np.isfinite(reported["lloyd"]).all()
+    for km in (auto, lloyd):
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
+        np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+        assert km.n_iter_ == ref.n_iter_
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
 
 
 def test_invalid_input(client):

@@ -6,15 +6,30 @@ How a fit runs
 --------------
 The input (a ``dask.array`` or a dask DataFrame) is persisted on the workers of the active
 ``dask.distributed.Client`` (or in memory under the default scheduler when there is none) and
-never travels to the client. Each Lloyd iteration maps the Cython pass
-(``lloyd_pass``) over the row blocks on the workers; a block returns only its per-cluster
-weighted sums, weights and inertia (k x d + k + 1 numbers, its labels stay on the worker).
-These partials are added as a tree (:data:`SPLIT_EVERY` at a time) and the new centres are
-computed on the client. When a cluster is empty, a second round asks every block for its
-farthest samples and the client re-seeds the cluster exactly as :class:`fastkm.KMeans` does
-(farthest samples first, ties by the lower row index). From the same initial centres the
-fit gives the in-memory fit's centres, up to float64 rounding of the summation order, and
-the same labels.
+never travels to the client. Each Lloyd iteration maps the Cython pass over the row blocks
+on the workers; a block returns only its per-cluster weighted sums, weights and inertia (or
+count of changed labels): k x d + k + 1 numbers. These partials are added as a tree
+(:data:`SPLIT_EVERY` at a time) and the new centres are computed on the client.
+
+With ``algorithm='lloyd'`` the pass (``lloyd_pass``) is stateless: a block's labels are
+dropped after each pass. With 'exponion' (what 'auto' picks for many clusters, by the same
+rule as :class:`fastkm.KMeans`) or 'hamerly', each block's per-row state (its labels and
+distance bounds) stays on the workers from one iteration to the next: each iteration runs one
+task per block that copies the block's previous state, runs ``exponion_pass`` (or
+``hamerly_pass``) on it with the centres and how far each moved, and keeps the new state in
+the workers' memory, persisted in the same call that computes the reduced partials; the
+state never travels to the client. It costs 4 bytes per row for the labels plus, for
+'exponion', three values of X's dtype and an int32 (20 bytes a row in float32, 32 in
+float64; 'hamerly': 12 or 20), plus Exponion's neighbour tables (k x (d + 64) values a
+block), twice while an iteration runs (the previous state and its updated copy). A lost
+state (a worker that died) is recomputed from the earlier passes by Dask, as any lost
+result.
+
+When a cluster is empty, a second round asks every block for its farthest samples and the
+client re-seeds the cluster exactly as :class:`fastkm.KMeans` does (farthest samples first,
+ties by the lower row index); the workers' bounds stay valid (see ``_lloyd``). From the same
+initial centres the fit gives the in-memory fit's centres, up to float64 rounding of the
+summation order, and the same labels.
 
 Threads on the workers
 ----------------------
@@ -27,11 +42,19 @@ kernel on the worker as is), or start the workers with another environment, for 
 creating the ``LocalCluster``, or ``OMP_NUM_THREADS=4 dask worker ... --nthreads 1``.
 Keep ``threads_per_worker x n_threads`` at most the worker's cores.
 
+The nanny also sets ``MALLOC_TRIM_THRESHOLD_=65536``, under which glibc maps every array
+over 128 KiB afresh, so each pass's new arrays (the bounded state's copies above all) are
+page-faulted in at first touch. Where the workers' memory allows, starting them with
+``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` at 1 GiB (the same
+``pre-spawn-environ`` setting) avoids that: BENCHMARKS.md (section 7) measures both with
+benchmarks/compare_dask.py (``--malloc-arena``).
+
 Results depend on the chunking only through the random initialization ('k-means||' draws
 one random stream per block): with an init array they do not depend on it.
 """
 
 import numbers
+import operator
 
 import dask
 import dask.array as da
@@ -42,7 +65,14 @@ from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
 from ._kmeans import ALGORITHMS, _check_init, _check_n_init
-from ._lloyd import _largest_first, centres_from_sums, end_of_iteration
+from ._lloyd import (
+    BOUNDED_PASSES,
+    _largest_first,
+    _unknown_bounds,
+    auto_algorithm,
+    centres_from_sums,
+    end_of_iteration,
+)
 from ._validation import (
     ROW_STEP,
     check_array,
@@ -84,6 +114,32 @@ def _block_labels(xb, wb, centers, n_threads):
 def _block_partials(xb, wb, centers, n_threads):
     """One Lloyd pass over a block: (sums, weight_sums, inertia); the labels stay here."""
     return _block_labels(xb, wb, centers, n_threads)[1:]
+
+
+def _block_bounded(xb, wb, previous, centers, shift, algorithm, n_threads):
+    """One bounded pass (hamerly_pass or exponion_pass) over a block.
+
+    ``previous``: the block's output of the previous pass, or None for the first one.
+    Returns (state, (sums, weight_sums, n_changed)); state = (labels, *bounds), kept on the
+    worker for the next pass.
+    """
+    xb = np.ascontiguousarray(xb)
+    n = xb.shape[0]
+    k, d = centers.shape
+    if previous is None:
+        state = (np.zeros(n, np.int32), *_unknown_bounds(algorithm, n, xb.dtype, k, d))
+    else:
+        # Copies: the kernel updates them in place, and Dask may hand this task the
+        # persisted arrays themselves (again, when it recomputes a lost block).
+        state = tuple(a.copy() for a in previous[0])
+    sums = np.zeros((k, d))
+    weight_sums = np.zeros(k)
+    n_changed = 0
+    if n:
+        n_changed = getattr(core, BOUNDED_PASSES[algorithm])(
+            xb, _block_weights(xb, wb), centers, shift, *state, sums, weight_sums,
+            effective_n_threads(n_threads))
+    return state, (sums, weight_sums, int(n_changed))
 
 
 def _add_partials(*parts):
@@ -218,21 +274,47 @@ class _Blocks:
         """Summed (sums, weight_sums, inertia) of one pass, reduced as a tree."""
         return _tree(self.map(_block_partials, delayed(centers), n_threads), _add_partials)
 
+    def bounded_partials(self, states, centers, shift, algorithm, n_threads):
+        """One bounded pass over every block: (new states, summed (sums, weight_sums,
+        n_changed)).
+
+        ``states``: the blocks' outputs of the previous pass (None for the first). The new
+        outputs are persisted on the workers in the same call that computes the reduced
+        partials, so that each block's pass runs once; the reduction takes only the
+        partials (picked from the outputs where they were computed), so that no state
+        moves.
+        """
+        c, s = delayed(centers), delayed(shift)
+        outputs = [delayed(_block_bounded, pure=True)(xb, wb, prev, c, s, algorithm,
+                                                      n_threads)
+                   for xb, wb, prev in zip(self.xs, self.ws, states)]
+        parts = [delayed(operator.getitem, pure=True)(out, 1) for out in outputs]
+        *outputs, root = dask.persist(*outputs, _reduce(parts, _add_partials))
+        return outputs, dask.compute(root)[0]
+
     def stats(self):
         """(n, mean, M2, finite) of the features over all rows, in float64."""
         return _tree(self.map(_block_stats, with_weights=False), _add_stats)
 
 
-def _tree(parts, combine):
-    """Combine delayed partials ``SPLIT_EVERY`` at a time, in order, and compute the root."""
+def _reduce(parts, combine):
+    """Delayed partials combined ``SPLIT_EVERY`` at a time, in order: the delayed root."""
     while len(parts) > 1:
         parts = [delayed(combine, pure=True)(*parts[i:i + SPLIT_EVERY])
                  for i in range(0, len(parts), SPLIT_EVERY)]
-    return dask.compute(parts[0])[0]
+    return parts[0]
+
+
+def _tree(parts, combine):
+    """Combine delayed partials ``SPLIT_EVERY`` at a time, in order, and compute the root."""
+    return dask.compute(_reduce(parts, combine))[0]
 
 
 def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
-    """New centres from reduced partials; empty clusters re-seeded as fastkm.KMeans does."""
+    """New centres from reduced partials; empty clusters re-seeded as fastkm.KMeans does.
+
+    Returns the centres and whether any cluster was re-seeded.
+    """
     k = centers.shape[0]
     empty = np.flatnonzero(weight_sums == 0)
     if len(empty):
@@ -265,27 +347,52 @@ def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
     return centres_from_sums(centers, sums, weight_sums, blocks.dtype), len(empty) > 0
 
 
-def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose):
-    """Lloyd's iterations on the workers; returns (centers, inertia, n_iter)."""
+def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose, algorithm):
+    """Lloyd's iterations on the workers; returns (centers, inertia, n_iter).
+
+    ``algorithm``: 'lloyd' (stateless passes) or a key of BOUNDED_PASSES, whose per-row
+    state stays on the workers from one pass to the next (see the module's docstring).
+    """
     centers = np.ascontiguousarray(centers, dtype=blocks.dtype)
+    bounded = algorithm in BOUNDED_PASSES
+    if bounded:
+        states = [None] * len(blocks.xs)
+        shift = np.zeros(centers.shape[0], dtype=blocks.dtype)
     final_inertia = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        sums, weight_sums, inertia = blocks.partials(centers, n_threads)
+        if bounded:
+            states, (sums, weight_sums, n_changed) = blocks.bounded_partials(
+                states, centers, shift, algorithm, n_threads)
+            inertia = float("nan")  # the bounded passes do not compute it
+        else:
+            sums, weight_sums, inertia = blocks.partials(centers, n_threads)
         new_centers, relocated = _updated_centers(blocks, centers, sums, weight_sums,
                                                   n_threads)
-        center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+        shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
+        center_shift = float(shifts.sum())
+        if bounded:
+            # As fastkm's in-memory loop: the pass counted the label changes (the first
+            # pass: all of them), and the moves are rounded up so that the bounds stay
+            # bounds in X's precision. Unlike that loop, re-seeding an empty cluster does
+            # not reset the bounds: it moved rows on the client only, the workers' labels
+            # are still those the bounds refer to, and the shifts cover the re-seeded
+            # centres' jumps; the next pass finds the moved rows' nearest centres.
+            unchanged = not relocated and n_iter > 1 and n_changed == 0
+            shift = np.nextafter(np.sqrt(shifts).astype(blocks.dtype), np.inf)
+        else:
+            # Labels are not kept: centres that did not move stand in for unchanged
+            # labels, and then the pass's inertia is theirs.
+            unchanged = center_shift == 0 and not relocated
         centers = new_centers
-        # Labels are not kept: centres that did not move stand in for unchanged labels,
-        # and then the pass's inertia is theirs.
         done, strict = end_of_iteration(
-            n_iter, inertia, center_shift, centers, None,
-            unchanged=center_shift == 0 and not relocated, tol=tol, callback=callback,
-            verbose=verbose)
-        if strict:
+            n_iter, inertia, center_shift, centers, None, unchanged=unchanged, tol=tol,
+            callback=callback, verbose=verbose)
+        if strict and not bounded:
             final_inertia = inertia
         if done:
             break
+    states = None  # lets the workers free the bounded passes' state
     if final_inertia is None:
         final_inertia = blocks.partials(centers, n_threads)[2]
     return centers, float(final_inertia), n_iter
@@ -404,8 +511,9 @@ class KMeans(_InMemoryKMeans):
 
     The same estimator as :class:`fastkm.KMeans`, fitted where the data lives: each Lloyd
     iteration runs fastkm's Cython pass on the workers and only per-block partial sums
-    (k x d + k + 1 numbers a block) come back, added as a tree. See the module's docstring
-    for the threads the kernel gets on the workers.
+    (k x d + k + 1 numbers a block) come back, added as a tree; the bounded algorithms'
+    per-row state stays on the workers. See the module's docstring for that state's
+    memory and for the threads the kernel gets on the workers.
 
     Parameters
     ----------
@@ -415,20 +523,24 @@ class KMeans(_InMemoryKMeans):
         'k-means||': scalable k-means++ (Bahmani et al. 2012), run on the workers: about
         ``oversampling_factor * n_clusters`` candidates per round for ``init_rounds``
         rounds, weighted by the samples they attract, then reclustered on the client
-        (weighted greedy k-means++ on the candidates, then Lloyd on them). 'k-means++' and 'random': fastkm's in-memory
-        initialization on ``init_size`` rows drawn at random and brought to the client.
-        An array: the initial centres. A callable: ``init(X, n_clusters,
-        random_state=random_state)`` with X the dask array.
+        (weighted greedy k-means++ on the candidates, then Lloyd on them). 'k-means++' and
+        'random': fastkm's in-memory initialization on ``init_size`` rows drawn at random
+        and brought to the client. An array: the initial centres. A callable:
+        ``init(X, n_clusters, random_state=random_state)`` with X the dask array.
     algorithm : {'auto', 'lloyd', 'hamerly', 'exponion'}, default='auto'
-        Accepted for compatibility; the distributed fit always runs plain Lloyd passes
-        (bounds would be per-sample state on the workers). Same result either way.
+        As in :class:`fastkm.KMeans`: 'auto' runs 'exponion' with many clusters and enough
+        samples per cluster, else 'lloyd'; all give the same result. 'hamerly' and
+        'exponion' keep their per-row bounds on the workers (module docstring), also with
+        a ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
+        passes do not compute it).
     n_threads : int or None, default=None
         OpenMP threads of the kernel in each task on the workers (and on the client for
         k-means++ on the candidates). None: the worker's OpenMP default, which is 1 under
         Dask's nanny (``OMP_NUM_THREADS=1``).
     callback : callable or None
         Called on the client after every iteration with an :class:`fastkm.IterationInfo`
-        whose ``labels`` is None (the labels stay on the workers). Returning True stops.
+        whose ``labels`` is None (the labels stay on the workers), and whose ``inertia``
+        is NaN when the fit runs 'hamerly' or 'exponion'. Returning True stops.
     swap_trials : int, default=0
         Only 0 is supported here.
     init_size : int or None, default=None
@@ -532,6 +644,9 @@ class KMeans(_InMemoryKMeans):
                 raise ValueError("sample_weight must be finite, non-negative and not all "
                                  "zero")
         tol = tol * float(np.mean(m2 / n_samples)) if tol > 0 else 0.0
+        algorithm = self.algorithm
+        if algorithm == "auto":
+            algorithm = auto_algorithm(n_samples, n_features, k, X.dtype.itemsize)
 
         best = None
         for run in range(n_init):
@@ -555,7 +670,8 @@ class KMeans(_InMemoryKMeans):
             if self.verbose:
                 print(f"Initialization complete (run {run + 1} of {n_init})")
             result = _lloyd(blocks, centers, max_iter=max_iter, tol=tol, n_threads=n_threads,
-                            callback=self.callback, verbose=self.verbose)
+                            callback=self.callback, verbose=self.verbose,
+                            algorithm=algorithm)
             if best is None or result[1] < best[1]:
                 best = result
         centers, inertia, n_iter = best
