@@ -351,13 +351,14 @@ default='k-means++'
         variance of the features (as scikit-learn). A run also stops when no label changes.
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
         The exact algorithm to run; all give the same centres and labels (ties aside: from
         5 features on, where 'lloyd' sums distances in another order, a sample within
         rounding of two centres may go to either, and the runs then drift apart slightly).
-        'auto' runs 'exponion' with many clusters (from 96, or from 48 with 5 features or
-        more) and at least 100 samples per cluster, while its per-sample state fits in
-        1 GiB or X's size; else 'lloyd': the crossovers measured in BENCHMARKS.md.
+        'auto' runs 'yinyang' from 96 features and 32 clusters on; below, 'exponion' with
+        many clusters (from 96, or from 48 with 5 features or more) and at least 100 samples
+        per cluster; either while its per-sample state fits in 1 GiB or X's size; else
+        'lloyd': the crossovers measured in BENCHMARKS.md.
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster: faster in low
         dimensions once few samples move, and bit-identical to 'lloyd' when labels agree.

@@ -22,6 +22,10 @@ EXPONION_MIN_CLUSTERS = 96
 EXPONION_MID_FEATURES = 5
 EXPONION_MIN_CLUSTERS_MID = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
+# ... except from YINYANG_MIN_FEATURES features with YINYANG_MIN_CLUSTERS clusters or more,
+# where simplified Yinyang's group bounds skip more of the now costly distances.
+YINYANG_MIN_FEATURES = 96
+YINYANG_MIN_CLUSTERS = 32
 # ... and while its per-sample state (16 or 28 bytes) fits in this many bytes or in X's own
 # size, whichever is larger.
 BOUNDS_MEMORY_BUDGET = 1 << 30
@@ -37,9 +41,16 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
     --------
     >>> auto_algorithm(1_000_000, 3, 16), auto_algorithm(1_000_000, 3, 256)
     ('lloyd', 'exponion')
+    >>> auto_algorithm(200_000, 128, 256)
+    'yinyang'
     """
+    budget = max(BOUNDS_MEMORY_BUDGET, n_samples * n_features * itemsize)
+    if n_features >= YINYANG_MIN_FEATURES and n_clusters >= YINYANG_MIN_CLUSTERS:
+        # An upper bound and one lower bound per group of about ten centres.
+        state_bytes = n_samples * (1 + max(1, n_clusters // 10)) * itemsize
+        return "yinyang" if state_bytes <= budget else "lloyd"
     state_bytes = n_samples * (3 * itemsize + 4)
-    if state_bytes > max(BOUNDS_MEMORY_BUDGET, n_samples * n_features * itemsize):
+    if state_bytes > budget:
         return "lloyd"
     if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
         return "lloyd"

@@ -13,17 +13,18 @@ count of changed labels): k x d + k + 1 numbers. These partials are added as a t
 
 With ``algorithm='lloyd'`` the pass (``lloyd_pass``) is stateless: a block's labels are
 dropped after each pass. With 'exponion' (what 'auto' picks for many clusters, by the same
-rule as :class:`fastkm.KMeans`) or 'hamerly', each block's per-row state (its labels and
-distance bounds) stays on the workers from one iteration to the next: each iteration runs one
-task per block that copies the block's previous state, runs ``exponion_pass`` (or
-``hamerly_pass``) on it with the centres and how far each moved, and keeps the new state in
-the workers' memory, persisted in the same call that computes the reduced partials; the
-state never travels to the client. It costs 4 bytes per row for the labels plus, for
-'exponion', three values of X's dtype and an int32 (20 bytes a row in float32, 32 in
-float64; 'hamerly': 12 or 20), plus Exponion's neighbour tables (k x (d + 64) values a
-block), twice while an iteration runs (the previous state and its updated copy). A lost
-state (a worker that died) is recomputed from the earlier passes by Dask, as any lost
-result.
+rule as :class:`fastkm.KMeans`), 'hamerly' or 'yinyang', each block's per-row state (its
+labels and distance bounds) stays on the workers from one iteration to the next: each
+iteration runs one task per block that copies the block's previous state, runs the bounded
+pass (``exponion_pass``, ``hamerly_pass`` or ``yinyang_pass``) on it with the centres and
+how far each moved, and keeps the new state in the workers' memory, persisted in the same
+call that computes the reduced partials; the state never travels to the client. A row's
+state is its int32 label plus, for 'exponion', three values of X's dtype and an int32 (20
+bytes a row in all in float32, 32 in float64); 'hamerly': two values (12 or 20 bytes);
+'yinyang': one value plus one per group of about ten centres; Exponion also keeps its
+neighbour tables, k x (d + 64) values a block. The workers hold it twice while an
+iteration runs (the previous state and its updated copy). A lost state (a worker that died)
+is recomputed from the earlier passes by Dask, as any lost result.
 
 When a cluster is empty, a second round asks every block for its farthest samples and the
 client re-seeds the cluster exactly as :class:`fastkm.KMeans` does (farthest samples first,
@@ -80,6 +81,7 @@ from ._validation import (
     check_random_state,
     effective_n_threads,
 )
+from ._yinyang import centre_groups
 
 __all__ = ["KMeans", "SPLIT_EVERY"]
 
@@ -116,10 +118,11 @@ def _block_partials(xb, wb, centers, n_threads):
     return _block_labels(xb, wb, centers, n_threads)[1:]
 
 
-def _block_bounded(xb, wb, previous, centers, shift, algorithm, n_threads):
-    """One bounded pass (hamerly_pass or exponion_pass) over a block.
+def _block_bounded(xb, wb, previous, centers, shift, algorithm, groups, n_threads):
+    """One bounded pass (``BOUNDED_PASSES[algorithm]``) over a block.
 
     ``previous``: the block's output of the previous pass, or None for the first one.
+    ``groups``: Yinyang's groups of centres (for its first pass), else None.
     Returns (state, (sums, weight_sums, n_changed)); state = (labels, *bounds), kept on the
     worker for the next pass.
     """
@@ -127,7 +130,8 @@ def _block_bounded(xb, wb, previous, centers, shift, algorithm, n_threads):
     n = xb.shape[0]
     k, d = centers.shape
     if previous is None:
-        state = (np.zeros(n, np.int32), *_unknown_bounds(algorithm, n, xb.dtype, k, d))
+        state = (np.zeros(n, np.int32), *_unknown_bounds(algorithm, n, xb.dtype, k, d,
+                                                         groups))
     else:
         # Copies: the kernel updates them in place, and Dask may hand this task the
         # persisted arrays themselves (again, when it recomputes a lost block).
@@ -274,7 +278,7 @@ class _Blocks:
         """Summed (sums, weight_sums, inertia) of one pass, reduced as a tree."""
         return _tree(self.map(_block_partials, delayed(centers), n_threads), _add_partials)
 
-    def bounded_partials(self, states, centers, shift, algorithm, n_threads):
+    def bounded_partials(self, states, centers, shift, algorithm, groups, n_threads):
         """One bounded pass over every block: (new states, summed (sums, weight_sums,
         n_changed)).
 
@@ -285,7 +289,7 @@ class _Blocks:
         moves.
         """
         c, s = delayed(centers), delayed(shift)
-        outputs = [delayed(_block_bounded, pure=True)(xb, wb, prev, c, s, algorithm,
+        outputs = [delayed(_block_bounded, pure=True)(xb, wb, prev, c, s, algorithm, groups,
                                                       n_threads)
                    for xb, wb, prev in zip(self.xs, self.ws, states)]
         parts = [delayed(operator.getitem, pure=True)(out, 1) for out in outputs]
@@ -358,12 +362,14 @@ def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose, algo
     if bounded:
         states = [None] * len(blocks.xs)
         shift = np.zeros(centers.shape[0], dtype=blocks.dtype)
+        # Yinyang's groups: formed once, from the initial centres (as in memory).
+        groups = centre_groups(centers) if algorithm == "yinyang" else None
     final_inertia = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         if bounded:
             states, (sums, weight_sums, n_changed) = blocks.bounded_partials(
-                states, centers, shift, algorithm, n_threads)
+                states, centers, shift, algorithm, groups, n_threads)
             inertia = float("nan")  # the bounded passes do not compute it
         else:
             sums, weight_sums, inertia = blocks.partials(centers, n_threads)
@@ -374,12 +380,14 @@ def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose, algo
         if bounded:
             # As fastkm's in-memory loop: the pass counted the label changes (the first
             # pass: all of them), and the moves are rounded up so that the bounds stay
-            # bounds in X's precision. Unlike that loop, re-seeding an empty cluster does
+            # bounds in X's precision (in float64 the summed squares may be off by d + 2
+            # units in the last place). Unlike that loop, re-seeding an empty cluster does
             # not reset the bounds: it moved rows on the client only, the workers' labels
             # are still those the bounds refer to, and the shifts cover the re-seeded
             # centres' jumps; the next pass finds the moved rows' nearest centres.
             unchanged = not relocated and n_iter > 1 and n_changed == 0
-            shift = np.nextafter(np.sqrt(shifts).astype(blocks.dtype), np.inf)
+            widened = np.sqrt(shifts) * (1 + (centers.shape[1] + 6) * 2.0**-53)
+            shift = np.nextafter(widened.astype(blocks.dtype), np.inf)
         else:
             # Labels are not kept: centres that did not move stand in for unchanged
             # labels, and then the pass's inertia is theirs.
@@ -527,11 +535,11 @@ class KMeans(_InMemoryKMeans):
         'random': fastkm's in-memory initialization on ``init_size`` rows drawn at random
         and brought to the client. An array: the initial centres. A callable:
         ``init(X, n_clusters, random_state=random_state)`` with X the dask array.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
         As in :class:`fastkm.KMeans`: 'auto' runs 'exponion' with many clusters and enough
-        samples per cluster, else 'lloyd'; all give the same result. 'hamerly' and
-        'exponion' keep their per-row bounds on the workers (module docstring), also with
-        a ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
+        samples per cluster, else 'lloyd'; all give the same result. The bounded ones
+        keep their per-row bounds on the workers (module docstring), also with a
+        ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
         passes do not compute it).
     n_threads : int or None, default=None
         OpenMP threads of the kernel in each task on the workers (and on the client for
@@ -540,7 +548,7 @@ class KMeans(_InMemoryKMeans):
     callback : callable or None
         Called on the client after every iteration with an :class:`fastkm.IterationInfo`
         whose ``labels`` is None (the labels stay on the workers), and whose ``inertia``
-        is NaN when the fit runs 'hamerly' or 'exponion'. Returning True stops.
+        is NaN when the fit runs a bounded algorithm. Returning True stops.
     swap_trials : int, default=0
         Only 0 is supported here.
     init_size : int or None, default=None
