@@ -47,7 +47,7 @@ def test_import_fastkm_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly", "yinyang"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_same_result_as_in_memory_fit(client, dtype, algorithm):
     X = _blobs(12_000, 5, 7, dtype=dtype)
@@ -75,7 +75,7 @@ def test_tol_and_sample_weight_match_in_memory(client):
     _assert_same_fit(km, ref)
 
 
-@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "hamerly", "yinyang"])
 def test_empty_clusters_reseeded_as_in_memory(client, algorithm):
     X = _blobs(6_000, 2, 4, seed=3)
     init = np.vstack([X[:3], [[1e3, 1e3], [2e3, 2e3]]])  # two centres attract nothing
@@ -189,9 +189,10 @@ def test_auto_runs_exponion_with_many_clusters(client):
     auto = fastkm.dask.KMeans(100, init=init, tol=0, callback=record("auto")).fit(dX)
     lloyd = fastkm.dask.KMeans(100, init=init, tol=0, algorithm="lloyd",
                                callback=record("lloyd")).fit(dX)
+    yinyang = fastkm.dask.KMeans(100, init=init, tol=0, algorithm="yinyang").fit(dX)  # groups
     assert ref.n_iter_ > 10
     assert np.isnan(reported["auto"]).all() and np.isfinite(reported["lloyd"]).all()
-    for km in (auto, lloyd):
+    for km in (auto, lloyd, yinyang):
         np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
         np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
         assert km.n_iter_ == ref.n_iter_

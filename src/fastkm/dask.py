@@ -12,8 +12,8 @@ count of changed labels): k x d + k + 1 numbers. These partials are added as a t
 (:data:`SPLIT_EVERY` at a time) and the new centres are computed on the client.
 
 With ``algorithm='lloyd'`` the pass (``lloyd_pass``) is stateless: a block's labels are
-dropped after each pass. With 'exponion' (what 'auto' picks for many clusters, by the same
-rule as :class:`fastkm.KMeans`), 'hamerly' or 'yinyang', each block's per-row state (its
+dropped after each pass. With 'exponion', 'yinyang' (what 'auto' picks for many clusters,
+by the same rule as :class:`fastkm.KMeans`) or 'hamerly', each block's per-row state (its
 labels and distance bounds) stays on the workers from one iteration to the next: each
 iteration runs one task per block that copies the block's previous state, runs the bounded
 pass (``exponion_pass``, ``hamerly_pass`` or ``yinyang_pass``) on it with the centres and
@@ -537,7 +537,8 @@ class KMeans(_InMemoryKMeans):
         ``init(X, n_clusters, random_state=random_state)`` with X the dask array.
     algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
         As in :class:`fastkm.KMeans`: 'auto' runs 'exponion' with many clusters and enough
-        samples per cluster, else 'lloyd'; all give the same result. The bounded ones
+        samples per cluster ('yinyang' with many features too), else 'lloyd', by
+        ``fastkm._lloyd.auto_algorithm``; all give the same result. The bounded ones
         keep their per-row bounds on the workers (module docstring), also with a
         ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
         passes do not compute it).
