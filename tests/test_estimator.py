@@ -488,3 +488,17 @@ def test_largest_first_matches_a_stable_sort():
         values = rng.integers(0, 20, n).astype(float)  # many ties
         np.testing.assert_array_equal(_largest_first(values, count),
                                       np.argsort(-values, kind="stable")[:count])
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion"])
+def test_lloyd_centres_only_skips_the_labelling_pass_not_iterations(algorithm):
+    from fastkm._lloyd import lloyd
+
+    X = blobs(20_000, 3, 120, seed=5).astype(np.float32)
+    w = np.ones(len(X), np.float32)
+    C = X[:120].copy()
+    full = lloyd(X, w, C, max_iter=50, tol=0, n_threads=2, algorithm=algorithm)
+    short = lloyd(X, w, C, max_iter=50, tol=0, n_threads=2, algorithm=algorithm,
+                  centres_only=True)
+    assert np.array_equal(full[0], short[0]) and full[3] == short[3]
+    assert short[1] is None and short[2] is None

@@ -86,7 +86,7 @@ class IterationInfo(NamedTuple):
 
 
 def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=None,
-          verbose=0, algorithm="lloyd"):
+          verbose=0, algorithm="lloyd", centres_only=False):
     """Run Lloyd's algorithm from ``centers_init``.
 
     Stops when an iteration leaves every label unchanged, when the centres move by at most
@@ -104,6 +104,9 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     and group of centres (at most ``1 + max(1, k // 10)`` values of X's dtype; see
     ``fastkm._yinyang``), and compares the samples whose bounds fail only with the groups
     they cannot rule out.
+
+    ``centres_only=True`` skips the pass that labels the final centres (labels and inertia
+    are then None).
 
     Returns
     -------
@@ -161,6 +164,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             break
         if not use_bounds:  # (the bounded pass updates the labels in place)
             previous_labels, labels = labels, previous_labels
+    if centres_only:  # the caller wants the centres: no pass to label the last ones
+        return centers, None, None, n_iter
     if not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
                                   n_threads)

@@ -391,11 +391,13 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
         fine_points, fine_weights = _binned(histogram.colours, points, weights, 7)
         centres = lloyd(fine_points, fine_weights, centres, max_iter=max_iter,
                         tol=COARSE_TOL * _variance(fine_points, fine_weights, n_threads),
-                        n_threads=n_threads, algorithm="auto")[0]
+                        n_threads=n_threads, algorithm="auto", centres_only=True)[0]
     exact_tol = SMALL_K_EXACT_TOL if n_clusters <= SMALL_K else EXACT_TOL
+    # The palette is rounded to 0-255 before the colours are mapped to it, so the final
+    # centres are not labelled here.
     return lloyd(points, weights, centres, max_iter=max_iter,
                  tol=exact_tol * _variance(points, weights, n_threads), n_threads=n_threads,
-                 algorithm="auto")[0]
+                 algorithm="auto", centres_only=True)[0]
 
 
 def _binned(colours, points, weights, bits):
