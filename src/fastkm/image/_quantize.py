@@ -379,7 +379,13 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
     """
     start_points, start_weights = points, weights
     if len(points) > COARSE_MIN_COLOURS:
-        start_points, start_weights = _binned(histogram.colours, points, weights, 6)
+        cells = histogram.colours.astype(np.int64) >> 1
+        if len(points) > FINE_MIN_COLOURS:  # 7-bit bins, then 6-bit ones pooled from them
+            fine = _binned(cells, points, weights, 7)
+            coarse = _binned(fine[2] >> 1, fine[0], fine[1], 6)
+        else:
+            coarse = _binned(cells >> 1, points, weights, 6)
+        start_points, start_weights = _as_points(*coarse[:2])
     centres, _ = kmeans_plusplus(start_points, n_clusters, start_weights, random_state,
                                  n_threads)
     centres = swap_refine(start_points, start_weights, centres,
@@ -388,7 +394,7 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                           max_iter=max_iter, random_state=random_state,
                           n_threads=n_threads)[0]
     if len(points) > FINE_MIN_COLOURS:
-        fine_points, fine_weights = _binned(histogram.colours, points, weights, 7)
+        fine_points, fine_weights = _as_points(*fine[:2])
         centres = lloyd(fine_points, fine_weights, centres, max_iter=max_iter,
                         tol=COARSE_TOL * _variance(fine_points, fine_weights, n_threads),
                         n_threads=n_threads, algorithm="auto", centres_only=True)[0]
@@ -400,22 +406,30 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                  algorithm="auto", centres_only=True)[0]
 
 
-def _binned(colours, points, weights, bits):
-    """Colours pooled by their top ``bits`` bits per channel: each bin's weighted mean and
-    weight."""
-    shifted = colours.astype(np.int64) >> (8 - bits)
-    bins = np.zeros(len(colours), dtype=np.int64)
-    for channel in range(colours.shape[1]):
-        bins = (bins << bits) | shifted[:, channel]
-    n_bins = 1 << (bits * colours.shape[1])
-    bin_weights = np.bincount(bins, weights=weights, minlength=n_bins)
+def _binned(cells, points, weights, bits):
+    """Points pooled by cell: each cell's weighted mean and weight, in float64.
+
+    ``cells`` (n, C) holds each point's top ``bits`` bits per channel; the used cells are
+    returned too, so that coarser bins can be pooled from these ones.
+    """
+    keys = np.zeros(len(cells), dtype=np.int64)
+    for channel in range(cells.shape[1]):
+        keys = (keys << bits) | cells[:, channel]
+    n_keys = 1 << (bits * cells.shape[1])
+    bin_weights = np.bincount(keys, weights=weights, minlength=n_keys)
     used = np.flatnonzero(bin_weights)
-    bin_points = np.stack([np.bincount(bins, weights=weights * points[:, f],
-                                       minlength=n_bins)[used]
+    bin_points = np.stack([np.bincount(keys, weights=weights * points[:, f],
+                                       minlength=n_keys)[used]
                            for f in range(points.shape[1])], axis=1)
     bin_points /= bin_weights[used, None]
-    return (np.ascontiguousarray(bin_points, dtype=np.float32),
-            bin_weights[used].astype(np.float32))
+    mask = (1 << bits) - 1
+    used_cells = np.stack([(used >> (bits * (cells.shape[1] - 1 - channel))) & mask
+                           for channel in range(cells.shape[1])], axis=1)
+    return bin_points, bin_weights[used], used_cells
+
+
+def _as_points(points, weights):
+    return np.ascontiguousarray(points, dtype=np.float32), weights.astype(np.float32)
 
 
 def _variance(points, weights, n_threads):
