@@ -2329,7 +2329,8 @@ def kmeanspp_candidate_potentials(
     if n_candidates > MAX_CANDIDATES:
         raise ValueError(f"at most {MAX_CANDIDATES} candidates per call")
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads, n * n_candidates * d)
+    # Per row and candidate: a distance, a minimum and a weighted sum.
+    n_threads = _threads_for(n_chunks, n_threads, n * n_candidates * (d + 8))
     cdef double[:, ::1] chunk_pot = _chunk_buffers(n_chunks, n_candidates)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     potentials[:] = 0
@@ -2401,7 +2402,8 @@ def kmeanspp_update_closest(
     cdef Py_ssize_t n_chunks, chunk_rows, c
     _check_shapes(X, sample_weight, center)
     _row_chunks(n, &n_chunks, &chunk_rows)
-    n_threads = _threads_for(n_chunks, n_threads, n * d)
+    # Per row: a distance, a minimum, a store and a weighted sum.
+    n_threads = _threads_for(n_chunks, n_threads, n * (d + 16))
     if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
         raise ValueError("kmeanspp_update_closest: array sizes do not match X")
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
