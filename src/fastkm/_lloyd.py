@@ -149,10 +149,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         else:
             unchanged = not relocated and np.array_equal(labels, previous_labels)
         if use_bounds:
-            # Rounded up, so that the bounds stay bounds in X's precision: in float64 the
-            # summed squares may be off by (d + 2) units in the last place.
-            moved = np.nextafter((np.sqrt(shifts) * (1 + (d + 6) * 2.0**-53)).astype(X.dtype),
-                                 np.inf)
+            moved = bound_shifts(shifts, d, X.dtype)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
                 bounds = _unknown_bounds(algorithm, n, X.dtype, k, d, groups)
         centers = new_centers
@@ -170,6 +167,14 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
                                   n_threads)
     return centers, labels, float(inertia), n_iter
+
+
+def bound_shifts(sq_shifts, n_features, dtype):
+    """How far each centre moved, from its squared move summed in float64 over the
+    features, rounded up in ``dtype`` so that the bounds a bounded pass shifts by it stay
+    bounds (in float64 that sum may be off by n_features + 2 units in the last place)."""
+    widened = np.sqrt(sq_shifts) * (1 + (n_features + 6) * 2.0**-53)
+    return np.nextafter(widened.astype(dtype), np.inf)
 
 
 def _unknown_bounds(algorithm, n, dtype, k=None, d=None, groups=None):

@@ -71,6 +71,7 @@ from ._lloyd import (
     _largest_first,
     _unknown_bounds,
     auto_algorithm,
+    bound_shifts,
     centres_from_sums,
     end_of_iteration,
 )
@@ -380,14 +381,12 @@ def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose, algo
         if bounded:
             # As fastkm's in-memory loop: the pass counted the label changes (the first
             # pass: all of them), and the moves are rounded up so that the bounds stay
-            # bounds in X's precision (in float64 the summed squares may be off by d + 2
-            # units in the last place). Unlike that loop, re-seeding an empty cluster does
+            # bounds in X's precision. Unlike that loop, re-seeding an empty cluster does
             # not reset the bounds: it moved rows on the client only, the workers' labels
             # are still those the bounds refer to, and the shifts cover the re-seeded
             # centres' jumps; the next pass finds the moved rows' nearest centres.
             unchanged = not relocated and n_iter > 1 and n_changed == 0
-            widened = np.sqrt(shifts) * (1 + (centers.shape[1] + 6) * 2.0**-53)
-            shift = np.nextafter(widened.astype(blocks.dtype), np.inf)
+            shift = bound_shifts(shifts, centers.shape[1], blocks.dtype)
         else:
             # Labels are not kept: centres that did not move stand in for unchanged
             # labels, and then the pass's inertia is theirs.
