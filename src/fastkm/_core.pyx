@@ -108,16 +108,10 @@ cdef extern from *:
     #define FASTKM_PANEL 4      /* 8 of 16 xmm registers: no FMA, products need temporaries */
     #endif
 
-    /* IT: the integer type as wide as T (the type of T's comparison masks). */
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
-    __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, int* label) {                                        \\
-        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
-        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
-        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
-        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
-        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+    /* The accumulation both panel kernels share (fastkm_panel_nearest and
+    fastkm_panel_scores, so their scores are bit-identical): rows r0 .. r0 + 2W - 1 of
+    block_t against the panel's centres, in feature order, into acc0 and acc1. */
+    #define FASTKM_PANEL_ACCUMULATE(T, DIRECT)                                                 \\
             vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) { acc0[g] = (vec){0}; acc1[g] = (vec){0}; } \\
@@ -141,7 +135,19 @@ cdef extern from *:
                 }                                                                             \\
                 x += FASTKM_BLOCK_ROWS;                                                       \\
                 c += FASTKM_PANEL;                                                            \\
-            }                                                                                 \\
+            }
+
+    /* IT: the integer type as wide as T (the type of T's comparison masks). */
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, int* label) {                                        \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+            FASTKM_PANEL_ACCUMULATE(T, DIRECT)                                                \\
             vec b0, b1;                                                                       \\
             ivec32 l0_32, l1_32;                                                              \\
             __builtin_memcpy(&b0, best + r0, sizeof(vec));                                    \\
@@ -1485,30 +1491,7 @@ cdef extern from *:
         typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
         enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
-            vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
-            _Pragma("GCC unroll 16")                                                          \\
-            for (int g = 0; g < FASTKM_PANEL; g++) { acc0[g] = (vec){0}; acc1[g] = (vec){0}; } \\
-            const T* x = block_t + r0;                                                        \\
-            const T* c = panel;                                                               \\
-            for (Py_ssize_t f = 0; f < d; f++) {                                              \\
-                vec x0, x1;                                                                   \\
-                __builtin_memcpy(&x0, x, sizeof(vec));                                        \\
-                __builtin_memcpy(&x1, x + W, sizeof(vec));                                    \\
-                _Pragma("GCC unroll 16")                                                      \\
-                for (int g = 0; g < FASTKM_PANEL; g++) {                                      \\
-                    if (DIRECT) {                                                             \\
-                        vec t = x0 - c[g];                                                    \\
-                        acc0[g] += t * t;                                                     \\
-                        t = x1 - c[g];                                                        \\
-                        acc1[g] += t * t;                                                     \\
-                    } else {                                                                  \\
-                        acc0[g] += x0 * c[g];                                                 \\
-                        acc1[g] += x1 * c[g];                                                 \\
-                    }                                                                         \\
-                }                                                                             \\
-                x += FASTKM_BLOCK_ROWS;                                                       \\
-                c += FASTKM_PANEL;                                                            \\
-            }                                                                                 \\
+            FASTKM_PANEL_ACCUMULATE(T, DIRECT)                                                \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) {                                          \\
                 vec s0 = DIRECT ? base[g] + acc0[g] : base[g] - acc0[g];                      \\
