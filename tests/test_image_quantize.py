@@ -57,7 +57,7 @@ def test_quantize_result_is_consistent():
     # Each pixel gets its nearest palette colour, and mse/psnr describe the result.
     d2 = ((image[:, :, None, :].astype(float) - q.palette.astype(float)) ** 2).sum(-1)
     np.testing.assert_array_equal(q.indices, d2.argmin(-1))
-    assert q.mse == pytest.approx(((q.to_array().astype(float) - image) ** 2).mean())
+    assert q.mse == ((q.to_array().astype(float) - image) ** 2).mean()  # exactly
     assert q.psnr == pytest.approx(psnr(q.to_array(), image))
     pil = q.to_pil()
     assert pil.mode == "P" and np.array_equal(np.asarray(pil.convert("RGB")), q.to_array())
@@ -233,3 +233,13 @@ def test_counting_and_sorting_histograms_agree(monkeypatch):
     monkeypatch.setattr(quantize_module, "COUNTING_MIN_PIXELS", 1 << 30)
     b = quantize(image, 8, dither=True)
     assert np.array_equal(a.palette, b.palette) and np.array_equal(a.indices, b.indices)
+
+
+def test_error_stays_exact_with_counts_beyond_float32():
+    # Two colours of 2**24 + 1 pixels each in one palette entry: float32 weights would round
+    # their counts, so the error is counted in integers instead.
+    image = np.zeros((2, (1 << 24) + 1, 3), np.uint8)
+    image[1, :, 0] = 3
+    q = quantize(image, 1)
+    assert q.palette.tolist() == [[2, 0, 0]]  # 1.5, rounded to even
+    assert q.mse * image.size == (4 + 1) * ((1 << 24) + 1)

@@ -354,6 +354,67 @@ def test_rgb_histogram_and_remap_match_numpy():
     np.testing.assert_array_equal(indices, lookup[keys])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_histogram_colours_lists_the_non_zero_counters_in_order(n_threads):
+    counts = np.zeros(1 << 24, np.uint32)
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 1 << 24, size=40_000))
+    # The first and last counters, and a whole block of 2**16 in use.
+    keys = np.union1d(keys, [0, (1 << 24) - 1, *range(5 << 16, 6 << 16)])
+    counts[keys] = rng.integers(1, 1 << 32, size=len(keys), dtype=np.uint32)
+    found, pixel_counts, colours = core.histogram_colours(counts, n_threads)
+    np.testing.assert_array_equal(found, keys)
+    assert found.dtype == np.uint32 and pixel_counts.dtype == np.int64
+    np.testing.assert_array_equal(pixel_counts, counts[keys])
+    np.testing.assert_array_equal(colours, np.stack([keys >> 16, (keys >> 8) & 255, keys & 255],
+                                                    axis=1))
+    empty = core.histogram_colours(np.zeros(1 << 24, np.uint32), n_threads)
+    assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def _pooled_by_numpy(colours, shift, points, weights):
+    """Reference of pool_cells: cell keys, bincounts, used cells in increasing order."""
+    bits = 8 - shift
+    keys = np.zeros(len(colours), np.int64)
+    for channel in range(colours.shape[1]):
+        keys = (keys << bits) | (colours[:, channel].astype(np.int64) >> shift)
+    kept = weights > 0
+    keys, points, weights = keys[kept], points[kept].astype(np.float64), weights[kept]
+    used, inverse = np.unique(keys, return_inverse=True)
+    totals = np.bincount(inverse, weights=weights.astype(np.float64))
+    means = np.stack([np.bincount(inverse, weights=weights.astype(np.float64) * points[:, f])
+                      for f in range(points.shape[1])], axis=1) / totals[:, None]
+    corners = np.stack([((used >> ((colours.shape[1] - 1 - c) * bits)) & ((1 << bits) - 1))
+                        << shift for c in range(colours.shape[1])], axis=1)
+    return means, totals, corners.astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels, shift, dtype", [(3, 1, np.float32), (3, 2, np.float64),
+                                                    (4, 2, np.float32), (3, 0, np.float64)])
+def test_pool_cells_matches_numpy(channels, shift, dtype):
+    rng = np.random.default_rng(channels + shift)
+    colours = rng.integers(0, 256, size=(20_000, channels), dtype=np.uint8)
+    colours[::4] = colours[1]  # a crowded cell
+    points = rng.normal(size=(len(colours), 5)).astype(dtype)
+    weights = rng.integers(0, 50, size=len(colours)).astype(dtype)  # zeros are left out
+    means, totals, corners = core.pool_cells(colours, shift, points, weights)
+    expected = _pooled_by_numpy(colours, shift, points, weights)
+    np.testing.assert_allclose(means, expected[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(totals, expected[1])
+    np.testing.assert_array_equal(corners, expected[2])
+    # Pooling the pooled cells again is pooling the originals by the coarser cell.
+    coarser = core.pool_cells(corners, shift + 1, means, totals)
+    direct = _pooled_by_numpy(colours, shift + 1, points, weights)
+    np.testing.assert_allclose(coarser[0], direct[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(coarser[2], direct[2])
+
+
+def test_pool_cells_refuses_cell_indices_over_24_bits():
+    colours = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="more than 24"):
+        core.pool_cells(colours, 1, np.zeros((4, 4)), np.ones(4))
+
+
 def test_dither_rgb_without_error_is_nearest_colour_mapping():
     """With no error passed on, dithering reduces to each pixel's nearest palette colour."""
     rng = np.random.default_rng(8)

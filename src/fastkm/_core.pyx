@@ -29,6 +29,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
+from libc.stdint cimport int64_t
 
 cdef extern from *:
     """
@@ -2552,6 +2553,7 @@ ctypedef unsigned int uint32_t
 cdef enum:
     RGB_KEYS = 1 << 24
     PIXEL_BLOCK = 4096
+    KEY_BLOCK = 1 << 16  # counters per block of histogram_colours' passes
 
 
 cdef inline uint32_t _rgb_key(const uint8_t* rgb) noexcept nogil:
@@ -2572,6 +2574,115 @@ def rgb_histogram(
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             fastkm_atomic_increment(&counts[_rgb_key(&rgb[i, 0])])
+
+
+def histogram_colours(
+        const uint32_t[::1] counts,          # IN  (2**24,) pixel count per 24-bit colour
+        int n_threads=1,
+):
+    """The colours that ``counts`` holds, in increasing key order.
+
+    Returns ``(keys, pixel_counts, colours)``: the (m,) uint32 keys ``r << 16 | g << 8 | b``
+    of the non-zero counters, their (m,) int64 counts and the (m, 3) uint8 colours. Two
+    parallel passes over blocks of counters (count, then write at each block's offset) in
+    place of the serial ``np.flatnonzero`` and gathers.
+    """
+    cdef Py_ssize_t n_blocks = RGB_KEYS // KEY_BLOCK, b, key, m
+    if counts.shape[0] != RGB_KEYS:
+        raise ValueError("histogram_colours: expected 2**24 counters")
+    n_threads = _threads_for(n_blocks, n_threads, RGB_KEYS // 4)
+    block_offsets = np.zeros(n_blocks + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] offsets = block_offsets
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        m = 0
+        for key in range(b * KEY_BLOCK, (b + 1) * KEY_BLOCK):
+            m = m + (counts[key] != 0)
+        offsets[b + 1] = m
+    np.cumsum(block_offsets, out=block_offsets)
+    m = offsets[n_blocks]
+    keys_array = np.empty(m, dtype=np.uint32)
+    counts_array = np.empty(m, dtype=np.int64)
+    colours_array = np.empty((m, 3), dtype=np.uint8)
+    cdef uint32_t[::1] keys = keys_array
+    cdef int64_t[::1] pixel_counts = counts_array
+    cdef uint8_t[:, ::1] colours = colours_array
+    cdef Py_ssize_t j
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        j = offsets[b]
+        for key in range(b * KEY_BLOCK, (b + 1) * KEY_BLOCK):
+            if counts[key] != 0:
+                keys[j] = <uint32_t>key
+                pixel_counts[j] = counts[key]
+                colours[j, 0] = <uint8_t>(key >> 16)
+                colours[j, 1] = <uint8_t>((key >> 8) & 255)
+                colours[j, 2] = <uint8_t>(key & 255)
+                j = j + 1
+    return keys_array, counts_array, colours_array
+
+
+def pool_cells(
+        const uint8_t[:, ::1] colours,       # IN  (n, C) 8-bit colour of each point
+        int shift,                           # IN  a cell holds the colours that agree but for
+                                             #     the low ``shift`` bits of each channel
+        const floating[:, ::1] points,       # IN  (n, d) the points
+        const floating[::1] weights,         # IN  (n,) their weights; zero weights are left out
+):
+    """Points pooled by colour cell: each used cell's weighted mean point and total weight.
+
+    Returns ``(means, cell_weights, corners)``: (m, d) and (m,) float64, and the cells'
+    (m, C) uint8 lowest colours (the colours with their low ``shift`` bits cleared), in
+    increasing cell order. Serial, in row order, so the sums are the same on every run.
+    The cell index needs ``C * (8 - shift) <= 24`` bits.
+    """
+    cdef Py_ssize_t n = colours.shape[0], n_channels = colours.shape[1], d = points.shape[1]
+    cdef int bits = 8 - shift
+    if not 0 <= shift <= 8 or n_channels * bits > 24:
+        raise ValueError(f"pool_cells: {n_channels} channels of {bits} bits are more than 24")
+    if points.shape[0] != n or weights.shape[0] != n:
+        raise ValueError("pool_cells: colours, points and weights have different lengths")
+    slot_array = np.zeros(1 << (n_channels * bits), dtype=np.int32)
+    used_array = np.empty(n, dtype=np.int32)
+    cdef int[::1] slot = slot_array
+    cdef int[::1] used = used_array
+    cdef Py_ssize_t i, c, f, cell, m = 0
+    with nogil:
+        for i in range(n):  # mark the used cells ...
+            if weights[i] > 0:
+                slot[_cell_of(&colours[i, 0], n_channels, shift)] = 1
+        for cell in range(slot.shape[0]):  # ... number them in increasing order ...
+            if slot[cell]:
+                slot[cell] = <int>m
+                used[m] = <int>cell
+                m += 1
+    sums_array = np.zeros((m, d))
+    totals_array = np.zeros(m)
+    cdef double[:, ::1] sums = sums_array
+    cdef double[::1] totals = totals_array
+    cdef double w
+    with nogil:
+        for i in range(n):  # ... and add each point to its cell
+            w = weights[i]
+            if w > 0:
+                cell = slot[_cell_of(&colours[i, 0], n_channels, shift)]
+                for f in range(d):
+                    sums[cell, f] += w * points[i, f]
+                totals[cell] += w
+    sums_array /= totals_array[:, None]
+    corners_array = np.empty((m, n_channels), dtype=np.uint8)
+    cdef uint8_t[:, ::1] corners = corners_array
+    for i in range(m):
+        for c in range(n_channels):
+            corners[i, c] = <uint8_t>(
+                ((used[i] >> ((n_channels - 1 - c) * bits)) & ((1 << bits) - 1)) << shift)
+    return sums_array, totals_array, corners_array
+
+
+cdef inline Py_ssize_t _cell_of(const uint8_t* colour, Py_ssize_t n_channels,
+                                int shift) noexcept nogil:
+    cdef Py_ssize_t c, cell = 0
+    for c in range(n_channels):
+        cell = (cell << (8 - shift)) | (colour[c] >> shift)
+    return cell
 
 
 def remap_rgb(

@@ -260,9 +260,7 @@ class _Histogram:
         if self.transparent is not None:  # transparent pixels were counted too
             counts -= np.bincount(_rgb_keys(self.pixels[self.transparent]),
                                   minlength=1 << 24).astype(np.uint32)
-        self.keys = np.flatnonzero(counts).astype(np.uint32)
-        self.counts = counts[self.keys].astype(np.int64)
-        self.colours = _rgb_colours(self.keys)
+        self.keys, self.counts, self.colours = core.histogram_colours(counts, self.n_threads)
 
     def _sort_keys(self):
         """A sort of the pixels' colour keys: cheaper than 2**24 bins for small images, and
@@ -378,13 +376,14 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
     7-bit bins, and only the last iterations on the exact colours.
     """
     start_points, start_weights = points, weights
+    # 7-bit bins need 7 bits a channel of cell index: RGB only (RGBA would take 2**28 cells).
+    fine_stage = len(points) > FINE_MIN_COLOURS and points.shape[1] == 3
+    if fine_stage:  # 7-bit bins, then 6-bit ones pooled from them
+        fine = core.pool_cells(histogram.colours, 1, points, weights)
+        coarse = core.pool_cells(fine[2], 2, *fine[:2])
+    elif len(points) > COARSE_MIN_COLOURS:
+        coarse = core.pool_cells(histogram.colours, 2, points, weights)
     if len(points) > COARSE_MIN_COLOURS:
-        cells = histogram.colours.astype(np.int64) >> 1
-        if len(points) > FINE_MIN_COLOURS:  # 7-bit bins, then 6-bit ones pooled from them
-            fine = _binned(cells, points, weights, 7)
-            coarse = _binned(fine[2] >> 1, fine[0], fine[1], 6)
-        else:
-            coarse = _binned(cells >> 1, points, weights, 6)
         start_points, start_weights = _as_points(*coarse[:2])
     centres, _ = kmeans_plusplus(start_points, n_clusters, start_weights, random_state,
                                  n_threads)
@@ -393,7 +392,7 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                           tol=COARSE_TOL * _variance(start_points, start_weights, n_threads),
                           max_iter=max_iter, random_state=random_state,
                           n_threads=n_threads)[0]
-    if len(points) > FINE_MIN_COLOURS:
+    if fine_stage:
         fine_points, fine_weights = _as_points(*fine[:2])
         centres = lloyd(fine_points, fine_weights, centres, max_iter=max_iter,
                         tol=COARSE_TOL * _variance(fine_points, fine_weights, n_threads),
@@ -404,28 +403,6 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
     return lloyd(points, weights, centres, max_iter=max_iter,
                  tol=exact_tol * _variance(points, weights, n_threads), n_threads=n_threads,
                  algorithm="auto", centres_only=True)[0]
-
-
-def _binned(cells, points, weights, bits):
-    """Points pooled by cell: each cell's weighted mean and weight, in float64.
-
-    ``cells`` (n, C) holds each point's top ``bits`` bits per channel; the used cells are
-    returned too, so that coarser bins can be pooled from these ones.
-    """
-    keys = np.zeros(len(cells), dtype=np.int64)
-    for channel in range(cells.shape[1]):
-        keys = (keys << bits) | cells[:, channel]
-    n_keys = 1 << (bits * cells.shape[1])
-    bin_weights = np.bincount(keys, weights=weights, minlength=n_keys)
-    used = np.flatnonzero(bin_weights)
-    bin_points = np.stack([np.bincount(keys, weights=weights * points[:, f],
-                                       minlength=n_keys)[used]
-                           for f in range(points.shape[1])], axis=1)
-    bin_points /= bin_weights[used, None]
-    mask = (1 << bits) - 1
-    used_cells = np.stack([(used >> (bits * (cells.shape[1] - 1 - channel))) & mask
-                           for channel in range(cells.shape[1])], axis=1)
-    return bin_points, bin_weights[used], used_cells
 
 
 def _as_points(points, weights):
@@ -507,14 +484,17 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
     if histogram.colours.shape[1] != visible_palette.shape[1]:  # binary alpha, RGBA palette
         visible_palette = visible_palette[:, :histogram.colours.shape[1]]
     points = _to_space(histogram.colours, colorspace)
-    labels, _ = _nearest(points, histogram.counts.astype(np.float32),
-                         _to_space(visible_palette, colorspace), n_threads)
+    labels, error = _nearest(points, histogram.counts.astype(np.float32),
+                             _to_space(visible_palette, colorspace), n_threads)
     if strength:
         indices = _dither(histogram, visible_palette, labels, strength)
         squared = _pixel_squared_error(histogram, visible_palette, indices.reshape(-1))
     else:
         indices = histogram.remap(labels)
-        squared = _squared_error(histogram.colours, histogram.counts, visible_palette, labels)
+        # In RGB the pass's error is already exact (integer colours and counts, float32
+        # squared distances below 2**24, float64 sums) while the counts fit float32.
+        squared = error if colorspace == "rgb" and histogram.counts.max() <= 1 << 24 else \
+            _squared_error(histogram.colours, histogram.counts, visible_palette, labels)
     if histogram.transparent is not None:
         indices.reshape(-1)[histogram.transparent] = len(palette) - 1
     return QuantizedImage(palette, indices, squared / (n_pixels * channels), loaded.icc_profile)
