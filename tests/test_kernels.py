@@ -30,7 +30,7 @@ def run_pass(X, w, C, n_threads=2):
     labels = np.empty(len(X), dtype=np.int32)
     sums = np.empty((C.shape[0], X.shape[1]))
     weights = np.empty(C.shape[0])
-    inertia = core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)
+    inertia, _ = core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)
     return labels, sums, weights, inertia
 
 
@@ -51,6 +51,23 @@ def test_lloyd_pass_matches_numpy(n, d, k, dtype):
         np.testing.assert_allclose(sums, ref_sums, rtol=rtol, atol=rtol)
         np.testing.assert_allclose(weights, ref_weights, rtol=1e-12)
     np.testing.assert_allclose(inertia, ref_inertia, rtol=rtol)
+
+
+@pytest.mark.parametrize("d", [3, 20])  # the unrolled and the panel kernels
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_lloyd_pass_counts_the_labels_it_changes(d, n_threads):
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(5000, d)).astype(np.float32)
+    C = X[:12].copy()
+    labels = np.full(len(X), -1, np.int32)
+    sums, weights = np.empty((12, d)), np.empty(12)
+    w = np.ones(len(X), np.float32)
+    assert core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)[1] == len(X)
+    fresh = labels.copy()
+    labels[::7] = (labels[::7] + 1) % 12  # these rows now hold a wrong label
+    assert core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)[1] == len(labels[::7])
+    np.testing.assert_array_equal(labels, fresh)
+    assert core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)[1] == 0
 
 
 def test_lloyd_pass_ties_go_to_lowest_index():

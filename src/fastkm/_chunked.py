@@ -237,7 +237,7 @@ def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_th
         old = out.copy() if count_changes else None
         inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
                                                    ones),
-                                   centers, out, part_sums, part_weights, n_threads)
+                                   centers, out, part_sums, part_weights, n_threads)[0]
         sums += part_sums
         weight_sums += part_weights
         if count_changes:
@@ -265,7 +265,7 @@ def assign(X, sample_weight, centers, n_threads):
         inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
                                                    ones),
                                    centers, labels[start:stop], part_sums, part_weights,
-                                   n_threads)
+                                   n_threads)[0]
     return labels, float(inertia)
 
 

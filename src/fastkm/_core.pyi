@@ -27,7 +27,7 @@ def lloyd_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
-) -> float: ...
+) -> tuple[float, int]: ...
 def hamerly_pass(
     X: Floats,
     sample_weight: Floats,

@@ -548,12 +548,13 @@ cdef inline void _lloyd_chunk_d(
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
-        int* labels,                         # OUT (n,) rows [start, stop) written
+        int* labels,                         # IN/OUT (n,) rows [start, stop) written
         double* acc,                         # OUT (ways, k, d + 1) zeroed: per cluster, the
                                              #     weighted sum of its rows, then its weight
         double* inertia,                     # OUT weighted squared distances of the chunk
+        Py_ssize_t* changed,                 # OUT how many of the chunk's labels changed
 ) noexcept nogil:
-    cdef Py_ssize_t block_start, i, f, n_real
+    cdef Py_ssize_t block_start, i, f, n_real, n_changed = 0
     cdef floating best[BLOCK_ROWS]
     cdef int label[BLOCK_ROWS]
     cdef double lane_weight[BLOCK_ROWS]
@@ -570,6 +571,7 @@ cdef inline void _lloyd_chunk_d(
         for i in range(BLOCK_ROWS):
             lane_inertia[i] += lane_weight[i] * best[i]
         for i in range(n_real):
+            n_changed += labels[block_start + i] != label[i]
             labels[block_start + i] = label[i]
             w = lane_weight[i]
             cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
@@ -579,26 +581,27 @@ cdef inline void _lloyd_chunk_d(
     inertia[0] = 0
     for i in range(BLOCK_ROWS):
         inertia[0] += lane_inertia[i]
+    changed[0] = n_changed
 
 
 cdef void _lloyd_chunk(
         const floating* X, const floating* sample_weight, const floating* centers,
         Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
-        floating* block_t, int* labels, double* acc, double* inertia,
+        floating* block_t, int* labels, double* acc, double* inertia, Py_ssize_t* changed,
 ) noexcept nogil:
     """_lloyd_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
     if d == 1:
         _lloyd_chunk_d(X, sample_weight, centers, k, 1, start, stop, ways, block_t, labels,
-                       acc, inertia)
+                       acc, inertia, changed)
     elif d == 2:
         _lloyd_chunk_d(X, sample_weight, centers, k, 2, start, stop, ways, block_t, labels,
-                       acc, inertia)
+                       acc, inertia, changed)
     elif d == 3:
         _lloyd_chunk_d(X, sample_weight, centers, k, 3, start, stop, ways, block_t, labels,
-                       acc, inertia)
+                       acc, inertia, changed)
     else:  # d == 4: larger d go to _lloyd_chunk_panels
         _lloyd_chunk_d(X, sample_weight, centers, k, 4, start, stop, ways, block_t, labels,
-                       acc, inertia)
+                       acc, inertia, changed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,12 +685,13 @@ cdef void _lloyd_chunk_panels(
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
-        int* labels,                         # OUT (n,) rows [start, stop) written
+        int* labels,                         # IN/OUT (n,) rows [start, stop) written
         double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
         double* inertia,                     # OUT weighted squared distances of the chunk
+        Py_ssize_t* changed,                 # OUT how many of the chunk's labels changed
 ) noexcept nogil:
     cdef Py_ssize_t n_panels = (k + FASTKM_PANEL - 1) // FASTKM_PANEL
-    cdef Py_ssize_t block_start, i, f, n_real
+    cdef Py_ssize_t block_start, i, f, n_real, n_changed = 0
     cdef int label[BLOCK_ROWS]
     cdef double w, total = 0
     cdef double* cluster
@@ -705,6 +709,7 @@ cdef void _lloyd_chunk_panels(
         _block_nearest_panels(block_t, panels, base, n_panels, d, dot_form, label)
         for i in range(n_real):
             # Sums and the exact distance to the chosen centre, from the unshifted row.
+            n_changed += labels[block_start + i] != label[i]
             labels[block_start + i] = label[i]
             w = sample_weight[block_start + i]
             row = X + (block_start + i) * d
@@ -714,6 +719,7 @@ cdef void _lloyd_chunk_panels(
             cluster[d] += w
             total += w * _sq_distance(row, centers + label[i] * d, d)
     inertia[0] = total
+    changed[0] = n_changed
 
 
 cdef inline double _sq_distance(
@@ -776,15 +782,18 @@ def lloyd_pass(
         const floating[:, ::1] X,            # IN  (n, d) rows to assign
         const floating[::1] sample_weight,   # IN  (n,) non-negative weights
         const floating[:, ::1] centers,      # IN  (k, d) current centres
-        int[::1] labels,                     # OUT (n,) nearest centre of each row
+        int[::1] labels,                     # IN/OUT (n,) nearest centre of each row; the
+                                             #     values it held are only compared
         double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
         double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
         int n_threads=1,
 ):
     """One Lloyd pass: nearest centres, per-cluster weighted sums and weights, and inertia.
 
-    ``sums`` and ``weight_sums`` are overwritten (not added to). Returns the inertia, the
-    weighted sum of squared distances of the rows to their nearest centre.
+    ``sums`` and ``weight_sums`` are overwritten (not added to). Returns ``(inertia,
+    n_changed)``: the weighted sum of squared distances of the rows to their nearest centre,
+    and how many rows got a label other than the one ``labels`` held (so the Lloyd loop
+    needs no copy of the previous labels to detect convergence).
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef bint use_panels = d > MAX_UNROLLED_FEATURES
@@ -799,6 +808,7 @@ def lloyd_pass(
     n_threads = _threads_for(n_chunks, n_threads, n * k * d)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
+    cdef Py_ssize_t[::1] chunk_changed = np.zeros(n_chunks, dtype=np.intp)
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
     cdef floating[:, :, ::1] panels
     cdef floating[::1] base, shift
@@ -811,17 +821,18 @@ def lloyd_pass(
                                 &panels[0, 0, 0], &base[0], &shift[0], k, d, dot_form,
                                 c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
                                 &scratch[threadid(), 0], &labels[0], &chunk_acc[c, 0],
-                                &chunk_inertia[c, 0])
+                                &chunk_inertia[c, 0], &chunk_changed[c])
     else:
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
             _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
                          min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
-                         &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0])
+                         &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0],
+                         &chunk_changed[c])
 
     _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
     for c in range(n_chunks):
         inertia += chunk_inertia[c, 0]
-    return inertia
+    return inertia, int(np.sum(chunk_changed))
 
 
 # ---------------------------------------------------------------------------------------------

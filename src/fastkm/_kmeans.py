@@ -296,7 +296,7 @@ class _CentersEstimator:
         centers = self.cluster_centers_.astype(X.dtype)
         k, d = centers.shape
         labels = np.empty(X.shape[0], dtype=np.int32)
-        inertia = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
+        inertia, _ = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
                                   np.empty(k), effective_n_threads(self.n_threads))
         return labels, inertia
 

@@ -117,14 +117,13 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     if algorithm == "auto":
         algorithm = auto_algorithm(n, d, k, X.dtype.itemsize)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
-    labels = np.empty(n, dtype=np.int32)
+    # Every pass counts the labels it changes, so -1 (no centre) makes the first count n.
+    labels = np.full(n, -1, dtype=np.int32)
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
     use_bounds = algorithm in BOUNDED_PASSES and callback is None and not verbose
-    if not use_bounds:  # (a bounded pass counts the changed labels itself)
-        previous_labels = np.full(n, -1, dtype=np.int32)
-    else:
+    if use_bounds:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
         # Yinyang's groups: formed once, from the initial centres.
@@ -138,16 +137,14 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
                                      weight_sums, n_threads)
             inertia = float("nan")
         else:
-            inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
-                                      n_threads)
+            inertia, n_changed = core.lloyd_pass(X, sample_weight, centers, labels, sums,
+                                                 weight_sums, n_threads)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
                                                   weight_sums)
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
-        if use_bounds:  # the pass counted the changes (the first pass: all)
-            unchanged = not relocated and n_iter > 1 and n_changed == 0
-        else:
-            unchanged = not relocated and np.array_equal(labels, previous_labels)
+        # (A bounded pass's first pass counts every row as changed.)
+        unchanged = not relocated and n_iter > 1 and n_changed == 0
         if use_bounds:
             moved = bound_shifts(shifts, d, X.dtype)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
@@ -159,13 +156,11 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             callback=callback, verbose=verbose)
         if done:
             break
-        if not use_bounds:  # (the bounded pass updates the labels in place)
-            previous_labels, labels = labels, previous_labels
     if centres_only:  # the caller wants the centres: no pass to label the last ones
         return centers, None, None, n_iter
     if not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
-                                  n_threads)
+                                  n_threads)[0]
     return centers, labels, float(inertia), n_iter
 
 

@@ -271,7 +271,7 @@ default='k-means++'
                 break
         # The final exact-means pass: one Lloyd step from the mini-batch centres.
         sums, weight_sums = np.empty((k, d)), np.empty(k)
-        last_inertia = core.lloyd_pass(X, sample_weight, centers, np.empty(n, dtype=np.int32),
+        last_inertia, _ = core.lloyd_pass(X, sample_weight, centers, np.empty(n, dtype=np.int32),
                                        sums, weight_sums, self._n_threads)
         centers = centres_from_sums(centers, sums, weight_sums, X.dtype)
         self.cluster_centers_ = centers
@@ -365,7 +365,7 @@ default='k-means++'
         labels = np.empty(X.shape[0], dtype=np.int32)
         sums = np.empty((k, d))
         batch_weights = np.empty(k)
-        inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, batch_weights,
+        inertia, _ = core.lloyd_pass(X, sample_weight, centers, labels, sums, batch_weights,
                                   self._n_threads)
         hit = batch_weights > 0
         new_counts = counts[hit] + batch_weights[hit]
@@ -437,6 +437,6 @@ def _assign(X, sample_weight, centers, n_threads):
     """Labels and inertia of X under ``centers`` (one kernel pass)."""
     k, d = centers.shape
     labels = np.empty(X.shape[0], dtype=np.int32)
-    inertia = core.lloyd_pass(X, sample_weight, np.ascontiguousarray(centers, dtype=X.dtype),
+    inertia, _ = core.lloyd_pass(X, sample_weight, np.ascontiguousarray(centers, dtype=X.dtype),
                               labels, np.empty((k, d)), np.empty(k), n_threads)
     return labels, float(inertia)

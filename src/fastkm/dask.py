@@ -109,7 +109,7 @@ def _block_labels(xb, wb, centers, n_threads):
     weight_sums = np.zeros(k)
     inertia = 0.0
     if xb.shape[0]:
-        inertia = core.lloyd_pass(xb, _block_weights(xb, wb), centers, labels, sums,
+        inertia, _ = core.lloyd_pass(xb, _block_weights(xb, wb), centers, labels, sums,
                                   weight_sums, effective_n_threads(n_threads))
     return labels, sums, weight_sums, float(inertia)
 

@@ -416,7 +416,7 @@ def _variance(points, weights, n_threads):
     sums, weight_sum = np.empty((1, points.shape[1])), np.empty(1)
     core.lloyd_pass(points, weights, points[:1], labels, sums, weight_sum, n_threads)
     mean = (sums / weight_sum[0]).astype(points.dtype)
-    inertia = core.lloyd_pass(points, weights, mean, labels, sums, weight_sum, n_threads)
+    inertia, _ = core.lloyd_pass(points, weights, mean, labels, sums, weight_sum, n_threads)
     return inertia / (weight_sum[0] * points.shape[1])
 
 
@@ -443,7 +443,7 @@ def _nearest(points, weights, centres, n_threads):
     """Nearest centre of each point (ties: lowest index) and the weighted squared error."""
     centres = np.ascontiguousarray(centres, dtype=np.float32)
     labels = np.empty(len(points), dtype=np.int32)
-    error = core.lloyd_pass(points, weights, centres, labels,
+    error, _ = core.lloyd_pass(points, weights, centres, labels,
                             np.empty(centres.shape, np.float64), np.empty(len(centres)),
                             n_threads)
     return labels, error
