@@ -219,10 +219,15 @@ def test_counting_and_sorting_histograms_agree(monkeypatch):
     image[..., 3] = 255
     image[:7, :9, 3] = 0
     image[:7, :9, :3] = 17  # a colour seen only in transparent pixels
+    counting_passes = []
+    count_rgb = _Histogram._count_rgb
+    monkeypatch.setattr(_Histogram, "_count_rgb",
+                        lambda self: counting_passes.append(1) or count_rgb(self))
     sorted_hist = _Histogram(image, n_threads=2)
+    assert not counting_passes
     monkeypatch.setattr(quantize_module, "COUNTING_MIN_PIXELS", 0)
     counted_hist = _Histogram(image, n_threads=2)
-    assert sorted_hist._inverse is not None and counted_hist._inverse is None
+    assert counting_passes
     np.testing.assert_array_equal(sorted_hist.colours, counted_hist.colours)
     np.testing.assert_array_equal(sorted_hist.counts, counted_hist.counts)
     labels = np.arange(len(sorted_hist.colours)) % 256

@@ -25,7 +25,7 @@ from . import _io
 from ._color import oklab_to_srgb, srgb_to_oklab
 
 COLORSPACES = ("rgb", "oklab")
-# From this many pixels on, the histogram is one parallel counting pass over 2**24 bins;
+# From this many pixels on, an RGB histogram is one parallel counting pass over 2**24 bins;
 # below, a sort of the pixels' colour keys is cheaper.
 COUNTING_MIN_PIXELS = 1 << 20
 # Above this many distinct colours, clustering starts on 6-bit bins (about 10x fewer
@@ -35,8 +35,10 @@ COUNTING_MIN_PIXELS = 1 << 20
 # on the exact colours, for 0.03% more error.
 COARSE_MIN_COLOURS = 65536
 FINE_MIN_COLOURS = 1 << 19
-# Relative tolerances (as KMeans' tol) of the iterations on bins and on exact colours; the
-# bins are cheap enough to run almost to the end, and so are the exact colours at small K.
+# Relative tolerances (as KMeans' tol) of the iterations: of the start (k-means++, Lloyd and
+# the swap trials, on 6-bit bins or on few exact colours), on 7-bit bins and on the exact
+# colours. The start's only job is to pick the basin: the later stages converge inside it.
+START_TOL = 1e-4
 COARSE_TOL = 1e-5
 EXACT_TOL = 1e-4
 SMALL_K_EXACT_TOL = 1e-6
@@ -248,10 +250,12 @@ class _Histogram:
         self.n_transparent = 0 if self.transparent is None else int(self.transparent.sum())
         self.pixels = flat
         self._inverse = None
-        if flat.shape[1] == 3 and len(flat) >= COUNTING_MIN_PIXELS:
+        if flat.shape[1] == 4:
+            self._sort_rgba()
+        elif len(flat) >= COUNTING_MIN_PIXELS:
             self._count_rgb()
         else:
-            self._sort_keys()
+            self._sort_rgb()
 
     def _count_rgb(self):
         """The 2**24-bin counting pass: one parallel sweep, for large images."""
@@ -262,11 +266,23 @@ class _Histogram:
                                   minlength=1 << 24).astype(np.uint32)
         self.keys, self.counts, self.colours = core.histogram_colours(counts, self.n_threads)
 
-    def _sort_keys(self):
-        """A sort of the pixels' colour keys: cheaper than 2**24 bins for small images, and
-        the way to RGBA colours."""
-        rgb = self.pixels.shape[1] == 3
-        keys = _rgb_keys(self.pixels) if rgb else self.pixels.view(np.uint32).reshape(-1)
+    def _sort_rgb(self):
+        """A sort of the visible pixels' 24-bit keys: cheaper than 2**24 bins for small
+        images. (A sort without the inverse permutation: pixels are remapped by key.)"""
+        keys = _rgb_keys(self.pixels if self.transparent is None else
+                         self.pixels[~self.transparent])
+        keys.sort()
+        starts = np.empty(len(keys), dtype=bool)  # where each run of one key starts
+        starts[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+        first = np.flatnonzero(starts)
+        self.keys = keys[first]
+        self.counts = np.diff(np.append(first, len(keys))).astype(np.int64)
+        self.colours = _rgb_colours(self.keys)
+
+    def _sort_rgba(self):
+        """Distinct RGBA colours (partial transparency) by a sort of their 32-bit keys."""
+        keys = self.pixels.view(np.uint32).reshape(-1)
         unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         if self.transparent is not None:
             counts = counts - np.bincount(inverse[self.transparent], minlength=len(unique))
@@ -275,8 +291,7 @@ class _Histogram:
         # Colours seen only in transparent pixels are dropped; those pixels get index 0
         # here and the transparent entry later.
         self._inverse = np.maximum(np.cumsum(kept) - 1, 0)[inverse]
-        self.colours = _rgb_colours(self.keys) if rgb else \
-            np.ascontiguousarray(self.keys).view(np.uint8).reshape(-1, 4)
+        self.colours = np.ascontiguousarray(self.keys).view(np.uint8).reshape(-1, 4)
 
     def per_pixel(self, values):
         """(H, W) array of ``values[colour of the pixel]``."""
@@ -389,7 +404,7 @@ def _kmeans_colours(histogram, points, weights, n_clusters, random_state, max_it
                                  n_threads)
     centres = swap_refine(start_points, start_weights, centres,
                           max_trials=SWAP_TRIALS if n_clusters <= SMALL_K else 0,
-                          tol=COARSE_TOL * _variance(start_points, start_weights, n_threads),
+                          tol=START_TOL * _variance(start_points, start_weights, n_threads),
                           max_iter=max_iter, random_state=random_state,
                           n_threads=n_threads)[0]
     if fine_stage:
