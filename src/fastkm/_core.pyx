@@ -343,7 +343,7 @@ cdef enum:
     # above, centre panels and C micro-kernels (_lloyd_chunk_panels): the direct form
     # sum((x - c)**2) below DOT_FORM_MIN_FEATURES features, the dot-product form from there.
     MAX_UNROLLED_FEATURES = 4
-    DOT_FORM_MIN_FEATURES = 16
+    DOT_FORM_MIN_FEATURES = 5
     # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
     SQ_DISTANCE_WAYS = 8
 
