@@ -11,6 +11,9 @@ from fastkm import KMeans
 from fastkm._isa import core
 from fastkm._yinyang import centre_groups
 
+# lloyd_pass's unrolled direct form up to this many features, its dot-form panels above.
+MAX_UNROLLED_D = core.lloyd_layout()[0]
+
 
 def blobs(n, d, n_blobs, seed, dtype=np.float64):
     rng = np.random.default_rng(seed)
@@ -88,7 +91,7 @@ def test_same_labels_and_sums_as_lloyd_pass_every_iteration(d, k, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [3, 4, 15, 16, 64, 130])
+@pytest.mark.parametrize("d", [3, MAX_UNROLLED_D, MAX_UNROLLED_D + 1, 16, 64, 130])
 def test_near_ties_broken_as_lloyd_pass(d, dtype):
     """Rows on the bisectors of pairs of centres: rounding decides, so every score must be
     computed as lloyd_pass computes it. Duplicate centres tie exactly: the lower index."""

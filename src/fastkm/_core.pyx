@@ -18,10 +18,10 @@ work that touches every row. Every kernel:
 Rows go in vector lanes: a block of ``BLOCK_ROWS`` rows is transposed into a per-thread
 buffer, then each centre is compared with the whole block at once. The comparisons are
 branchless so that the compiler vectorizes them. Distances are computed directly as
-sum((x - c)**2), except in ``lloyd_pass`` from ``DOT_FORM_MIN_FEATURES`` features on, where
-the nearest centre is found with the dot-product form (see "Lloyd for d > 4" below); its
-inertia and sums are still computed directly. For d > 4, ``lloyd_pass`` compares blocks with
-panels of centres in register-blocked C micro-kernels.
+sum((x - c)**2), except in ``lloyd_pass`` for d > 4, which compares blocks with panels of
+centres in register-blocked C micro-kernels and finds the nearest centre with the
+dot-product form (see "Lloyd for d > 4" below); its inertia and sums are still computed
+directly. ``yinyang_pass`` scores with the same arithmetic as ``lloyd_pass``.
 """
 
 import numpy as np
@@ -77,13 +77,12 @@ cdef extern from *:
     """
     /* Register-blocked micro-kernels of lloyd_pass for d > 4 (see _lloyd_chunk_panels).
 
-    fastkm_panel_nearest[_direct]_{f,d}(block_t, panel, base, d, first, best, label) compares
-    the FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
+    fastkm_panel_nearest_{f,d}(block_t, panel, base, d, first, best, label) compares the
+    FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
     panel (centre indices first, first + 1, ...): for each row r and centre g, in that order,
 
         x_f = block_t[f * FASTKM_BLOCK_ROWS + r], c_f = panel[f * FASTKM_PANEL + g]
         score = base[g] - sum over f of x_f * c_f        (dot-product form)
-        score = base[g] + sum over f of (x_f - c_f)^2    (direct form, "_direct")
         if score < best[r]: best[r] = score, label[r] = first + g
 
     with the sum taken in feature order (FMAs where the ISA has them), so ties go to the
@@ -92,8 +91,7 @@ cdef extern from *:
     Cython does), gcc spills part of them to the stack and reloads them every feature. The
     panel width fits the register file of each level: 2 row vectors x FASTKM_PANEL centres
     accumulators plus the two row vectors and a broadcast centre value. The scores never
-    leave the registers either: the argmin update is done here, branchless.
-    The direct form needs a subtraction and an FMA per term, the dot form one FMA. */
+    leave the registers either: the argmin update is done here, branchless. */
     #define FASTKM_BLOCK_ROWS 32
     #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
     #define FASTKM_VECTOR_EXTENSIONS 1
@@ -111,7 +109,9 @@ cdef extern from *:
 
     /* The accumulation both panel kernels share (fastkm_panel_nearest and
     fastkm_panel_scores, so their scores are bit-identical): rows r0 .. r0 + 2W - 1 of
-    block_t against the panel's centres, in feature order, into acc0 and acc1. */
+    block_t against the panel's centres, in feature order, into acc0 and acc1: dot products,
+    or with DIRECT (only fastkm_panel_scores_direct, for Yinyang at d <= 4) squared
+    differences. */
     #define FASTKM_PANEL_ACCUMULATE(T, DIRECT)                                                 \\
             vec acc0[FASTKM_PANEL], acc1[FASTKM_PANEL];                                       \\
             _Pragma("GCC unroll 16")                                                          \\
@@ -139,7 +139,7 @@ cdef extern from *:
             }
 
     /* IT: the integer type as wide as T (the type of T's comparison masks). */
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
     __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, int* label) {                                        \\
@@ -148,7 +148,7 @@ cdef extern from *:
         enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
         typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
-            FASTKM_PANEL_ACCUMULATE(T, DIRECT)                                                \\
+            FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
             vec b0, b1;                                                                       \\
             ivec32 l0_32, l1_32;                                                              \\
             __builtin_memcpy(&b0, best + r0, sizeof(vec));                                    \\
@@ -159,8 +159,7 @@ cdef extern from *:
             ivec l1 = __builtin_convertvector(l1_32, ivec);                                   \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order: ties keep the lowest */ \\
-                vec s0 = DIRECT ? base[g] + acc0[g] : base[g] - acc0[g];                      \\
-                vec s1 = DIRECT ? base[g] + acc1[g] : base[g] - acc1[g];                      \\
+                vec s0 = base[g] - acc0[g], s1 = base[g] - acc1[g];                           \\
                 ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */      \\
                 ivec j = (ivec){0} + (IT)(first + g);                                         \\
                 b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                               \\
@@ -180,7 +179,7 @@ cdef extern from *:
     /* Portable fallback: the same sums in the same order, left to the compiler. */
     #define FASTKM_VECTOR_EXTENSIONS 0
     #define FASTKM_PANEL 8
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT, DIRECT)                                  \\
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, int* label) {                                        \\
         T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
@@ -188,17 +187,11 @@ cdef extern from *:
         for (Py_ssize_t f = 0; f < d; f++)                                                    \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
-                    if (DIRECT) {                                                             \\
-                        T t = block_t[f * FASTKM_BLOCK_ROWS + r] - panel[f * FASTKM_PANEL + g]; \\
-                        dots[g * FASTKM_BLOCK_ROWS + r] += t * t;                             \\
-                    } else {                                                                  \\
-                        dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r] \\
-                                                           * panel[f * FASTKM_PANEL + g];     \\
-                    }                                                                         \\
+                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
+                                                       * panel[f * FASTKM_PANEL + g];         \\
         for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
             for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
-                T score = DIRECT ? base[g] + dots[g * FASTKM_BLOCK_ROWS + r]                  \\
-                                 : base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                 \\
+                T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
                 label[r] = score < best[r] ? first + g : label[r];                            \\
                 best[r] = score < best[r] ? score : best[r];                                  \\
             }                                                                                 \\
@@ -293,10 +286,8 @@ cdef extern from *:
     #else
     #define fastkm_prefetch(p) ((void)(p))
     #endif
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int, 0)
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long, 0)
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_f, float, int, 1)
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_direct_d, double, long long, 1)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int)
+    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long)
     """
     enum: FASTKM_PANEL
     enum: FASTKM_BLOCK_ROWS
@@ -311,12 +302,6 @@ cdef extern from *:
     void fastkm_panel_nearest_d(const double* block_t, const double* panel,
                                 const double* base, Py_ssize_t d, int first, double* best,
                                 int* label) noexcept nogil
-    void fastkm_panel_nearest_direct_f(const float* block_t, const float* panel,
-                                       const float* base, Py_ssize_t d, int first,
-                                       float* best, int* label) noexcept nogil
-    void fastkm_panel_nearest_direct_d(const double* block_t, const double* panel,
-                                       const double* base, Py_ssize_t d, int first,
-                                       double* best, int* label) noexcept nogil
 
 
 
@@ -339,11 +324,10 @@ cdef enum:
     BALL_NEIGHBOURS = 32
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
-    # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d;
-    # above, centre panels and C micro-kernels (_lloyd_chunk_panels): the direct form
-    # sum((x - c)**2) below DOT_FORM_MIN_FEATURES features, the dot-product form from there.
+    # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d
+    # (the direct form sum((x - c)**2)); above, centre panels and C micro-kernels
+    # (_lloyd_chunk_panels, the dot-product form).
     MAX_UNROLLED_FEATURES = 4
-    DOT_FORM_MIN_FEATURES = 5
     # Interleaved partial sums in _sq_distance: one AVX-512 vector of doubles.
     SQ_DISTANCE_WAYS = 8
 
@@ -383,13 +367,13 @@ def cpu_level():
 
 
 def lloyd_layout():
-    """How lloyd_pass finds nearest centres: ``(max_unrolled, dot_form_min, panel_width)``.
+    """How lloyd_pass finds nearest centres: ``(max_unrolled, panel_width)``.
 
-    Up to ``max_unrolled`` features, code compiled for each d; above, centres in panels of
-    ``panel_width`` (which depends on the instruction-set level) and the direct form, or from
-    ``dot_form_min`` features on the dot-product form. Exposed for tests and benchmarks.
+    Up to ``max_unrolled`` features, code compiled for each d and the direct form; above,
+    centres in panels of ``panel_width`` (which depends on the instruction-set level) and the
+    dot-product form. Exposed for tests and benchmarks.
     """
-    return MAX_UNROLLED_FEATURES, DOT_FORM_MIN_FEATURES, FASTKM_PANEL
+    return MAX_UNROLLED_FEATURES, FASTKM_PANEL
 
 
 def ball_neighbours():
@@ -609,17 +593,16 @@ cdef void _lloyd_chunk(
 #
 # The centres are packed in panels of FASTKM_PANEL (see _pack_panels), and a C micro-kernel
 # compares a block with a whole panel keeping its 2 x FASTKM_PANEL accumulators in registers.
-# Below DOT_FORM_MIN_FEATURES features it computes sum((x - c)**2) directly, as the d <= 4
-# chunks do. From DOT_FORM_MIN_FEATURES on it uses the dot-product form: |x - c|^2 =
-# |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre, so the nearest centre
-# minimises |c|^2 / 2 - x.c: one FMA per row, centre and feature instead of a subtraction
-# and an FMA. Rounding: the score's error grows with |x| |c| rather than with |x - c|^2, so
-# rows almost equidistant from two centres may be assigned differently from the direct form
-# (as in scikit-learn, which uses this form at every d); identical centres still tie exactly.
-# Two measures keep this small: rows and centres are shifted by the mean of the centres,
-# which brings |x| and |c| down to the spread of the data; and the inertia and the sums
-# never use the score: in both forms they are computed from X and the chosen centre, in
-# float64.
+# It uses the dot-product form: |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same
+# for every centre, so the nearest centre minimises |c|^2 / 2 - x.c: one FMA per row, centre
+# and feature instead of the direct form's subtraction and FMA (lloyd_pass measured 13% to
+# 22% faster for it from d = 5 to 12). Rounding: the score's error grows with |x| |c|
+# rather than with |x - c|^2, so rows almost equidistant from two centres may be assigned
+# differently from the direct form (as in scikit-learn, which uses this form at every d);
+# identical centres still tie exactly. Two measures keep this small: rows and centres are
+# shifted by the mean of the centres, which brings |x| and |c| down to the spread of the
+# data; and the inertia and the sums never use the score: they are computed from X and the
+# chosen centre, in float64.
 
 
 cdef inline void _transpose_block_shifted(
@@ -643,7 +626,6 @@ cdef inline void _block_nearest_panels(
         const floating* panels,     # IN  (n_panels, d, FASTKM_PANEL) see _pack_panels
         const floating* base,       # IN  (n_panels * FASTKM_PANEL,) see _pack_panels
         Py_ssize_t n_panels, Py_ssize_t d,
-        bint dot_form,              # IN  which micro-kernel
         int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
 ) noexcept nogil:
     """Nearest centre of each lane; exact ties go to the lowest index."""
@@ -654,23 +636,13 @@ cdef inline void _block_nearest_panels(
         label[i] = 0
     for p in range(n_panels):  # in index order, so that ties keep the lowest index
         if floating is float:
-            if dot_form:
-                fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
-                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                       best, label)
-            else:
-                fastkm_panel_nearest_direct_f(block_t, panels + p * d * FASTKM_PANEL,
-                                              base + p * FASTKM_PANEL, d,
-                                              <int>(p * FASTKM_PANEL), best, label)
+            fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
+                                   base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                   best, label)
         else:
-            if dot_form:
-                fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
-                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                       best, label)
-            else:
-                fastkm_panel_nearest_direct_d(block_t, panels + p * d * FASTKM_PANEL,
-                                              base + p * FASTKM_PANEL, d,
-                                              <int>(p * FASTKM_PANEL), best, label)
+            fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
+                                   base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                   best, label)
 
 
 cdef void _lloyd_chunk_panels(
@@ -681,7 +653,6 @@ cdef void _lloyd_chunk_panels(
         const floating* base,                # IN  see _pack_panels
         const floating* shift,               # IN  (d,) see _pack_panels
         Py_ssize_t k, Py_ssize_t d,
-        bint dot_form,                       # IN  which micro-kernel
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
@@ -706,7 +677,7 @@ cdef void _lloyd_chunk_panels(
         next_rows = X + (block_start + BLOCK_ROWS) * d
         for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
             fastkm_prefetch(next_rows + f)
-        _block_nearest_panels(block_t, panels, base, n_panels, d, dot_form, label)
+        _block_nearest_panels(block_t, panels, base, n_panels, d, label)
         for i in range(n_real):
             # Sums and the exact distance to the chosen centre, from the unshifted row.
             n_changed += labels[block_start + i] != label[i]
@@ -752,8 +723,9 @@ cdef inline double _sq_distance(
 cdef _pack_panels(const floating[:, ::1] centers, bint dot_form):
     """The centres as the micro-kernels read them: ``(panels, base, shift)``.
 
-    shift (d,) is subtracted from rows and centres: the mean of the centres in the dot form,
-    zero in the direct form (which then sees the unchanged values). panels (n_panels, d,
+    shift (d,) is subtracted from rows and centres: the mean of the centres in the dot form
+    (lloyd_pass's panels), zero in the direct form (yinyang_pass for d <= 4, which then sees
+    the unchanged values, as lloyd_pass's _lloyd_chunk_d does). panels (n_panels, d,
     FASTKM_PANEL) holds centre p * FASTKM_PANEL + g minus the shift at [p, :, g], padded with
     zero centres up to a whole panel. base[j] is the score's constant term for centre j: half
     the squared norm of shifted centre j (computed in float64) in the dot form, zero in the
@@ -797,7 +769,6 @@ def lloyd_pass(
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef bint use_panels = d > MAX_UNROLLED_FEATURES
-    cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
     cdef Py_ssize_t ways = _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c
     _check_shapes(X, sample_weight, centers)
@@ -815,10 +786,10 @@ def lloyd_pass(
     cdef double inertia = 0
 
     if use_panels:
-        panels, base, shift = _pack_panels(centers, dot_form)
+        panels, base, shift = _pack_panels(centers, True)
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
             _lloyd_chunk_panels(&X[0, 0], &sample_weight[0], &centers[0, 0],
-                                &panels[0, 0, 0], &base[0], &shift[0], k, d, dot_form,
+                                &panels[0, 0, 0], &base[0], &shift[0], k, d,
                                 c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
                                 &scratch[threadid(), 0], &labels[0], &chunk_acc[c, 0],
                                 &chunk_inertia[c, 0], &chunk_changed[c])
@@ -1381,9 +1352,10 @@ cdef void _merge_chunk_sums(
 # rounded outwards, and moved by the shifts with outward rounding too.
 #
 # Exactness. A row's centre is the one lloyd_pass would choose, ties included, because every
-# score compared is computed with lloyd_pass's arithmetic (the direct or dot-product form,
-# from the same shifted centres and the same constant terms, the same operations in the same
-# feature order: see fastkm_group_scores below), and a group is left out only when its bound
+# score compared is computed with lloyd_pass's arithmetic (the direct form of _lloyd_chunk_d
+# for d <= MAX_UNROLLED_FEATURES, the dot-product form of its panels above, from the same
+# shifted centres and the same constant terms, the same operations in the same feature
+# order: see fastkm_group_scores below), and a group is left out only when its bound
 # proves that every score in it is above the row's current score with room for the rounding
 # of both (see _Slack). The scores that survive are compared with ties to the lowest index, so
 # the result is lloyd_pass's argmin over all centres. The sums are accumulated as in
@@ -1393,17 +1365,18 @@ from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
 
 cdef extern from *:
     """
-    /* Scores of one group of centres for FASTKM_GROUP_ROWS rows, with the arithmetic of
-    fastkm_panel_nearest[_direct]: for row r and centre slot g of the group,
+    /* Scores of one group of centres for FASTKM_GROUP_ROWS rows, with lloyd_pass's
+    arithmetic: for row r and centre slot g of the group,
 
         x_f = xs[r * d + f], c_f = group[f * width + g]
-        score = base[g] - sum over f of x_f * c_f       (dot-product form)
-        score = base[g] + sum over f of (x_f - c_f)^2   (direct form, "_direct")
+        score = base[g] - sum over f of x_f * c_f       (dot-product form, d > 4)
+        score = base[g] + sum over f of (x_f - c_f)^2   (direct form, d <= 4, "_direct")
 
     summed in feature order from zero, with the same operations (so the same FMAs), hence
-    bit-identical to the micro-kernel's. The centres go in vector lanes (width, a multiple of
-    FASTKM_GROUP_LANES(T), is the padded group size) and rows in separate accumulators: one
-    row at a time would be a chain of dependent FMAs. */
+    bit-identical to fastkm_panel_nearest's (dot form) and to _lloyd_chunk_d's (direct form,
+    with base = 0). The centres go in vector lanes (width, a multiple of FASTKM_GROUP_LANES(T),
+    is the padded group size) and rows in separate accumulators: one row at a time would be a
+    chain of dependent FMAs. */
     #define FASTKM_GROUP_ROWS 8
     #if FASTKM_VECTOR_EXTENSIONS
     /* 256-bit vectors at most: groups are small, and padding them to 512 bits wastes more
@@ -1492,10 +1465,11 @@ cdef extern from *:
         for (int r = 0; r < FASTKM_GROUP_ROWS; r++)                                           \\
             scores[r] = DIRECT ? base[r] + acc[r] : base[r] - acc[r];                         \\
     }
-    /* fastkm_panel_scores[_direct]_{f,d}(block_t, panel, base, d, scores): the scores
-    fastkm_panel_nearest[_direct] compares, written out: scores[g * FASTKM_BLOCK_ROWS + r]
-    for the FASTKM_PANEL centres g of the panel and the FASTKM_BLOCK_ROWS rows r of the
-    block, with the same accumulation code, hence bit-identical. */
+    /* fastkm_panel_scores[_direct]_{f,d}(block_t, panel, base, d, scores): the scores of
+    the FASTKM_PANEL centres g of the panel for the FASTKM_BLOCK_ROWS rows r of the block,
+    written out to scores[g * FASTKM_BLOCK_ROWS + r]: those fastkm_panel_nearest compares
+    (the same accumulation code, hence bit-identical), or with DIRECT those of the direct
+    form, for d <= 4. */
     #if FASTKM_VECTOR_EXTENSIONS
     #define FASTKM_DEFINE_PANEL_SCORES(NAME, T, DIRECT)                                       \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
@@ -2151,7 +2125,8 @@ def yinyang_pass(
     cdef Py_ssize_t G = lower.shape[1]
     cdef Py_ssize_t ways = _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c, max_width
-    cdef bint dot_form = d >= DOT_FORM_MIN_FEATURES
+    # lloyd_pass's form: the dot-product form where it uses panels.
+    cdef bint dot_form = d > MAX_UNROLLED_FEATURES
     _check_shapes(X, sample_weight, centers)
     if labels.shape[0] != n or upper.shape[0] != n or lower.shape[0] != n \
             or groups.shape[0] != k or moved.shape[0] != k or sums.shape[0] != k \
