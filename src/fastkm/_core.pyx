@@ -2626,20 +2626,24 @@ def pool_cells(
         raise ValueError(f"pool_cells: {n_channels} channels of {bits} bits are more than 24")
     if points.shape[0] != n or weights.shape[0] != n:
         raise ValueError("pool_cells: colours, points and weights have different lengths")
+    # (np.zeros maps untouched pages lazily: only the cells in use cost memory.)
     slot_array = np.zeros(1 << (n_channels * bits), dtype=np.int32)
     used_array = np.empty(n, dtype=np.int32)
     cdef int[::1] slot = slot_array
     cdef int[::1] used = used_array
     cdef Py_ssize_t i, c, f, cell, m = 0
     with nogil:
-        for i in range(n):  # mark the used cells ...
+        for i in range(n):  # list the used cells ...
             if weights[i] > 0:
-                slot[_cell_of(&colours[i, 0], n_channels, shift)] = 1
-        for cell in range(slot.shape[0]):  # ... number them in increasing order ...
-            if slot[cell]:
-                slot[cell] = <int>m
-                used[m] = <int>cell
-                m += 1
+                cell = _cell_of(&colours[i, 0], n_channels, shift)
+                if not slot[cell]:
+                    slot[cell] = 1
+                    used[m] = <int>cell
+                    m += 1
+    used_array[:m].sort()  # ... number them in increasing order ...
+    with nogil:
+        for i in range(m):
+            slot[used[i]] = <int>i
     sums_array = np.zeros((m, d))
     totals_array = np.zeros(m)
     cdef double[:, ::1] sums = sums_array
