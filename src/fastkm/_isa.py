@@ -11,23 +11,22 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
-# GNU OpenMP's idle threads spin 300000 times before they sleep. When other processes keep
-# the cores busy, a spinning thread takes the core its partner needs, and passes that take
-# under a millisecond wait for the scheduler instead: a Kodak image at K=64 on 2 threads,
-# with one core busy elsewhere, took 1 to 2.5 s instead of 0.07 s. With 30000 spins it
-# took 0.2 s, and on idle cores no slower than with the default (BENCHMARKS.md, section 3).
-# libgomp reads the setting when it loads, with the first kernel module below; it is
-# removed again afterwards, so child processes do not inherit it. A user's own
-# GOMP_SPINCOUNT or OMP_WAIT_POLICY is left alone.
-SPIN_COUNT = 30000
-_set_spin_count = not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ)
-if _set_spin_count:
-    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+# OpenMP's idle threads spin before they sleep (GNU's 300000 times). When other processes
+# keep the cores busy, a spinning thread takes the core its partner needs, and passes that
+# take under a millisecond wait for the scheduler instead: a Kodak image at K=64 on 2
+# threads, beside another process's numpy products, took up to 1.9 s instead of 0.13 s.
+# Passive waiting (threads sleep at once) avoided that in every run and cost 1% to 6% on
+# idle cores (BENCHMARKS.md, section 3). The runtime reads the setting when it loads, with
+# the first kernel module below; it is removed again afterwards, so child processes do not
+# inherit it. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
+_set_wait_policy = not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)
+if _set_wait_policy:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 try:
     from . import _core as _baseline
 finally:
-    if _set_spin_count:
-        del os.environ["GOMP_SPINCOUNT"]
+    if _set_wait_policy:
+        del os.environ["OMP_WAIT_POLICY"]
 
 if TYPE_CHECKING:  # every level has the baseline's interface (see _core.pyi)
     from . import _core as core
