@@ -70,6 +70,22 @@ def test_lloyd_pass_counts_the_labels_it_changes(d, n_threads):
     assert core.lloyd_pass(X, w, C, labels, sums, weights, n_threads)[1] == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 37])
+def test_assigned_sq_distances_match_numpy(dtype, d):
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(3001, d)).astype(dtype)
+    C = rng.normal(size=(9, d)).astype(dtype)
+    labels = rng.integers(0, 9, size=len(X)).astype(np.int32)
+    out = np.empty(len(X))
+    core.assigned_sq_distances(X, C, labels, out, 2)
+    expected = ((X.astype(np.float64) - C.astype(np.float64)[labels]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    labels[5] = 9
+    with pytest.raises(ValueError, match="label 9 of row 5"):
+        core.assigned_sq_distances(X, C, labels, out, 2)
+
+
 def test_lloyd_pass_ties_go_to_lowest_index():
     X = np.zeros((70, 2))
     C = np.array([[1.0, 0], [-1, 0], [0, 1]])

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._init import fewer_distinct_points_error, initial_centers
 from ._isa import core
-from ._lloyd import _largest_first, centres_from_sums, end_of_iteration
+from ._lloyd import _largest_first, assigned_sq_distances, centres_from_sums, end_of_iteration
 from ._validation import ROW_STEP
 
 #: File-backed memmaps of at least this many bytes are fitted chunk by chunk.
@@ -217,12 +217,11 @@ def _weights(sample_weight, start, stop, dtype, ones):
     return sample_weight[start:stop]
 
 
-def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_threads,
-                 count_changes=False):
+def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_threads):
     """One Lloyd pass over every chunk: fills ``labels``, ``sums`` and ``weight_sums``.
 
-    Returns the inertia and, with ``count_changes``, the number of labels that differ from
-    those ``labels`` held before the pass.
+    Returns the inertia and the number of labels that differ from those ``labels`` held
+    before the pass.
     """
     k, d = centers.shape
     ones = np.ones(min(reader.chunk_rows, reader.shape[0]), dtype=reader.dtype)
@@ -233,15 +232,13 @@ def chunked_pass(reader, sample_weight, centers, labels, sums, weight_sums, n_th
     inertia = 0.0
     changed = 0
     for start, stop, chunk in reader.chunks():
-        out = labels[start:stop]
-        old = out.copy() if count_changes else None
-        inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
-                                                   ones),
-                                   centers, out, part_sums, part_weights, n_threads)[0]
+        part_inertia, part_changed = core.lloyd_pass(
+            chunk, _weights(sample_weight, start, stop, reader.dtype, ones), centers,
+            labels[start:stop], part_sums, part_weights, n_threads)
+        inertia += part_inertia
+        changed += part_changed
         sums += part_sums
         weight_sums += part_weights
-        if count_changes:
-            changed += int(np.count_nonzero(old != out))
     return inertia, changed
 
 
@@ -286,9 +283,9 @@ def chunked_lloyd(reader, sample_weight, centers_init, *, max_iter, tol, n_threa
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         inertia, changed = chunked_pass(reader, sample_weight, centers, labels, sums,
-                                        weight_sums, n_threads, count_changes=True)
+                                        weight_sums, n_threads)
         new_centers, relocated = _updated_centers(reader, sample_weight, centers, labels,
-                                                  sums, weight_sums)
+                                                  sums, weight_sums, n_threads)
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
         unchanged = not relocated and changed == 0
@@ -304,11 +301,11 @@ def chunked_lloyd(reader, sample_weight, centers_init, *, max_iter, tol, n_threa
     return centers, labels, float(inertia), n_iter
 
 
-def _updated_centers(reader, sample_weight, centers, labels, sums, weight_sums):
+def _updated_centers(reader, sample_weight, centers, labels, sums, weight_sums, n_threads):
     """:func:`fastkm._lloyd._updated_centers`, reading X chunk by chunk."""
     empty = np.flatnonzero(weight_sums == 0)
     if len(empty):
-        far = _farthest_samples(reader, sample_weight, centers, labels, len(empty))
+        far = _farthest_samples(reader, sample_weight, centers, labels, len(empty), n_threads)
         for cluster, row in zip(empty, far):
             old = labels[row]
             w = 1.0 if sample_weight is None else float(sample_weight[row])
@@ -324,16 +321,12 @@ def _updated_centers(reader, sample_weight, centers, labels, sums, weight_sums):
     return centres_from_sums(centers, sums, weight_sums, reader.dtype), len(empty) > 0
 
 
-def _farthest_samples(reader, sample_weight, centers, labels, count):
+def _farthest_samples(reader, sample_weight, centers, labels, count, n_threads):
     """:func:`fastkm._lloyd._farthest_samples` over chunks: the best ``count`` of each chunk
     (in row order) are merged, so ties still go to the lower row index."""
     found_distances, found_rows = [], []
     for start, stop, chunk in reader.chunks():
-        distances = np.empty(stop - start)
-        for s in range(0, stop - start, ROW_STEP):
-            rows = slice(s, s + ROW_STEP)
-            diff = chunk[rows] - centers[labels[start:stop][rows]]
-            distances[rows] = np.einsum("ij,ij->i", diff, diff)
+        distances = assigned_sq_distances(chunk, centers, labels[start:stop], n_threads)
         if sample_weight is not None:
             distances[sample_weight[start:stop] == 0] = 0
         best = np.sort(_largest_first(distances, count))

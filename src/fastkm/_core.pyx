@@ -2474,6 +2474,35 @@ def sq_distances(
                 out[b * BLOCK_ROWS + i, j] = dist[i]
 
 
+def assigned_sq_distances(
+        const floating[:, ::1] X,            # IN  (n, d)
+        const floating[:, ::1] centers,      # IN  (k, d)
+        const int[::1] labels,               # IN  (n,) each row's centre, in [0, k)
+        double[::1] out,                     # OUT (n,) squared distance of each row to it
+        int n_threads=1,
+):
+    """Squared distance of every row to its own centre, summed in float64 in feature order
+    (used to find the farthest rows when a cluster is empty)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t i, f
+    cdef int j
+    cdef double t, total
+    if centers.shape[1] != d or labels.shape[0] != n or out.shape[0] != n:
+        raise ValueError("assigned_sq_distances: array shapes do not match")
+    for i in range(n):  # (a bad label would read outside centers)
+        if not 0 <= labels[i] < k:
+            raise ValueError(f"assigned_sq_distances: label {labels[i]} of row {i} is not "
+                             f"a centre")
+    n_threads = _threads_for(n // MIN_CHUNK_ROWS + 1, n_threads, n * d)
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        j = labels[i]
+        total = 0
+        for f in range(d):
+            t = <double>X[i, f] - centers[j, f]
+            total = total + t * t
+        out[i] = total
+
+
 cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
                    const floating[:, ::1] centers):
     if sample_weight.shape[0] != X.shape[0]:

@@ -6,7 +6,6 @@ import numpy as np
 
 from ._init import fewer_distinct_points_error
 from ._isa import core
-from ._validation import ROW_STEP
 from ._yinyang import centre_groups
 
 # The kernels of the exact algorithms that keep distance bounds.
@@ -140,7 +139,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             inertia, n_changed = core.lloyd_pass(X, sample_weight, centers, labels, sums,
                                                  weight_sums, n_threads)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
-                                                  weight_sums)
+                                                  weight_sums, n_threads)
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
         # (A bounded pass's first pass counts every row as changed.)
@@ -218,7 +217,7 @@ def end_of_iteration(n_iter, inertia, center_shift, centers, labels, *, unchange
     return stop, False
 
 
-def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
+def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     """Centres as weighted means of their clusters; empty clusters re-seeded.
 
     An empty cluster (zero total weight) takes the sample farthest from its assigned centre
@@ -228,7 +227,7 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums):
     """
     empty = np.flatnonzero(weight_sums == 0)
     if len(empty):
-        far = _farthest_samples(X, sample_weight, centers, labels, len(empty))
+        far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads)
         for cluster, row in zip(empty, far):
             old = labels[row]
             w = float(sample_weight[row])
@@ -266,6 +265,8 @@ def _largest_first(values, count):
     """
     if count >= len(values):
         return np.argsort(-values, kind="stable")
+    if count == 1:  # the usual case, one empty cluster: no partition of all n values
+        return np.array([np.argmax(values)])
     threshold = np.partition(values, len(values) - count)[len(values) - count]
     above = np.flatnonzero(values > threshold)
     at = np.flatnonzero(values == threshold)[:count - len(above)]
@@ -273,13 +274,24 @@ def _largest_first(values, count):
     return chosen[np.lexsort((chosen, -values[chosen]))]
 
 
-def _farthest_samples(X, sample_weight, centers, labels, count):
+def assigned_sq_distances(X, centers, labels, n_threads):
+    """Squared distance of each row of X to its centre ``centers[labels]``, in float64.
+
+    One kernel for every caller (in memory, by chunks, on Dask blocks), so that they all
+    find the same farthest samples.
+    """
+    out = np.empty(X.shape[0])
+    if X.shape[0]:
+        core.assigned_sq_distances(np.ascontiguousarray(X),
+                                   np.ascontiguousarray(centers, dtype=X.dtype),
+                                   np.ascontiguousarray(labels, dtype=np.int32), out,
+                                   n_threads)
+    return out
+
+
+def _farthest_samples(X, sample_weight, centers, labels, count, n_threads):
     """Indices of the ``count`` positively weighted samples farthest from their centres."""
-    distances = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], ROW_STEP):
-        rows = slice(start, start + ROW_STEP)
-        diff = X[rows] - centers[labels[rows]]
-        distances[rows] = np.einsum("ij,ij->i", diff, diff)
+    distances = assigned_sq_distances(X, centers, labels, n_threads)
     distances[sample_weight == 0] = 0
     order = _largest_first(distances, count)
     if len(order) < count or distances[order[-1]] <= 0:

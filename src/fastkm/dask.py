@@ -70,13 +70,13 @@ from ._lloyd import (
     BOUNDED_PASSES,
     _largest_first,
     _unknown_bounds,
+    assigned_sq_distances,
     auto_algorithm,
     bound_shifts,
     centres_from_sums,
     end_of_iteration,
 )
 from ._validation import (
-    ROW_STEP,
     check_array,
     check_positive_int,
     check_random_state,
@@ -158,16 +158,6 @@ def _add_partials(*parts):
     return sums, weight_sums, inertia
 
 
-def _sq_distance_to_assigned(xb, centers, labels):
-    """|x - centers[label]|**2 per row, computed as fastkm's in-memory re-seeding does."""
-    distances = np.empty(xb.shape[0])
-    for start in range(0, xb.shape[0], ROW_STEP):
-        rows = slice(start, start + ROW_STEP)
-        diff = xb[rows] - centers[labels[rows]]
-        distances[rows] = np.einsum("ij,ij->i", diff, diff)
-    return distances
-
-
 def _block_farthest(xb, wb, centers, offset, count, n_threads):
     """A block's ``count`` samples farthest from their centres, and its member counts.
 
@@ -176,7 +166,7 @@ def _block_farthest(xb, wb, centers, offset, count, n_threads):
     xb = np.ascontiguousarray(xb)
     labels = _block_labels(xb, wb, centers, n_threads)[0]
     weights = _block_weights(xb, wb)
-    distances = _sq_distance_to_assigned(xb, centers, labels)
+    distances = assigned_sq_distances(xb, centers, labels, effective_n_threads(n_threads))
     distances[weights == 0] = 0
     order = _largest_first(distances, count) if len(distances) else np.empty(0, np.intp)
     members = np.bincount(labels[weights > 0], minlength=centers.shape[0])
@@ -200,7 +190,7 @@ def _block_closest(xb, previous, candidates, n_threads):
     """min(previous, squared distance to the nearest candidate), float64, per row."""
     xb = np.ascontiguousarray(xb)
     labels = _block_labels(xb, None, candidates, n_threads)[0]
-    distances = _sq_distance_to_assigned(xb, candidates, labels)
+    distances = assigned_sq_distances(xb, candidates, labels, effective_n_threads(n_threads))
     return distances if previous is None else np.minimum(previous, distances)
 
 
