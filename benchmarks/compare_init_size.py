@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe, table  # noqa: E402
-from compare_kmeans import WORKLOADS, comma_list  # noqa: E402
+from compare_kmeans import WORKLOADS, built_workloads, comma_list  # noqa: E402
 
 import fastkm  # noqa: E402
 from fastkm._chunked import DEFAULT_INIT_ROWS, INIT_ROWS_PER_CLUSTER  # noqa: E402
@@ -137,13 +137,7 @@ def main(argv=None):
           f"float32, default tol and max_iter")
 
     rows = []
-    for key in args.workloads:
-        build, ks = WORKLOADS[key]
-        try:
-            name, X = build(args.quick)
-        except ImportError as error:
-            print(f"workload {key} left out: {error} (pip install 'fastkm[bench]')")
-            continue
+    for name, X, ks in built_workloads(args.workloads, args.quick, WORKLOADS):
         for k in ks:
             rows += compare(f"{name}, k={k}", X, k, seeds, args.sizes)
 

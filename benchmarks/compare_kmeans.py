@@ -87,6 +87,19 @@ WORKLOADS = {
 }
 
 
+def built_workloads(keys, quick, workloads=WORKLOADS):
+    """(name, X, values of k) of each workload in ``keys`` (of ``workloads``); one whose data
+    needs a missing package is reported and left out."""
+    for key in keys:
+        build, ks = workloads[key]
+        try:
+            name, X = build(quick)
+        except ImportError as error:
+            print(f"workload {key} left out: {error} (pip install 'fastkm[bench]')")
+            continue
+        yield name, X, ks
+
+
 def initial_centers(X, k):
     """k distinct rows of X, drawn with a fixed seed: the same start for every library."""
     rng = np.random.default_rng(SEED)
@@ -404,13 +417,7 @@ def main(argv=None):
     print(f"threads: {threads} for every library; float32; min of {repeat} round(s)")
 
     rows = {section: [] for section in args.only}
-    for key in args.workloads:
-        build, ks = WORKLOADS[key]
-        try:
-            name, X = build(args.quick)
-        except ImportError as error:
-            print(f"workload {key} left out: {error} (pip install 'fastkm[bench]')")
-            continue
+    for name, X, ks in built_workloads(args.workloads, args.quick):
         for k in ks:
             label = f"{name}, k={k}"
             init = initial_centers(X, k)
