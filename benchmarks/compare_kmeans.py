@@ -87,11 +87,11 @@ WORKLOADS = {
 }
 
 
-def built_workloads(keys, quick, workloads=WORKLOADS):
-    """(name, X, values of k) of each workload in ``keys`` (of ``workloads``); one whose data
-    needs a missing package is reported and left out."""
+def built_workloads(keys, quick, workloads=None):
+    """(name, X, values of k) of each workload in ``keys`` (of ``workloads``, by default
+    WORKLOADS); one whose data needs a missing package is reported and left out."""
     for key in keys:
-        build, ks = workloads[key]
+        build, ks = (WORKLOADS if workloads is None else workloads)[key]
         try:
             name, X = build(quick)
         except ImportError as error:
