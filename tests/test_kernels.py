@@ -86,6 +86,24 @@ def test_assigned_sq_distances_match_numpy(dtype, d):
         core.assigned_sq_distances(X, C, labels, out, 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 9])  # the unrolled and the panel kernels
+def test_lloyd_pass_without_weights_is_the_pass_with_unit_weights(dtype, d):
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(7001, d)).astype(dtype)
+    C = X[:13].copy()
+    results = []
+    for weights in (None, np.ones(len(X), dtype)):
+        labels = np.full(len(X), -1, np.int32)
+        sums, totals = np.empty((13, d)), np.empty(13)
+        inertia, changed = core.lloyd_pass(X, weights, C, labels, sums, totals, 2)
+        results.append((labels, sums, totals, inertia, changed))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+    with pytest.raises(ValueError, match="columns"):
+        core.lloyd_pass(X, None, C[:, :2].copy(), labels, sums, totals, 2)
+
+
 def test_lloyd_pass_ties_go_to_lowest_index():
     X = np.zeros((70, 2))
     C = np.array([[1.0, 0], [-1, 0], [0, 1]])

@@ -21,7 +21,7 @@ def ball_neighbours() -> int: ...
 def row_chunks(n_rows: int) -> tuple[int, int]: ...
 def lloyd_pass(
     X: Floats,
-    sample_weight: Floats,
+    sample_weight: Floats | None,
     centers: Floats,
     labels: Int32,
     sums: Float64,

@@ -551,7 +551,8 @@ cdef inline void _lloyd_chunk_d(
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         _block_nearest(block_t, centers, k, d, best, label)
         for i in range(BLOCK_ROWS):
-            lane_weight[i] = sample_weight[block_start + i] if i < n_real else 0
+            lane_weight[i] = (1 if sample_weight == NULL else sample_weight[block_start + i]) \
+                if i < n_real else 0
         for i in range(BLOCK_ROWS):
             lane_inertia[i] += lane_weight[i] * best[i]
         for i in range(n_real):
@@ -682,7 +683,7 @@ cdef void _lloyd_chunk_panels(
             # Sums and the exact distance to the chosen centre, from the unshifted row.
             n_changed += labels[block_start + i] != label[i]
             labels[block_start + i] = label[i]
-            w = sample_weight[block_start + i]
+            w = 1 if sample_weight == NULL else sample_weight[block_start + i]
             row = X + (block_start + i) * d
             cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
             for f in range(d):
@@ -752,7 +753,8 @@ cdef _pack_panels(const floating[:, ::1] centers, bint dot_form):
 
 def lloyd_pass(
         const floating[:, ::1] X,            # IN  (n, d) rows to assign
-        const floating[::1] sample_weight,   # IN  (n,) non-negative weights
+        const floating[::1] sample_weight,   # IN  (n,) non-negative weights, or None: all 1
+                                             #     (no array to read: less memory traffic)
         const floating[:, ::1] centers,      # IN  (k, d) current centres
         int[::1] labels,                     # IN/OUT (n,) nearest centre of each row; the
                                              #     values it held are only compared
@@ -771,7 +773,12 @@ def lloyd_pass(
     cdef bint use_panels = d > MAX_UNROLLED_FEATURES
     cdef Py_ssize_t ways = _accumulator_ways(d)
     cdef Py_ssize_t n_chunks, chunk_rows, c
-    _check_shapes(X, sample_weight, centers)
+    cdef const floating* weights = NULL
+    if sample_weight is not None:
+        _check_shapes(X, sample_weight, centers)
+        weights = &sample_weight[0] if n else NULL
+    elif centers.shape[1] != d or k < 1:
+        raise ValueError("centers must have as many columns as X, and one row at least")
     if labels.shape[0] != n or sums.shape[0] != k or sums.shape[1] != d \
             or weight_sums.shape[0] != k:
         raise ValueError("lloyd_pass: output arrays do not match X and centers")
@@ -788,14 +795,14 @@ def lloyd_pass(
     if use_panels:
         panels, base, shift = _pack_panels(centers, True)
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            _lloyd_chunk_panels(&X[0, 0], &sample_weight[0], &centers[0, 0],
+            _lloyd_chunk_panels(&X[0, 0], weights, &centers[0, 0],
                                 &panels[0, 0, 0], &base[0], &shift[0], k, d,
                                 c * chunk_rows, min(n, (c + 1) * chunk_rows), ways,
                                 &scratch[threadid(), 0], &labels[0], &chunk_acc[c, 0],
                                 &chunk_inertia[c, 0], &chunk_changed[c])
     else:
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            _lloyd_chunk(&X[0, 0], &sample_weight[0], &centers[0, 0], k, d, c * chunk_rows,
+            _lloyd_chunk(&X[0, 0], weights, &centers[0, 0], k, d, c * chunk_rows,
                          min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
                          &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0],
                          &chunk_changed[c])

@@ -118,6 +118,9 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     # Every pass counts the labels it changes, so -1 (no centre) makes the first count n.
     labels = np.full(n, -1, dtype=np.int32)
+    # Unit weights (no sample_weight given): lloyd_pass need not read them (None).
+    pass_weights = None if n and sample_weight.min() == 1 == sample_weight.max() \
+        else sample_weight
     sums = np.empty((k, d))
     weight_sums = np.empty(k)
     labels_match_centers = False
@@ -136,7 +139,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
                                      weight_sums, n_threads)
             inertia = float("nan")
         else:
-            inertia, n_changed = core.lloyd_pass(X, sample_weight, centers, labels, sums,
+            inertia, n_changed = core.lloyd_pass(X, pass_weights, centers, labels, sums,
                                                  weight_sums, n_threads)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
                                                   weight_sums, n_threads)
@@ -158,7 +161,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     if centres_only:  # the caller wants the centres: no pass to label the last ones
         return centers, None, None, n_iter
     if not labels_match_centers or use_bounds:
-        inertia = core.lloyd_pass(X, sample_weight, centers, labels, sums, weight_sums,
+        inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
     return centers, labels, float(inertia), n_iter
 
