@@ -471,10 +471,10 @@ def test_dither_rgb_without_error_is_nearest_colour_mapping():
     rng = np.random.default_rng(8)
     image = rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
     palette = rng.integers(0, 256, size=(12, 3)).astype(np.float32)
-    nearest = np.full(1 << 24, -1, np.int16)
+    nearest = np.zeros(1 << 24, np.int16)
     indices = np.empty((40, 30), np.uint8)
-    core.dither_rgb(image, np.zeros((40, 30), np.uint8), palette,
-                    np.zeros((40, 30), np.float32), nearest, 1.0, 16.0, indices)
+    core.dither_rgb(image, np.zeros((40, 30), np.uint8), palette, 16.0, nearest, 0.0, 16.0,
+                    indices)
     d2 = ((image[:, :, None, :].astype(float) - palette) ** 2).sum(-1)
     np.testing.assert_array_equal(indices, d2.argmin(-1))
 
@@ -485,10 +485,32 @@ def test_dither_rgb_keeps_local_averages():
     image = np.repeat(ramp, 3, axis=2).astype(np.uint8)
     palette = np.array([[0, 0, 0], [255, 255, 255]], np.float32)
     indices = np.empty((32, 64), np.uint8)
-    core.dither_rgb(image, np.zeros((32, 64), np.uint8), palette,
-                    np.ones((32, 64), np.float32), np.full(1 << 24, -1, np.int16), 1.0,
-                    1e9, indices)
+    # (Every pixel of the ramp but its two ends is far from both colours: full acceptance.)
+    core.dither_rgb(image, np.zeros((32, 64), np.uint8), palette, 1e-3,
+                    np.zeros(1 << 24, np.int16), 1.0, 1e9, indices)
     column_means = palette[indices][:, :, 0].mean(axis=0)
     undithered = np.where(ramp[0, :, 0] < 127.5, 0, 255)
     error = np.abs(column_means - ramp[0, :, 0]).mean()
     assert error < 0.25 * np.abs(undithered - ramp[0, :, 0]).mean()
+
+
+def test_dither_rgb_pixels_the_palette_matches_take_no_error():
+    """A pixel at a palette colour takes no incoming error (its own error is 0); one off it
+    takes the error in proportion to its distance from its own nearest colour."""
+    palette = np.array([[0] * 3, [100] * 3, [120] * 3], np.float32)
+    row = np.array([200, 100, 100, 100], np.uint8)  # 200 -> 120 passes +80 on
+    image = np.repeat(row[None, :, None], 3, axis=2)
+    indices = np.empty((1, 4), np.uint8)
+    core.dither_rgb(image, np.zeros((1, 4), np.uint8), palette, 16.0,
+                    np.zeros(1 << 24, np.int16), 1.0, 1e9, indices)
+    assert indices.tolist() == [[2, 1, 1, 1]]
+    # 2 off 100 in each channel (3.46 away): takes 3.46/16 of the 35 carried -> 105.6: 100.
+    image[0, 1] = 98
+    core.dither_rgb(image, np.zeros((1, 4), np.uint8), palette, 16.0,
+                    np.zeros(1 << 24, np.int16), 1.0, 1e9, indices)
+    assert indices[0, 1] == 1
+    # 8 off (13.9 away): takes 13.9/16 of it -> 92 + 30.3 = 122.3: 120.
+    image[0, 1] = 92
+    core.dither_rgb(image, np.zeros((1, 4), np.uint8), palette, 16.0,
+                    np.zeros(1 << 24, np.int16), 1.0, 1e9, indices)
+    assert indices[0, 1] == 2

@@ -111,7 +111,7 @@ def dither_rgb(
     image: UInt8,
     skip: UInt8,
     palette: npt.NDArray[np.float32],
-    acceptance: npt.NDArray[np.float32],
+    accept_full_error: float,
     nearest: npt.NDArray[np.int16],
     strength: float,
     max_error: float,

@@ -2728,6 +2728,18 @@ def remap_rgb(
             indices[i] = lookup[_rgb_key(&rgb[i, 0])]
 
 
+cdef inline int _cached_nearest(const float[:, ::1] palette, short[::1] nearest, float r,
+                               float g, float b) noexcept nogil:
+    """_nearest_colour of (r, g, b) through the cache ``nearest``, by the 8-bit colour
+    (r, g, b) rounds to: the first colour to round to it decides for all."""
+    cdef int key = ((<int>(r + 0.5)) << 16) | ((<int>(g + 0.5)) << 8) | (<int>(b + 0.5))
+    cdef int j = nearest[key] - 1
+    if j < 0:
+        j = _nearest_colour(palette, r, g, b)
+        nearest[key] = <short>(j + 1)
+    return j
+
+
 cdef inline int _nearest_colour(const float[:, ::1] palette, float r, float g,
                                 float b) noexcept nogil:
     """Index of the palette colour nearest to (r, g, b); ties go to the lowest index."""
@@ -2750,18 +2762,21 @@ def dither_rgb(
         const uint8_t[:, ::1] skip,          # IN  (h, w) 1 where a pixel is not dithered
                                              #     (transparent): it passes no error on
         const float[:, ::1] palette,         # IN  (K, 3) palette colours, 0-255
-        const float[:, ::1] acceptance,      # IN  (h, w) share of the incoming error each
-                                             #     pixel takes, in [0, 1]
-        short[::1] nearest,                  # IN/OUT (2**24,) nearest palette index of each
-                                             #     24-bit colour, -1 where not known yet
+        float accept_full_error,             # IN  a pixel takes the incoming error in
+                                             #     proportion to its own undithered error,
+                                             #     fully from this distance on
+        short[::1] nearest,                  # IN/OUT (2**24,) 1 + the nearest palette index
+                                             #     of each 24-bit colour, 0 where not known yet
         float strength,                      # IN  share of its error a pixel passes on
         float max_error,                     # IN  errors longer than this are shrunk
         uint8_t[:, ::1] indices,             # OUT (h, w) palette index of each pixel
 ):
     """Floyd-Steinberg error diffusion in serpentine order, with the error held in check.
 
-    Each pixel adds ``acceptance`` times the error its neighbours passed to it, is mapped to
-    the nearest palette colour (through the ``nearest`` cache, filled as colours appear),
+    Each pixel adds the error its neighbours passed to it, times its distance to its own
+    nearest palette colour over ``accept_full_error`` (at most 1: a pixel the palette
+    already matches stays clean), is mapped to the nearest palette colour (through the
+    ``nearest`` cache, filled as colours appear),
     and passes ``strength`` times its new error on (7/16 ahead, 3/16, 5/16 and 1/16 on the
     next row). An error longer than ``max_error`` is shrunk to 3/4 first, so that one bad
     match does not streak across the image. Sequential (error diffusion is), deterministic.
@@ -2770,14 +2785,15 @@ def dither_rgb(
     cdef Py_ssize_t y, x, step, c, forward
     cdef float colour[3]
     cdef float error[3]
-    cdef float length_sq, share
+    cdef float length_sq, share, acceptance
     cdef int key, j
     if image.shape[2] != 3 or palette.shape[1] != 3 or palette.shape[0] < 1 \
-            or palette.shape[0] > 32767 or nearest.shape[0] != RGB_KEYS \
+            or palette.shape[0] > 32766 or nearest.shape[0] != RGB_KEYS \
             or skip.shape[0] != h or skip.shape[1] != w \
-            or acceptance.shape[0] != h or acceptance.shape[1] != w \
             or indices.shape[0] != h or indices.shape[1] != w:
         raise ValueError("dither_rgb: array shapes do not match")
+    if not accept_full_error > 0:
+        raise ValueError("dither_rgb: accept_full_error must be positive")
     # Error carried into this row and the next, with one guard column at each end.
     current_arr = np.zeros((w + 2, 3), dtype=np.float32)
     following_arr = np.zeros((w + 2, 3), dtype=np.float32)
@@ -2792,15 +2808,17 @@ def dither_rgb(
                 x = step if forward == 1 else w - 1 - step
                 if skip[y, x]:
                     continue
+                j = _cached_nearest(palette, nearest, image[y, x, 0], image[y, x, 1],
+                                    image[y, x, 2])
+                length_sq = 0
+                for c in range(3):
+                    error[c] = image[y, x, c] - palette[j, c]
+                    length_sq = length_sq + error[c] * error[c]
+                acceptance = min(<float>sqrt(length_sq) / accept_full_error, <float>1)
                 for c in range(3):
                     colour[c] = min(255.0, max(0.0, image[y, x, c]
-                                               + acceptance[y, x] * current[x + 1, c]))
-                key = ((<int>(colour[0] + 0.5)) << 16) | ((<int>(colour[1] + 0.5)) << 8) \
-                    | (<int>(colour[2] + 0.5))
-                j = nearest[key]
-                if j < 0:
-                    j = _nearest_colour(palette, colour[0], colour[1], colour[2])
-                    nearest[key] = <short>j
+                                               + acceptance * current[x + 1, c]))
+                j = _cached_nearest(palette, nearest, colour[0], colour[1], colour[2])
                 indices[y, x] = <uint8_t>j
                 length_sq = 0
                 for c in range(3):

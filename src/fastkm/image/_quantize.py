@@ -231,8 +231,8 @@ class _Histogram:
     """The distinct colours of an (H, W, C) uint8 image and their pixel counts.
 
     ``colours`` is (m, C) uint8 and ``counts`` (m,) int64; for RGB, ``keys`` are the 24-bit
-    colours ``r << 16 | g << 8 | b`` in increasing order. ``per_pixel`` and ``remap`` turn
-    one value per distinct colour into one per pixel. Fully transparent pixels (alpha 0) are
+    colours ``r << 16 | g << 8 | b`` in increasing order. ``remap`` turns one label per
+    distinct colour into one per pixel. Fully transparent pixels (alpha 0) are
     left out of the counts; ``n_transparent`` counts them. An image whose alpha is only 0
     or 255 is histogrammed as RGB.
     """
@@ -295,19 +295,11 @@ class _Histogram:
         self._inverse = np.maximum(np.cumsum(kept) - 1, 0)[inverse]
         self.colours = np.ascontiguousarray(self.keys).view(np.uint8).reshape(-1, 4)
 
-    def per_pixel(self, values):
-        """(H, W) array of ``values[colour of the pixel]``."""
-        if self._inverse is not None:
-            return values[self._inverse].reshape(self.shape)
-        lookup = np.zeros(1 << 24, dtype=values.dtype)
-        lookup[self.keys] = values
-        return lookup[_rgb_keys(self.pixels)].reshape(self.shape)
-
     def remap(self, labels):
         """Per-pixel palette indices, (H, W) uint8, from one label per distinct colour."""
         labels = labels.astype(np.uint8)
         if self._inverse is not None:
-            return self.per_pixel(labels)
+            return labels[self._inverse].reshape(self.shape)
         lookup = np.zeros(1 << 24, dtype=np.uint8)
         lookup[self.keys] = labels
         indices = np.empty(len(self.pixels), dtype=np.uint8)
@@ -549,13 +541,11 @@ def _dither(histogram, palette, labels, strength):
     image = histogram.pixels.reshape(h, w, 3)
     skip = np.zeros((h, w), np.uint8) if histogram.transparent is None else \
         histogram.transparent.reshape(h, w).view(np.uint8)
-    colours = palette.astype(np.float32)
-    nearest = np.full(1 << 24, -1, dtype=np.int16)
-    nearest[histogram.keys] = labels
-    own_error = histogram.per_pixel(
-        np.sqrt(((histogram.colours - colours[labels]) ** 2).sum(axis=1)).astype(np.float32))
-    acceptance = np.minimum(own_error / ACCEPT_FULL_ERROR, 1.0).astype(np.float32)
+    # 1 + each colour's nearest palette index, 0 where not known yet (np.zeros maps the
+    # table's pages lazily: only those of the colours met cost time).
+    nearest = np.zeros(1 << 24, dtype=np.int16)
+    nearest[histogram.keys] = labels + 1
     indices = np.zeros((h, w), np.uint8)  # skipped (transparent) pixels stay 0
-    core.dither_rgb(image, skip, colours, acceptance, nearest, strength, MAX_DITHER_ERROR,
-                    indices)
+    core.dither_rgb(image, skip, palette.astype(np.float32), ACCEPT_FULL_ERROR, nearest,
+                    strength, MAX_DITHER_ERROR, indices)
     return indices
