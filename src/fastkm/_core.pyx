@@ -985,6 +985,29 @@ cdef inline bint _ball_search(
     return True
 
 
+cdef inline void _accumulate_rows(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const int* labels,                   # IN  (n,) the rows' centres
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
+) noexcept nogil:
+    """The bounded passes' sums: the same accumulation, in the same order, as
+    _lloyd_chunk_d's, so that their centres are lloyd_pass's bit for bit."""
+    cdef Py_ssize_t row, i, f
+    cdef double w
+    cdef double* cluster
+    for row in range(start, stop):
+        i = (row - start) % BLOCK_ROWS
+        w = sample_weight[row]
+        cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
+        for f in range(d):
+            cluster[f] += w * X[row * d + f]
+        cluster[d] += w
+
+
 cdef inline Py_ssize_t _bounded_chunk_d(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
@@ -1017,11 +1040,9 @@ cdef inline Py_ssize_t _bounded_chunk_d(
         double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
 ) noexcept nogil:
     """Returns how many rows changed centre."""
-    cdef Py_ssize_t row, i, f, n_pending = 0, changed = 0
+    cdef Py_ssize_t row, n_pending = 0, changed = 0
     cdef Py_ssize_t pending[BLOCK_ROWS]
     cdef floating bound, u, u_sq
-    cdef double w
-    cdef double* cluster
     cdef int j
     for row in range(start, stop):
         j = labels[row]
@@ -1056,14 +1077,7 @@ cdef inline Py_ssize_t _bounded_chunk_d(
     if n_pending:
         changed += _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels,
                                    upper, lower, second_labels, lower_rest)
-    # The same accumulation, in the same order, as _lloyd_chunk_d.
-    for row in range(start, stop):
-        i = (row - start) % BLOCK_ROWS
-        w = sample_weight[row]
-        cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
-        for f in range(d):
-            cluster[f] += w * X[row * d + f]
-        cluster[d] += w
+    _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
     return changed
 
 
@@ -2033,7 +2047,7 @@ cdef Py_ssize_t _yinyang_chunk(
     cdef Py_ssize_t d = C.d, k = C.k, G = C.n_groups, changed = 0
     cdef Py_ssize_t* active = iscratch
     cdef Py_ssize_t* waiting = active + (stop - start)
-    cdef Py_ssize_t row, g, i, f, n_active = 0, n_waiting = 0
+    cdef Py_ssize_t row, g, i, n_active = 0, n_waiting = 0
     cdef bint fresh = False
     cdef _RowBounds rb
     # Bounds move by the shifts rounded outwards, so that they stay bounds.
@@ -2041,8 +2055,6 @@ cdef Py_ssize_t _yinyang_chunk(
     cdef Py_ssize_t failing
     cdef floating* lo
     cdef floating* best = fscratch + GROUP_ROWS * (2 * d + max_width)
-    cdef double w
-    cdef double* cluster
     cdef _YinyangRows R
     R.X, R.labels, R.lower, R.start = X, labels, lower, start
     R.best, R.sq_norm = best, dscratch
@@ -2095,14 +2107,7 @@ cdef Py_ssize_t _yinyang_chunk(
         rb = _row_bounds(s, dscratch[row - start])
         upper[row] = _round_up(_dist_above(best[row - start], &rb), kind)
         changed += labels[row] != original[i]
-    # The same accumulation, in the same order, as _lloyd_chunk_d.
-    for row in range(start, stop):
-        i = (row - start) % BLOCK_ROWS
-        w = sample_weight[row]
-        cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
-        for f in range(d):
-            cluster[f] += w * X[row * d + f]
-        cluster[d] += w
+    _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
     return changed
 
 
