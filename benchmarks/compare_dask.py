@@ -27,6 +27,7 @@ faulted in at first touch), for both libraries.
 """
 
 import argparse
+import os
 import time
 
 import dask
@@ -74,7 +75,8 @@ def main():
         init = X[rows].compute()
         print(f"n={args.n} d={args.d} k={args.k} iters={args.iters} chunk={args.chunk} "
               f"workers={args.workers}x{args.threads_per_worker} threads, "
-              f"{len(X.chunks[0])} blocks, malloc arena {args.malloc_arena}")
+              f"{len(X.chunks[0])} blocks, malloc arena {args.malloc_arena}, load average "
+              f"{os.getloadavg()[0]:.2f}")
 
         def timed(make, max_iter):
             begin = time.perf_counter()
@@ -116,6 +118,7 @@ def main():
                           f"{np.median(steps):.3f} s, inertia {est.inertia_:.10g}")
                 if name not in best or per_iter < best[name][1]:
                     best[name] = est, per_iter
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
         fits = [(name, *best[name]) for name, _ in variants if name != "dask-ml    "]
         if args.skip_dask_ml:
             return

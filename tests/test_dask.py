@@ -141,6 +141,31 @@ def test_default_scheduler_without_client(client, algorithm):
         km = fastkm.dask.KMeans(3, init=init, tol=0, algorithm=algorithm).fit(
             da.from_array(X, chunks=(500, 2)))
         _assert_same_fit(km, fastkm.KMeans(3, init=init, tol=0).fit(X))
+    # On the cluster the blocks run in one task per worker, the partials are added in the
+    # same order: bit-identical.
+    on_cluster = fastkm.dask.KMeans(3, init=init, tol=0, algorithm=algorithm).fit(
+        da.from_array(X, chunks=(500, 2)))
+    np.testing.assert_array_equal(on_cluster.cluster_centers_, km.cluster_centers_)
+    assert on_cluster.inertia_ == km.inertia_ and on_cluster.n_iter_ == km.n_iter_
+
+
+def test_one_task_per_worker_thread_over_its_blocks(client):
+    """The passes' tasks: one per worker thread, each over blocks its worker holds, with
+    about equal rows (blocks beyond a worker's share go to the other worker)."""
+    X = _blobs(9_000, 2, 3, seed=12)
+    chunks = (1_000, 2_000, 500, 1_500, 1_000, 0, 3_000)
+    dX = da.from_array(X, chunks=(chunks, 2)).persist()
+    blocks = fastkm.dask._Blocks(dX, None)
+    assert blocks.client is not None
+    groups = blocks.groups
+    assert len(groups) == 2
+    assert sorted(i for g in groups for i in g) == list(range(len(chunks)))
+    assert all(g == sorted(g) for g in groups)
+    rows = [sum(chunks[i] for i in g) for g in groups]
+    assert abs(rows[0] - rows[1]) <= max(chunks)
+    # Not persisted on the cluster: one task per block.
+    assert len(fastkm.dask._Blocks(da.from_array(X, chunks=(chunks, 2)), None).groups) == \
+        len(chunks)
 
 
 @pytest.mark.parametrize("algorithm", ["lloyd", "exponion"])
@@ -161,7 +186,7 @@ def test_worker_killed_during_fit(client, algorithm):
             held = [str(key) for key in client.has_what()[address]]
             assert any("ascontiguousarray" in key for key in held)  # blocks of X
             # The bounded passes' outputs (per-row state) live on the workers.
-            assert any("_block_bounded" in key for key in held) == (algorithm != "lloyd")
+            assert any("_group_bounded" in key for key in held) == (algorithm != "lloyd")
             os.kill(victim, signal.SIGKILL)
             killed.append(time.monotonic())
 

@@ -6,19 +6,25 @@ How a fit runs
 --------------
 The input (a ``dask.array`` or a dask DataFrame) is persisted on the workers of the active
 ``dask.distributed.Client`` (or in memory under the default scheduler when there is none) and
-never travels to the client. Each Lloyd iteration maps the Cython pass over the row blocks
-on the workers; a block returns only its per-cluster weighted sums, weights and inertia (or
-count of changed labels): k x d + k + 1 numbers. These partials are added as a tree
-(:data:`SPLIT_EVERY` at a time) and the new centres are computed on the client.
+never travels to the client. Each Lloyd iteration runs the Cython pass over the row blocks
+on the workers, in one task per worker thread that covers blocks its worker holds (grouped
+once per fit, about equal rows a task): Dask's own cost, a few milliseconds a task, then
+counts a few times an iteration instead of once per block. A block's pass yields only its
+per-cluster weighted sums, weights and inertia (or count of changed labels): k x d + k + 1
+numbers. These partials come to the client, which adds them as a tree
+(:data:`SPLIT_EVERY` at a time) in the blocks' order, so that the sums do not depend on
+which worker ran which block, and computes the new centres. (Under a local scheduler, or
+for an X that is not persisted on the client's cluster, each block is a task of its own.)
 
 With ``algorithm='lloyd'`` the pass (``lloyd_pass``) is stateless: a block's labels are
 dropped after each pass. With 'exponion', 'yinyang' (what 'auto' picks for many clusters,
 by the same rule as :class:`fastkm.KMeans`) or 'hamerly', each block's per-row state (its
 labels and distance bounds) stays on the workers from one iteration to the next: each
-iteration runs one task per block that copies the block's previous state, runs the bounded
-pass (``exponion_pass``, ``hamerly_pass`` or ``yinyang_pass``) on it with the centres and
-how far each moved, and keeps the new state in the workers' memory, persisted in the same
-call that computes the reduced partials; the state never travels to the client. A row's
+iteration's task copies its blocks' previous state (its output of the previous
+iteration), runs the bounded pass (``exponion_pass``, ``hamerly_pass`` or ``yinyang_pass``)
+on it with the centres and how far each moved, and keeps the new state in its worker's
+memory; a second small task picks the partials out of that output where it lies, so the
+state never travels to the client. A row's
 state is its int32 label plus, for 'exponion', three values of X's dtype and an int32 (20
 bytes a row in all in float32, 32 in float64); 'hamerly': two values (12 or 20 bytes);
 'yinyang': one value plus one per group of about ten centres; Exponion also keeps its
@@ -100,29 +106,29 @@ def _block_weights(xb, wb):
     return np.ascontiguousarray(wb, dtype=xb.dtype)
 
 
-def _block_labels(xb, wb, centers, n_threads):
-    """Nearest centres of a block, and the kernel's partial sums, weights and inertia."""
+def _block_labels(xb, wb, centers, n_threads, labels=None):
+    """Nearest centres of a block, and the kernel's partial sums, weights and inertia.
+
+    ``labels``: an int32 array of the block's length to write them to, or None.
+    """
     xb = np.ascontiguousarray(xb)
     k, d = centers.shape
-    labels = np.empty(xb.shape[0], dtype=np.int32)
+    if labels is None:
+        labels = np.empty(xb.shape[0], dtype=np.int32)
     sums = np.zeros((k, d))
     weight_sums = np.zeros(k)
     inertia = 0.0
     if xb.shape[0]:
-        inertia, _ = core.lloyd_pass(xb, _block_weights(xb, wb), centers, labels, sums,
-                                  weight_sums, effective_n_threads(n_threads))
+        weights = None if wb is None else _block_weights(xb, wb)  # None: unit weights
+        inertia, _ = core.lloyd_pass(xb, weights, centers, labels, sums, weight_sums,
+                                     effective_n_threads(n_threads))
     return labels, sums, weight_sums, float(inertia)
 
 
-def _block_partials(xb, wb, centers, n_threads):
-    """One Lloyd pass over a block: (sums, weight_sums, inertia); the labels stay here."""
-    return _block_labels(xb, wb, centers, n_threads)[1:]
-
-
-def _block_bounded(xb, wb, previous, centers, shift, algorithm, groups, n_threads):
+def _block_bounded(xb, wb, state, centers, shift, algorithm, groups, n_threads):
     """One bounded pass (``BOUNDED_PASSES[algorithm]``) over a block.
 
-    ``previous``: the block's output of the previous pass, or None for the first one.
+    ``state``: the block's state after the previous pass, or None for the first one.
     ``groups``: Yinyang's groups of centres (for its first pass), else None.
     Returns (state, (sums, weight_sums, n_changed)); state = (labels, *bounds), kept on the
     worker for the next pass.
@@ -130,13 +136,13 @@ def _block_bounded(xb, wb, previous, centers, shift, algorithm, groups, n_thread
     xb = np.ascontiguousarray(xb)
     n = xb.shape[0]
     k, d = centers.shape
-    if previous is None:
+    if state is None:
         state = (np.zeros(n, np.int32), *_unknown_bounds(algorithm, n, xb.dtype, k, d,
                                                          groups))
     else:
         # Copies: the kernel updates them in place, and Dask may hand this task the
         # persisted arrays themselves (again, when it recomputes a lost block).
-        state = tuple(a.copy() for a in previous[0])
+        state = tuple(a.copy() for a in state)
     sums = np.zeros((k, d))
     weight_sums = np.zeros(k)
     n_changed = 0
@@ -145,6 +151,31 @@ def _block_bounded(xb, wb, previous, centers, shift, algorithm, groups, n_thread
             xb, _block_weights(xb, wb), centers, shift, *state, sums, weight_sums,
             effective_n_threads(n_threads))
     return state, (sums, weight_sums, int(n_changed))
+
+
+def _group_partials(xbs, wbs, centers, n_threads):
+    """One Lloyd pass over several blocks (one task): their (sums, weight_sums, inertia),
+    in order; the labels stay here."""
+    # One labels array for all: each fresh array costs page faults (Dask's nanny makes
+    # glibc map every array over 128 KiB afresh), 2 ms of a 17 ms pass over 500k rows.
+    labels = np.empty(max(len(xb) for xb in xbs), dtype=np.int32)
+    return [_block_labels(xb, wb, centers, n_threads, labels[:len(xb)])[1:]
+            for xb, wb in zip(xbs, wbs)]
+
+
+def _group_bounded(xbs, wbs, previous, centers, shift, algorithm, groups, n_threads):
+    """``_block_bounded`` of several blocks (one task).
+
+    ``previous``: this task's output for the same blocks in the previous pass, or None.
+    Returns (the blocks' states, their partials), each a list in the blocks' order.
+    """
+    states = [None] * len(xbs) if previous is None else previous[0]
+    # Unit weights: one array for all (as the labels in _group_partials).
+    ones = np.ones(max(len(xb) for xb in xbs), dtype=centers.dtype)
+    outputs = [_block_bounded(xb, ones[:len(xb)] if wb is None else wb, state, centers,
+                              shift, algorithm, groups, n_threads)
+               for xb, wb, state in zip(xbs, wbs, states)]
+    return [out[0] for out in outputs], [out[1] for out in outputs]
 
 
 def _add_partials(*parts):
@@ -248,8 +279,53 @@ def _block_row_at(xb, wb, target):
 
 # -- the client side ---------------------------------------------------------------------
 
+def _distributed_client():
+    """The ``distributed.Client`` that dask.compute would use now, or None."""
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    return client if isinstance(client, Client) else None
+
+
+def _worker_groups(client, futures, sizes):
+    """The blocks split into one group per thread of the cluster's workers: lists of block
+    indices, in order, of about equal rows. A group takes blocks its worker holds up to its
+    share of the rows; the blocks left over go, largest first, to the group with the fewest
+    rows (its worker fetches them)."""
+    nthreads = client.nthreads()
+    who_has = client.who_has(futures)
+    slots = [address for address in sorted(nthreads) for _ in range(nthreads[address])]
+    share = sizes.sum() / max(len(slots), 1)
+    rows = np.zeros(len(slots))
+    members = [[] for _ in slots]
+    left = []
+    for i, future in enumerate(futures):
+        held = [s for s, address in enumerate(slots) if address in who_has.get(future.key, ())]
+        slot = min(held, key=rows.__getitem__, default=None)
+        if slot is None or rows[slot] + sizes[i] > share:
+            left.append(i)
+            continue
+        rows[slot] += sizes[i]
+        members[slot].append(i)
+    for i in sorted(left, key=lambda i: -sizes[i]):
+        slot = int(np.argmin(rows))
+        rows[slot] += sizes[i]
+        members[slot].append(i)
+    return [sorted(m) for m in members if m]
+
+
 class _Blocks:
-    """A persisted 2-D dask array as a list of row blocks (and sample weights, if any)."""
+    """A 2-D dask array as a list of row blocks (and sample weights, if any).
+
+    When X is persisted on the active ``distributed.Client``, the Lloyd and bounded passes
+    run as one task per thread of the workers, over the blocks its worker holds
+    (:func:`_worker_groups`, formed once): Dask's cost per task (about 3 ms on two cores)
+    then counts a few times per iteration, not once per block. Their inputs are the
+    blocks' futures, whose graph Dask keeps: a block lost with a worker is recomputed.
+    Otherwise (a local scheduler, or X not persisted) each block is a task of its own.
+    """
 
     def __init__(self, X, sample_weight):
         self.X = X
@@ -259,50 +335,99 @@ class _Blocks:
         self.sizes = np.asarray(X.chunks[0], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.dtype = X.dtype
+        self.client = _distributed_client()
+        futures = weights = None
+        if self.client is not None:
+            futures = _block_futures(self.client, X)
+            weights = [None] * len(self.xs) if sample_weight is None else \
+                _block_futures(self.client, sample_weight)
+        if futures is None or weights is None:
+            self.client = None
+            self.task_xs, self.task_ws = self.xs, self.ws
+            self.groups = [[i] for i in range(len(self.xs))]
+        else:
+            from distributed import wait
+
+            wait(futures)
+            self.task_xs, self.task_ws = futures, weights
+            self.groups = _worker_groups(self.client, futures, self.sizes)
 
     def map(self, func, *args, with_weights=True):
         if with_weights:
             return [delayed(func, pure=True)(xb, wb, *args) for xb, wb in zip(self.xs, self.ws)]
         return [delayed(func, pure=True)(xb, *args) for xb in self.xs]
 
+    def _map_groups(self, func, *args, previous=None):
+        """One task per group: ``func(xbs, wbs[, previous[g]], *args)``; futures or delayed."""
+        tasks = []
+        for g, members in enumerate(self.groups):
+            task_args = ([self.task_xs[i] for i in members],
+                         [self.task_ws[i] for i in members],
+                         *(() if previous is None else (previous[g],)), *args)
+            if self.client is not None:
+                tasks.append(self.client.submit(func, *task_args, pure=False))
+            else:
+                tasks.append(delayed(func, pure=True)(*task_args))
+        return tasks
+
+    def _in_block_order(self, results):
+        """The groups' lists of per-block results as one list in the blocks' order."""
+        parts = [None] * len(self.xs)
+        for members, result in zip(self.groups, results):
+            for i, part in zip(members, result):
+                parts[i] = part
+        return parts
+
     def partials(self, centers, n_threads):
-        """Summed (sums, weight_sums, inertia) of one pass, reduced as a tree."""
-        return _tree(self.map(_block_partials, delayed(centers), n_threads), _add_partials)
+        """Summed (sums, weight_sums, inertia) of one Lloyd pass."""
+        tasks = self._map_groups(_group_partials, centers, n_threads)
+        results = (self.client.gather(tasks) if self.client is not None
+                   else dask.compute(tasks)[0])
+        return _reduce(self._in_block_order(results), _add_partials)
 
     def bounded_partials(self, states, centers, shift, algorithm, groups, n_threads):
         """One bounded pass over every block: (new states, summed (sums, weight_sums,
         n_changed)).
 
-        ``states``: the blocks' outputs of the previous pass (None for the first). The new
-        outputs are persisted on the workers in the same call that computes the reduced
-        partials, so that each block's pass runs once; the reduction takes only the
-        partials (picked from the outputs where they were computed), so that no state
-        moves.
+        ``states``: the groups' outputs of the previous pass (None for the first). The new
+        outputs stay on the workers; only their partials are fetched (picked from each
+        output where it was computed), so that no state moves.
         """
-        c, s = delayed(centers), delayed(shift)
-        outputs = [delayed(_block_bounded, pure=True)(xb, wb, prev, c, s, algorithm, groups,
-                                                      n_threads)
-                   for xb, wb, prev in zip(self.xs, self.ws, states)]
-        parts = [delayed(operator.getitem, pure=True)(out, 1) for out in outputs]
-        *outputs, root = dask.persist(*outputs, _reduce(parts, _add_partials))
-        return outputs, dask.compute(root)[0]
+        previous = [None] * len(self.groups) if states is None else states
+        outputs = self._map_groups(_group_bounded, centers, shift, algorithm, groups,
+                                   n_threads, previous=previous)
+        if self.client is not None:
+            parts = self.client.gather([self.client.submit(operator.getitem, out, 1,
+                                                           pure=False) for out in outputs])
+        else:
+            outputs = list(dask.persist(*outputs))
+            parts = dask.compute([out[1] for out in outputs])[0]
+        return outputs, _reduce(self._in_block_order(parts), _add_partials)
 
     def stats(self):
         """(n, mean, M2, finite) of the features over all rows, in float64."""
-        return _tree(self.map(_block_stats, with_weights=False), _add_stats)
+        return _reduce(dask.compute(self.map(_block_stats, with_weights=False))[0],
+                       _add_stats)
+
+
+def _block_futures(client, X):
+    """X's blocks' futures on ``client``, in order, or None where X is not persisted there."""
+    futures = {future.key: future for future in client.futures_of(X)}
+    keys = list(dask.core.flatten(X.__dask_keys__()))
+    if not all(key in futures for key in keys):
+        return None
+    return [futures[key] for key in keys]
 
 
 def _reduce(parts, combine):
-    """Delayed partials combined ``SPLIT_EVERY`` at a time, in order: the delayed root."""
+    """Partials combined ``SPLIT_EVERY`` at a time, in order, as a tree: the root.
+
+    On the client, in the blocks' order, so that the sums do not depend on which worker
+    computed which block.
+    """
     while len(parts) > 1:
-        parts = [delayed(combine, pure=True)(*parts[i:i + SPLIT_EVERY])
-                 for i in range(0, len(parts), SPLIT_EVERY)]
+        parts = [combine(*parts[i:i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
     return parts[0]
-
-
-def _tree(parts, combine):
-    """Combine delayed partials ``SPLIT_EVERY`` at a time, in order, and compute the root."""
-    return dask.compute(_reduce(parts, combine))[0]
 
 
 def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
@@ -351,7 +476,7 @@ def _lloyd(blocks, centers, *, max_iter, tol, n_threads, callback, verbose, algo
     centers = np.ascontiguousarray(centers, dtype=blocks.dtype)
     bounded = algorithm in BOUNDED_PASSES
     if bounded:
-        states = [None] * len(blocks.xs)
+        states = None
         shift = np.zeros(centers.shape[0], dtype=blocks.dtype)
         # Yinyang's groups: formed once, from the initial centres (as in memory).
         groups = centre_groups(centers) if algorithm == "yinyang" else None
