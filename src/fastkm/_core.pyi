@@ -117,3 +117,7 @@ def dither_rgb(
     max_error: float,
     indices: UInt8,
 ) -> None: ...
+def distinct_rows(
+    X: Floats, sample_weight: Floats | None, max_distinct: int, inverse: Int32,
+    n_threads: int = 1,
+) -> tuple[Floats, Float64] | None: ...

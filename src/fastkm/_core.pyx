@@ -2839,3 +2839,229 @@ def dither_rgb(
             current = following
             following = swap
             following[:, :] = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Distinct rows (fastkm.KMeans on data with many repeated rows, such as the pixels of a photo)
+#
+# The k-means of rows repeated with multiplicities is the k-means of their distinct rows
+# weighted by those multiplicities: same labels, same centres (up to the order of the sums).
+# distinct_rows finds them with hash tables small enough to stay in cache: the rows are first
+# split by the top bits of their hash into ROW_PARTITIONS partitions (a stable counting sort
+# of their indices), then each partition's distinct rows are found on its own, in parallel.
+# The result depends on the rows only: partitions in order, rows in order within each.
+
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+
+cdef enum:
+    ROW_PARTITIONS = 16
+    PARTITION_SHIFT = 60  # 64 - log2(ROW_PARTITIONS)
+    PREFETCH_ROWS = 16
+
+cdef extern from *:
+    """
+    #define FASTKM_HASH_SEED 0x9E3779B97F4A7C15ULL
+    #define FASTKM_HASH_MULTIPLIER 0xFF51AFD7ED558CCDULL
+    #define FASTKM_HASH_FINAL 0xC4CEB9FE1A85EC53ULL
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastkm_prefetch(p) __builtin_prefetch((p))
+    #else
+    #define fastkm_prefetch(p) ((void)(p))
+    #endif
+    """
+    const uint64_t FASTKM_HASH_SEED
+    const uint64_t FASTKM_HASH_MULTIPLIER
+    const uint64_t FASTKM_HASH_FINAL
+    void fastkm_prefetch(const void* p) noexcept nogil
+
+
+cdef inline uint64_t _row_hash(const floating* x, Py_ssize_t d) noexcept nogil:
+    """A 64-bit hash of a row's values, the same for -0.0 and 0.0 (which compare equal)."""
+    cdef uint64_t h = FASTKM_HASH_SEED, bits = 0
+    cdef uint32_t bits32
+    cdef floating v
+    cdef Py_ssize_t f
+    for f in range(d):
+        v = x[f]
+        if v == 0:
+            v = 0
+        if floating is float:
+            memcpy(&bits32, &v, 4)
+            bits = bits32
+        else:
+            memcpy(&bits, &v, 8)
+        h = (h ^ bits) * FASTKM_HASH_MULTIPLIER
+        h = h ^ (h >> 32)
+    # MurmurHash3's finalizer, so that every bit of the row reaches the top and bottom bits
+    h = (h ^ (h >> 33)) * FASTKM_HASH_MULTIPLIER
+    h = (h ^ (h >> 33)) * FASTKM_HASH_FINAL
+    return h ^ (h >> 33)
+
+
+cdef inline bint _same_row(const floating* x, const floating* y, Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t f
+    for f in range(d):
+        if x[f] != y[f]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _partition_distinct(
+        const floating* X, Py_ssize_t d,
+        const floating* sample_weight,       # IN  (n,) or NULL for unit weights
+        int* order,                          # IN/OUT the partition's rows, ascending; OUT its
+                                             #     first len = returned rows: each distinct
+                                             #     row's first occurrence
+        Py_ssize_t n_rows,
+        double* weights,                     # OUT (returned,) summed weight of each
+        int* inverse,                        # OUT each row's index among the distinct rows
+                                             #     of the partition
+) noexcept nogil:
+    """The distinct rows of one partition. Returns how many there are, or -1 when out of
+    memory. The table holds, per slot, the high half of the row's hash and 1 + its index;
+    the rows themselves are copied to a compact buffer, so that lookups stay in cache."""
+    cdef uint64_t capacity = 16, mask, h, tag, slot
+    cdef Py_ssize_t j, i, f, m = 0, pos, ahead, previous = -1
+    cdef double w
+    while capacity < 2 * <uint64_t>n_rows:
+        capacity = 2 * capacity
+    mask = capacity - 1
+    cdef uint64_t* table = <uint64_t*>calloc(capacity, sizeof(uint64_t))
+    cdef floating* rows = <floating*>malloc(max(1, n_rows * d) * sizeof(floating))
+    if table == NULL or rows == NULL:
+        free(table)
+        free(rows)
+        return -1
+    for j in range(n_rows):
+        # The partition's rows lie far apart in X: fetch them ahead of use.
+        ahead = j + PREFETCH_ROWS
+        if ahead < n_rows:
+            fastkm_prefetch(X + <Py_ssize_t>order[ahead] * d)
+        i = order[j]
+        w = 1.0 if sample_weight == NULL else <double>sample_weight[i]
+        # A row equal to the one before it (a run of equal pixels) needs no lookup.
+        if previous >= 0 and _same_row(X + i * d, rows + previous * d, d):
+            weights[previous] += w
+            inverse[i] = <int>previous
+            continue
+        h = _row_hash(X + i * d, d)
+        tag = h >> 32 << 32
+        pos = <Py_ssize_t>(h & mask)
+        while True:
+            slot = table[pos]
+            if slot == 0:
+                previous = m
+                table[pos] = tag | <uint64_t>(m + 1)
+                for f in range(d):
+                    rows[m * d + f] = X[i * d + f]
+                weights[m] = w
+                order[m] = <int>i  # m <= j: order[j] was read already
+                m = m + 1
+                break
+            if slot >> 32 << 32 == tag:
+                previous = <Py_ssize_t>(slot & <uint32_t>-1) - 1
+                if _same_row(X + i * d, rows + previous * d, d):
+                    weights[previous] += w
+                    break
+            pos = <Py_ssize_t>((pos + 1) & mask)
+        inverse[i] = <int>previous
+    free(table)
+    free(rows)
+    return m
+
+
+def distinct_rows(
+        const floating[:, ::1] X,            # IN  (n, d)
+        sample_weight,                       # IN  (n,) X's dtype, or None for unit weights
+        Py_ssize_t max_distinct,             # IN  give up beyond this many distinct rows
+        int[::1] inverse,                    # OUT (n,) the index of each row of X among the
+                                             #     distinct rows
+        int n_threads=1,
+):
+    """The distinct rows of X, their summed weights and the index of each row among them.
+
+    Returns ``(rows, weights)``: the (m, d) distinct rows, in X's dtype, and their (m,)
+    summed weights, in float64; or None if there are more than ``max_distinct`` (``inverse``
+    then holds partial results). Rows are equal when their values compare equal. The order
+    of the distinct rows depends on X only (not on ``n_threads``). Extra memory: about
+    n * 17 bytes while it runs.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef const floating[::1] w
+    cdef const floating* w_ptr = NULL
+    if sample_weight is not None:
+        w = sample_weight
+        if w.shape[0] != n:
+            raise ValueError("distinct_rows: sample_weight must have one entry per row of X")
+        if n:
+            w_ptr = &w[0]
+    if inverse.shape[0] != n:
+        raise ValueError("distinct_rows: inverse must have one entry per row of X")
+    if n >= (<Py_ssize_t>1 << 31) - 1:
+        raise ValueError("distinct_rows: X must have fewer than 2**31 - 1 rows")
+    dtype = np.float32 if floating is float else np.float64
+    if d == 0:
+        raise ValueError("distinct_rows: X must have at least one column")
+    if n == 0:
+        return np.empty((0, d), dtype=dtype), np.empty(0)
+    cdef Py_ssize_t n_chunks, chunk_rows, c, i, p, j, f, total
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d)
+    part_array = np.empty(n, dtype=np.uint8)
+    counts_array = np.zeros((n_chunks, ROW_PARTITIONS), dtype=np.intp)
+    cdef uint8_t[::1] part = part_array
+    cdef Py_ssize_t[:, ::1] counts = counts_array
+    # 1. Each row's partition, and the partitions' sizes in each chunk.
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            p = <Py_ssize_t>(_row_hash(&X[i, 0], d) >> PARTITION_SHIFT)
+            part[i] = <uint8_t>p
+            counts[c, p] += 1
+    # Where each chunk's rows of each partition go: partitions in order, chunks in order.
+    sizes_array = counts_array.sum(axis=0)
+    starts_array = np.concatenate([[0], np.cumsum(sizes_array)])
+    offsets_array = (starts_array[:-1] + np.cumsum(counts_array, axis=0) - counts_array)
+    cdef Py_ssize_t[:, ::1] offsets = np.ascontiguousarray(offsets_array)
+    cdef Py_ssize_t[::1] starts = starts_array
+    order_array = np.empty(n, dtype=np.int32)
+    cdef int[::1] order = order_array
+    # 2. The rows' indices sorted by partition (stably).
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            p = part[i]
+            order[offsets[c, p]] = <int>i
+            offsets[c, p] += 1
+    # 3. Each partition's distinct rows, at the start of its range of order and weights.
+    local_weights_array = np.empty(n)
+    distinct_array = np.empty(ROW_PARTITIONS, dtype=np.intp)
+    cdef double[::1] local_weights = local_weights_array
+    cdef Py_ssize_t[::1] distinct = distinct_array
+    for p in prange(ROW_PARTITIONS, nogil=True, schedule="dynamic",
+                    num_threads=min(n_threads, ROW_PARTITIONS)):
+        distinct[p] = _partition_distinct(
+            &X[0, 0], d, w_ptr, &order[starts[p]], starts[p + 1] - starts[p],
+            &local_weights[starts[p]], &inverse[0])
+    if (distinct_array < 0).any():
+        raise MemoryError()
+    total = distinct_array.sum()
+    if total > max_distinct:
+        return None
+    # 4. The distinct rows, partition after partition, and the rows' global indices.
+    first_array = np.concatenate([[0], np.cumsum(distinct_array)])
+    cdef Py_ssize_t[::1] first = first_array
+    rows_array = np.empty((total, d), dtype=dtype)
+    weights_array = np.empty(total)
+    cdef floating[:, ::1] rows = rows_array
+    cdef double[::1] weights = weights_array
+    for p in prange(ROW_PARTITIONS, nogil=True, schedule="static",
+                    num_threads=min(n_threads, ROW_PARTITIONS)):
+        for j in range(distinct[p]):
+            for f in range(d):
+                rows[first[p] + j, f] = X[order[starts[p] + j], f]
+            weights[first[p] + j] = local_weights[starts[p] + j]
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            inverse[i] = inverse[i] + <int>first[part[i]]
+    return rows_array, weights_array

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _chunked
+from ._duplicates import distinct_rows
 from ._init import initial_centers
 from ._isa import core
 from ._lloyd import lloyd
@@ -136,6 +137,14 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     else:
         tol = tol * mean_variance(X) if tol > 0 else 0.0
 
+    # Repeated rows (pixels, say) are fitted once each, weighted by their count.
+    distinct = None
+    if reader is None:
+        distinct = distinct_rows(X, sample_weight, n_threads)
+    fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
+    if distinct is not None and callback is not None:
+        callback = _with_all_labels(callback, distinct.inverse)
+
     best = None
     for run in range(n_init):
         if init_array is not None:
@@ -147,9 +156,12 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
             centers = _chunked.sample_initial_centers(reader, n_clusters, init, sample_weight,
                                                       random_state, n_threads,
                                                       init_size=init_size)
-        else:
+        elif init_size is not None:  # a sample of the rows, not of the distinct rows
             centers = initial_centers(X, n_clusters, init, sample_weight, random_state,
                                       n_threads, init_size=init_size)
+        else:
+            centers = initial_centers(fit_X, n_clusters, init, fit_weight, random_state,
+                                      n_threads)
         if verbose:
             print(f"Initialization complete (run {run + 1} of {n_init})")
         if reader is not None:
@@ -157,16 +169,27 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
                 reader, sample_weight, centers, max_iter=max_iter, tol=tol,
                 n_threads=n_threads, callback=callback, verbose=verbose))
         else:
-            result = KMeansResult(*lloyd(X, sample_weight, centers, max_iter=max_iter,
+            result = KMeansResult(*lloyd(fit_X, fit_weight, centers, max_iter=max_iter,
                                          tol=tol, n_threads=n_threads, callback=callback,
                                          verbose=verbose, algorithm=algorithm))
         if swap_trials:
             result = KMeansResult(*swap_refine(
-                X, sample_weight, result.centers, max_trials=swap_trials, tol=tol,
+                fit_X, fit_weight, result.centers, max_trials=swap_trials, tol=tol,
                 max_iter=max_iter, random_state=random_state, n_threads=n_threads))
         if best is None or result.inertia < best.inertia:
             best = result
+    if distinct is not None:
+        best = best._replace(labels=best.labels[distinct.inverse])
     return best
+
+
+def _with_all_labels(callback, inverse):
+    """``callback`` seeing the labels of all rows, from those of the distinct rows."""
+    def with_all_labels(info):
+        if info.labels is not None:
+            info = info._replace(labels=info.labels[inverse])
+        return callback(info)
+    return with_all_labels
 
 
 def _check_init(init, n_clusters, n_features, dtype, name="init"):
@@ -415,6 +438,18 @@ default='k-means++'
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str
         Column names, when ``fit`` was given a DataFrame with string column names.
+
+    Notes
+    -----
+    Repeated rows: when X (in memory, from 65,536 rows) holds at most a quarter as many
+    distinct rows as rows, as the pixels of a photo do, ``fit`` clusters the distinct rows
+    weighted by their counts (and their total ``sample_weight``): the same labels and
+    centres as clustering every row, up to the order of the sums, for the cost of one
+    parallel pass that finds them (extra memory about 17 bytes a row while it runs). An
+    evenly spaced sample of ``8 * sqrt(n_samples)`` rows decides whether to look. k-means++
+    and 'random' then draw from the distinct rows in proportion to their weight (the same
+    distribution as from all rows), and a cluster left empty takes the farthest distinct
+    row with all its copies, where scikit-learn moves a single sample.
 
     Examples
     --------

@@ -1,0 +1,82 @@
+"""Repeated rows: k-means of the distinct rows, weighted by how often each occurs.
+
+Data such as the pixels of a photo repeat rows many times (4.4 million pixels of the GUIDE's
+photo hold 855 thousand distinct colours). The k-means of rows repeated with multiplicities
+is the k-means of the distinct rows weighted by those multiplicities: the same labels and
+centres, up to the order in which the sums are added. :func:`distinct_rows` finds them when
+a sample shows they are few enough to pay for the pass that finds them.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._isa import core
+
+# Looked for from this many rows on: below, a fit is short anyway.
+MIN_ROWS = 1 << 16
+# Used when there are at most n / MAX_DISTINCT_SHARE distinct rows.
+MAX_DISTINCT_SHARE = 4
+# Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
+# among n, two sampled rows are equal with probability at least 1 / m (whatever the
+# multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 128 at
+# m = n / 4. Below REPEATS_TO_TRY repeats (m above about n / 3), the data are left alone.
+SAMPLE_FACTOR = 8
+REPEATS_TO_TRY = 96
+
+
+class DistinctRows(NamedTuple):
+    """X's distinct rows (in X's dtype), their summed weights (in X's dtype) and the
+    index among them of each row of X."""
+
+    rows: np.ndarray
+    weights: np.ndarray
+    inverse: np.ndarray
+
+
+def distinct_rows(X, sample_weight, n_threads):
+    """X's distinct rows and their weights, or None when they would not save enough.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+    sample_weight : ndarray of shape (n_samples,), X's dtype
+    n_threads : int
+
+    Returns
+    -------
+    DistinctRows or None
+        None when X has fewer than ``MIN_ROWS`` rows, when an evenly spaced sample shows
+        few repeats, or when more than ``n_samples / MAX_DISTINCT_SHARE`` rows are distinct.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.repeat(np.eye(3, dtype=np.float32), 30_000, axis=0)
+    >>> found = distinct_rows(X, np.ones(len(X), np.float32), n_threads=1)
+    >>> found.rows
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]], dtype=float32)
+    >>> found.weights
+    array([30000., 30000., 30000.], dtype=float32)
+    >>> np.array_equal(found.rows[found.inverse], X)
+    True
+    """
+    n = X.shape[0]
+    if n < MIN_ROWS:
+        return None
+    sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
+    found = core.distinct_rows(sample, None, len(sample), np.empty(len(sample), np.int32))
+    if len(sample) - len(found[0]) < REPEATS_TO_TRY * len(sample) ** 2 / (
+            SAMPLE_FACTOR ** 2 * n):
+        return None
+    unit = sample_weight.min() == 1 == sample_weight.max()
+    inverse = np.empty(n, dtype=np.int32)
+    found = core.distinct_rows(X, None if unit else sample_weight, n // MAX_DISTINCT_SHARE,
+                               inverse, n_threads)
+    if found is None:
+        return None
+    rows, weights = found
+    return DistinctRows(rows, weights.astype(X.dtype), inverse)

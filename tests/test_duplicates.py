@@ -1,0 +1,155 @@
+"""Repeated rows: the distinct_rows kernel, and fits of data with repeats against fits that
+do not look for them."""
+
+import numpy as np
+import pytest
+
+import fastkm
+from fastkm import _duplicates
+from fastkm._isa import core
+
+
+def repeated_rows(n, n_distinct, d, dtype, seed=0):
+    """n rows drawn (unevenly) from n_distinct random ones, like the colours of a photo."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, size=(n_distinct, d)).astype(dtype) / 255
+    popularity = rng.pareto(1.5, size=n_distinct) + 1e-3
+    rows = rng.choice(n_distinct, size=n, p=popularity / popularity.sum())
+    return np.ascontiguousarray(palette[rows])
+
+
+def reference_distinct(X, weights):
+    """np.unique's answer: the sorted distinct rows, and the summed weight of each."""
+    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    return rows, np.bincount(inverse.ravel(), weights=weights, minlength=len(rows))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 3, 8])
+def test_kernel_finds_the_distinct_rows_and_their_weights(dtype, d):
+    X = repeated_rows(20_000, 700, d, dtype)
+    weights = np.random.default_rng(1).uniform(0.5, 2, size=len(X)).astype(dtype)
+    inverse = np.empty(len(X), dtype=np.int32)
+    rows, summed = core.distinct_rows(X, weights, len(X), inverse, 2)
+    assert rows.dtype == dtype and summed.dtype == np.float64
+    np.testing.assert_array_equal(rows[inverse], X)
+    assert len(np.unique(rows, axis=0)) == len(rows)  # each row once
+    expected_rows, expected_weights = reference_distinct(X, weights.astype(np.float64))
+    order = np.lexsort(rows.T[::-1])
+    np.testing.assert_array_equal(rows[order], expected_rows)
+    np.testing.assert_allclose(summed[order], expected_weights, rtol=1e-12)
+
+
+def test_kernel_unit_weights_count_the_rows():
+    X = repeated_rows(5_000, 50, 3, np.float32)
+    inverse = np.empty(len(X), dtype=np.int32)
+    rows, counts = core.distinct_rows(X, None, len(X), inverse)
+    np.testing.assert_array_equal(counts, np.bincount(inverse, minlength=len(rows)))
+    assert counts.sum() == len(X)
+
+
+def test_kernel_merges_signed_zeros_and_keeps_near_values_apart():
+    X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, np.nextafter(1.0, 2.0)], [0.0, 1.0]])
+    inverse = np.empty(4, dtype=np.int32)
+    rows, counts = core.distinct_rows(X, None, 4, inverse)
+    assert len(rows) == 2
+    assert inverse[0] == inverse[1] == inverse[3] != inverse[2]
+    np.testing.assert_array_equal(counts[[inverse[0], inverse[2]]], [3, 1])
+
+
+def test_kernel_result_does_not_depend_on_the_thread_count():
+    X = repeated_rows(50_000, 3_000, 3, np.float32)
+    results = []
+    for n_threads in (1, 2, 3):
+        inverse = np.empty(len(X), dtype=np.int32)
+        rows, weights = core.distinct_rows(X, None, len(X), inverse, n_threads)
+        results.append((rows, weights, inverse))
+    for rows, weights, inverse in results[1:]:
+        np.testing.assert_array_equal(rows, results[0][0])
+        np.testing.assert_array_equal(weights, results[0][1])
+        np.testing.assert_array_equal(inverse, results[0][2])
+
+
+def test_kernel_gives_up_beyond_max_distinct():
+    X = repeated_rows(10_000, 400, 3, np.float64)
+    n_distinct = len(np.unique(X, axis=0))
+    inverse = np.empty(len(X), dtype=np.int32)
+    assert core.distinct_rows(X, None, n_distinct - 1, inverse) is None
+    assert len(core.distinct_rows(X, None, n_distinct, inverse)[0]) == n_distinct
+
+
+def test_kernel_rejects_mismatched_arrays():
+    X = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="inverse"):
+        core.distinct_rows(X, None, 10, np.empty(9, dtype=np.int32))
+    with pytest.raises(ValueError, match="sample_weight"):
+        core.distinct_rows(X, np.ones(9), 10, np.empty(10, dtype=np.int32))
+
+
+def test_few_repeats_are_left_alone():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(_duplicates.MIN_ROWS, 3))  # all rows distinct
+    assert _duplicates.distinct_rows(X, np.ones(len(X)), 2) is None
+    # Half the rows distinct: too many to pay for the pass.
+    X[1::2] = X[::2]
+    assert _duplicates.distinct_rows(X, np.ones(len(X)), 2) is None
+    small = repeated_rows(_duplicates.MIN_ROWS - 1, 10, 3, np.float64)
+    assert _duplicates.distinct_rows(small, np.ones(len(small)), 2) is None
+
+
+def test_many_repeats_are_found():
+    X = repeated_rows(_duplicates.MIN_ROWS, 2_000, 3, np.float32)
+    found = _duplicates.distinct_rows(X, np.ones(len(X), np.float32), 2)
+    assert found is not None and found.weights.dtype == np.float32
+    np.testing.assert_array_equal(found.rows[found.inverse], X)
+
+
+@pytest.fixture
+def never_collapse(monkeypatch):
+    """Fits that do not look for repeated rows: the reference."""
+    def fit_without(*args, **kwargs):
+        with monkeypatch.context() as patch:
+            patch.setattr(_duplicates, "MIN_ROWS", np.iinfo(np.int64).max)
+            return fastkm.kmeans(*args, **kwargs)
+    return fit_without
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "yinyang"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_of_repeated_rows_is_the_fit_of_all_rows(never_collapse, algorithm, dtype):
+    X = repeated_rows(100_000, 3_000, 3, dtype)
+    init = X[np.random.default_rng(2).choice(len(X), 24, replace=False)]
+    init = np.unique(init, axis=0)[:16]
+    assert _duplicates.distinct_rows(X, np.ones(len(X), dtype), 2) is not None
+    collapsed = fastkm.kmeans(X, 16, init=init, algorithm=algorithm, tol=0, max_iter=40)
+    reference = never_collapse(X, 16, init=init, algorithm="lloyd", tol=0, max_iter=40)
+    np.testing.assert_array_equal(collapsed.labels, reference.labels)
+    assert collapsed.n_iter == reference.n_iter
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(collapsed.centers, reference.centers, rtol=rtol)
+    assert collapsed.inertia == pytest.approx(reference.inertia, rel=rtol)
+
+
+def test_weighted_fit_of_repeated_rows(never_collapse):
+    X = repeated_rows(80_000, 2_000, 3, np.float64, seed=3)
+    weights = np.random.default_rng(4).integers(0, 4, size=len(X)).astype(np.float64)
+    init = np.unique(X[:200], axis=0)[:10]
+    collapsed = fastkm.kmeans(X, 10, sample_weight=weights, init=init, tol=0, max_iter=30)
+    reference = never_collapse(X, 10, sample_weight=weights, init=init, tol=0, max_iter=30)
+    np.testing.assert_array_equal(collapsed.labels, reference.labels)
+    np.testing.assert_allclose(collapsed.centers, reference.centers, rtol=1e-12)
+    assert collapsed.inertia == pytest.approx(reference.inertia, rel=1e-12)
+
+
+def test_estimator_on_repeated_rows_labels_every_row_and_is_thread_independent():
+    X = repeated_rows(70_000, 1_500, 3, np.float32, seed=5)
+    seen = []
+    fits = [fastkm.KMeans(12, random_state=0, n_threads=n_threads,
+                          callback=lambda info: seen.append(info.labels.shape)).fit(X)
+            for n_threads in (1, 2)]
+    assert fits[0].labels_.shape == (len(X),)
+    assert set(seen) == {(len(X),)}
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    assert fits[0].inertia_ == fits[1].inertia_
+    np.testing.assert_array_equal(fits[0].labels_, fits[0].predict(X))
