@@ -11,10 +11,11 @@ on the workers, in one task per worker thread that covers blocks its worker hold
 once per fit, about equal rows a task): Dask's own cost, a few milliseconds a task, then
 counts a few times an iteration instead of once per block. A block's pass yields only its
 per-cluster weighted sums, weights and inertia (or count of changed labels): k x d + k + 1
-numbers. These partials come to the client, which adds them as a tree
-(:data:`SPLIT_EVERY` at a time) in the blocks' order, so that the sums do not depend on
-which worker ran which block, and computes the new centres. (Under a local scheduler, or
-for an X that is not persisted on the client's cluster, each block is a task of its own.)
+numbers. These partials come to the client (8 bytes a number, so with many blocks and a
+large k x d, prefer fewer, larger blocks), which adds them as a tree (:data:`SPLIT_EVERY` at
+a time) in the blocks' order, so that the sums do not depend on which worker ran which
+block, and computes the new centres. (Under a local scheduler, or for an X that is not
+persisted on the client's cluster, each block is a task of its own.)
 
 With ``algorithm='lloyd'`` the pass (``lloyd_pass``) is stateless: a block's labels are
 dropped after each pass. With 'exponion', 'yinyang' (what 'auto' picks for many clusters,
@@ -24,13 +25,13 @@ iteration's task copies its blocks' previous state (its output of the previous
 iteration), runs the bounded pass (``exponion_pass``, ``hamerly_pass`` or ``yinyang_pass``)
 on it with the centres and how far each moved, and keeps the new state in its worker's
 memory; a second small task picks the partials out of that output where it lies, so the
-state never travels to the client. A row's
-state is its int32 label plus, for 'exponion', three values of X's dtype and an int32 (20
-bytes a row in all in float32, 32 in float64); 'hamerly': two values (12 or 20 bytes);
-'yinyang': one value plus one per group of about ten centres; Exponion also keeps its
-neighbour tables, k x (d + 64) values a block. The workers hold it twice while an
-iteration runs (the previous state and its updated copy). A lost state (a worker that died)
-is recomputed from the earlier passes by Dask, as any lost result.
+state never travels to the client. A row's state is its int32 label plus, for 'exponion',
+three values of X's dtype and an int32 (20 bytes a row in all in float32, 32 in float64);
+'hamerly': two values (12 or 20 bytes); 'yinyang': one value plus one per group of about
+ten centres; Exponion also keeps its neighbour tables, k x (d + 64) values a block. The
+workers hold it twice while an iteration runs (the previous state and its updated copy).
+A lost state (a worker that died) is recomputed from the earlier passes by Dask, as any
+lost result: Dask keeps the graph of every future the fit holds.
 
 When a cluster is empty, a second round asks every block for its farthest samples and the
 client re-seeds the cluster exactly as :class:`fastkm.KMeans` does (farthest samples first,
