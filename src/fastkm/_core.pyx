@@ -2846,19 +2846,20 @@ def dither_rgb(
 #
 # The k-means of rows repeated with multiplicities is the k-means of their distinct rows
 # weighted by those multiplicities: same labels, same centres (up to the order of the sums).
-# distinct_rows finds them with hash tables small enough to stay in cache: the rows are first
-# split by the top bits of their hash into ROW_PARTITIONS partitions (a stable counting sort
-# of their indices), then each partition's distinct rows are found on its own, in parallel.
-# The result depends on the rows only: partitions in order, rows in order within each.
+# distinct_rows splits the rows by the top bits of their hash into ROW_PARTITIONS partitions
+# and finds each partition's distinct rows on its own, in parallel, with a hash table a
+# quarter of the size of one for all rows (the lookups go anywhere in it, so its size
+# decides how many miss the caches). The result depends on the rows only: partitions in
+# order, rows in the order of their first occurrence within each.
 
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 cdef enum:
-    ROW_PARTITIONS = 16
-    PARTITION_SHIFT = 60  # 64 - log2(ROW_PARTITIONS)
-    PREFETCH_ROWS = 16
+    ROW_PARTITIONS = 4
+    PARTITION_SHIFT = 62  # 64 - log2(ROW_PARTITIONS)
+    LOOKUP_BLOCK = 32
 
 cdef extern from *:
     """
@@ -2909,64 +2910,88 @@ cdef inline bint _same_row(const floating* x, const floating* y, Py_ssize_t d) n
 
 
 cdef Py_ssize_t _partition_distinct(
-        const floating* X, Py_ssize_t d,
+        const floating* X, Py_ssize_t n, Py_ssize_t d,
         const floating* sample_weight,       # IN  (n,) or NULL for unit weights
-        int* order,                          # IN/OUT the partition's rows, ascending; OUT its
-                                             #     first len = returned rows: each distinct
-                                             #     row's first occurrence
-        Py_ssize_t n_rows,
+        const uint8_t* part,                 # IN  (n,) each row's partition
+        uint8_t p,                           # IN  the partition to go through
+        Py_ssize_t n_rows,                   # IN  its number of rows
+        int* first,                          # OUT (returned,) first occurrence of each of
+                                             #     its distinct rows
         double* weights,                     # OUT (returned,) summed weight of each
-        int* inverse,                        # OUT each row's index among the distinct rows
-                                             #     of the partition
+        int* inverse,                        # OUT each of its rows' index among them
 ) noexcept nogil:
-    """The distinct rows of one partition. Returns how many there are, or -1 when out of
-    memory. The table holds, per slot, the high half of the row's hash and 1 + its index;
-    the rows themselves are copied to a compact buffer, so that lookups stay in cache."""
-    cdef uint64_t capacity = 16, mask, h, tag, slot
-    cdef Py_ssize_t j, i, f, m = 0, pos, ahead, previous = -1
+    """The distinct rows of one partition, in the order of their first occurrence. Returns
+    how many there are, or -1 when out of memory. The table holds, per slot, the high half of
+    the row's hash and 1 + the row's index; the rows are copied to a compact buffer, so that
+    the lookups stay in cache while X is read in order."""
+    cdef uint64_t capacity = 1 << 12, mask = capacity - 1, h, tag, slot
+    cdef Py_ssize_t i, f, m = 0, pos, previous = -1
     cdef double w
-    while capacity < 2 * <uint64_t>n_rows:
-        capacity = 2 * capacity
-    mask = capacity - 1
     cdef uint64_t* table = <uint64_t*>calloc(capacity, sizeof(uint64_t))
+    cdef uint64_t* grown
     cdef floating* rows = <floating*>malloc(max(1, n_rows * d) * sizeof(floating))
     if table == NULL or rows == NULL:
         free(table)
         free(rows)
         return -1
-    for j in range(n_rows):
-        # The partition's rows lie far apart in X: fetch them ahead of use.
-        ahead = j + PREFETCH_ROWS
-        if ahead < n_rows:
-            fastkm_prefetch(X + <Py_ssize_t>order[ahead] * d)
-        i = order[j]
-        w = 1.0 if sample_weight == NULL else <double>sample_weight[i]
-        # A row equal to the one before it (a run of equal pixels) needs no lookup.
-        if previous >= 0 and _same_row(X + i * d, rows + previous * d, d):
-            weights[previous] += w
-            inverse[i] = <int>previous
-            continue
-        h = _row_hash(X + i * d, d)
-        tag = h >> 32 << 32
-        pos = <Py_ssize_t>(h & mask)
-        while True:
-            slot = table[pos]
-            if slot == 0:
-                previous = m
-                table[pos] = tag | <uint64_t>(m + 1)
-                for f in range(d):
-                    rows[m * d + f] = X[i * d + f]
-                weights[m] = w
-                order[m] = <int>i  # m <= j: order[j] was read already
-                m = m + 1
-                break
-            if slot >> 32 << 32 == tag:
-                previous = <Py_ssize_t>(slot & <uint32_t>-1) - 1
-                if _same_row(X + i * d, rows + previous * d, d):
-                    weights[previous] += w
+    cdef Py_ssize_t start = 0, n_block, b
+    cdef int block[LOOKUP_BLOCK]
+    cdef uint64_t hashes[LOOKUP_BLOCK]
+    while start < n and m >= 0:
+        # The next LOOKUP_BLOCK rows of the partition, their hashes, and their slots fetched
+        # all at once: their cache misses overlap instead of following one another.
+        n_block = 0
+        while start < n and n_block < LOOKUP_BLOCK:
+            if part[start] == p:
+                block[n_block] = <int>start
+                hashes[n_block] = _row_hash(X + start * d, d)
+                fastkm_prefetch(&table[hashes[n_block] & mask])
+                n_block = n_block + 1
+            start = start + 1
+        for b in range(n_block):
+            i = block[b]
+            w = 1.0 if sample_weight == NULL else <double>sample_weight[i]
+            # A row equal to the partition's previous one (a run of equal pixels) needs no
+            # lookup.
+            if previous >= 0 and _same_row(X + i * d, rows + previous * d, d):
+                weights[previous] += w
+                inverse[i] = <int>previous
+                continue
+            h = hashes[b]
+            tag = h >> 32 << 32
+            pos = <Py_ssize_t>(h & mask)
+            while True:
+                slot = table[pos]
+                if slot == 0:
+                    previous = m
+                    table[pos] = tag | <uint64_t>(m + 1)
+                    for f in range(d):
+                        rows[m * d + f] = X[i * d + f]
+                    weights[m] = w
+                    first[m] = <int>i
+                    m = m + 1
                     break
-            pos = <Py_ssize_t>((pos + 1) & mask)
-        inverse[i] = <int>previous
+                if slot >> 32 << 32 == tag:
+                    previous = <Py_ssize_t>(slot & <uint32_t>-1) - 1
+                    if _same_row(X + i * d, rows + previous * d, d):
+                        weights[previous] += w
+                        break
+                pos = <Py_ssize_t>((pos + 1) & mask)
+            inverse[i] = <int>previous
+            if 2 * <uint64_t>m > capacity:  # at most half full: doubled
+                grown = <uint64_t*>calloc(2 * capacity, sizeof(uint64_t))
+                if grown == NULL:
+                    m = -1
+                    break
+                capacity = 2 * capacity
+                mask = capacity - 1
+                for pos in range(m):
+                    h = _row_hash(rows + pos * d, d)
+                    while grown[h & mask] != 0:
+                        h = (h & ~mask) | ((h + 1) & mask)
+                    grown[h & mask] = (h >> 32 << 32) | <uint64_t>(pos + 1)
+                free(table)
+                table = grown
     free(table)
     free(rows)
     return m
@@ -3019,36 +3044,27 @@ def distinct_rows(
             p = <Py_ssize_t>(_row_hash(&X[i, 0], d) >> PARTITION_SHIFT)
             part[i] = <uint8_t>p
             counts[c, p] += 1
-    # Where each chunk's rows of each partition go: partitions in order, chunks in order.
-    sizes_array = counts_array.sum(axis=0)
-    starts_array = np.concatenate([[0], np.cumsum(sizes_array)])
-    offsets_array = (starts_array[:-1] + np.cumsum(counts_array, axis=0) - counts_array)
-    cdef Py_ssize_t[:, ::1] offsets = np.ascontiguousarray(offsets_array)
+    starts_array = np.concatenate([[0], np.cumsum(counts_array.sum(axis=0))])
     cdef Py_ssize_t[::1] starts = starts_array
-    order_array = np.empty(n, dtype=np.int32)
-    cdef int[::1] order = order_array
-    # 2. The rows' indices sorted by partition (stably).
-    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
-            p = part[i]
-            order[offsets[c, p]] = <int>i
-            offsets[c, p] += 1
-    # 3. Each partition's distinct rows, at the start of its range of order and weights.
+    # 2. Each partition's distinct rows (first occurrences and weights), at the start of its
+    #    range of ``first_rows`` and ``local_weights``. Each partition reads X in order.
+    first_rows_array = np.empty(n, dtype=np.int32)
     local_weights_array = np.empty(n)
     distinct_array = np.empty(ROW_PARTITIONS, dtype=np.intp)
+    cdef int[::1] first_rows = first_rows_array
     cdef double[::1] local_weights = local_weights_array
     cdef Py_ssize_t[::1] distinct = distinct_array
     for p in prange(ROW_PARTITIONS, nogil=True, schedule="dynamic",
                     num_threads=min(n_threads, ROW_PARTITIONS)):
         distinct[p] = _partition_distinct(
-            &X[0, 0], d, w_ptr, &order[starts[p]], starts[p + 1] - starts[p],
-            &local_weights[starts[p]], &inverse[0])
+            &X[0, 0], n, d, w_ptr, &part[0], <uint8_t>p, starts[p + 1] - starts[p],
+            &first_rows[starts[p]], &local_weights[starts[p]], &inverse[0])
     if (distinct_array < 0).any():
         raise MemoryError()
     total = distinct_array.sum()
     if total > max_distinct:
         return None
-    # 4. The distinct rows, partition after partition, and the rows' global indices.
+    # 3. The distinct rows, partition after partition, and the rows' global indices.
     first_array = np.concatenate([[0], np.cumsum(distinct_array)])
     cdef Py_ssize_t[::1] first = first_array
     rows_array = np.empty((total, d), dtype=dtype)
@@ -3059,7 +3075,7 @@ def distinct_rows(
                     num_threads=min(n_threads, ROW_PARTITIONS)):
         for j in range(distinct[p]):
             for f in range(d):
-                rows[first[p] + j, f] = X[order[starts[p] + j], f]
+                rows[first[p] + j, f] = X[first_rows[starts[p] + j], f]
             weights[first[p] + j] = local_weights[starts[p] + j]
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
