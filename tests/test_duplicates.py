@@ -51,7 +51,7 @@ def test_kernel_unit_weights_count_the_rows():
 def test_kernel_merges_signed_zeros_and_keeps_near_values_apart():
     X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, np.nextafter(1.0, 2.0)], [0.0, 1.0]])
     inverse = np.empty(4, dtype=np.int32)
-    rows, counts = core.distinct_rows(X, None, 4, inverse)
+    rows, counts = core.distinct_rows(X, None, 16, inverse)
     assert len(rows) == 2
     assert inverse[0] == inverse[1] == inverse[3] != inverse[2]
     np.testing.assert_array_equal(counts[[inverse[0], inverse[2]]], [3, 1])
@@ -71,11 +71,14 @@ def test_kernel_result_does_not_depend_on_the_thread_count():
 
 
 def test_kernel_gives_up_beyond_max_distinct():
+    # (Each of the kernel's hash partitions gives up beyond its share of max_distinct.)
     X = repeated_rows(10_000, 400, 3, np.float64)
     n_distinct = len(np.unique(X, axis=0))
     inverse = np.empty(len(X), dtype=np.int32)
-    assert core.distinct_rows(X, None, n_distinct - 1, inverse) is None
-    assert len(core.distinct_rows(X, None, n_distinct, inverse)[0]) == n_distinct
+    for n_threads in (1, 2):
+        assert core.distinct_rows(X, None, n_distinct // 2, inverse, n_threads) is None
+        found = core.distinct_rows(X, None, 2 * n_distinct, inverse, n_threads)
+        assert len(found[0]) == n_distinct
 
 
 def test_kernel_rejects_mismatched_arrays():
@@ -90,8 +93,8 @@ def test_few_repeats_are_left_alone():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(_duplicates.MIN_ROWS, 3))  # all rows distinct
     assert _duplicates.distinct_rows(X, np.ones(len(X)), 2) is None
-    # Half the rows distinct: too many to pay for the pass.
-    X[1::2] = X[::2]
+    # Three rows in four distinct: too many to pay for the pass.
+    X[3::4] = X[::4]
     assert _duplicates.distinct_rows(X, np.ones(len(X)), 2) is None
     small = repeated_rows(_duplicates.MIN_ROWS - 1, 10, 3, np.float64)
     assert _duplicates.distinct_rows(small, np.ones(len(small)), 2) is None

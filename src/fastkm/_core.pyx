@@ -2919,9 +2919,12 @@ cdef Py_ssize_t _partition_distinct(
                                              #     its distinct rows
         double* weights,                     # OUT (returned,) summed weight of each
         int* inverse,                        # OUT each of its rows' index among them
+        Py_ssize_t max_distinct,             # IN  give up beyond this many
+        int* give_up,                        # IN/OUT set when a partition gives up
 ) noexcept nogil:
     """The distinct rows of one partition, in the order of their first occurrence. Returns
-    how many there are, or -1 when out of memory. The table holds, per slot, the high half of
+    how many there are, -1 when out of memory, -2 after giving up (this partition has more
+    than max_distinct, or another partition set give_up). The table holds, per slot, the high half of
     the row's hash and 1 + the row's index; the rows are copied to a compact buffer, so that
     the lookups stay in cache while X is read in order."""
     cdef uint64_t capacity = 1 << 12, mask = capacity - 1, h, tag, slot
@@ -2938,6 +2941,13 @@ cdef Py_ssize_t _partition_distinct(
     cdef int block[LOOKUP_BLOCK]
     cdef uint64_t hashes[LOOKUP_BLOCK]
     while start < n and m >= 0:
+        if give_up[0]:  # (read without a lock: it only ever goes from 0 to 1)
+            m = -2
+            break
+        if m > max_distinct:
+            give_up[0] = 1
+            m = -2
+            break
         # The next LOOKUP_BLOCK rows of the partition, their hashes, and their slots fetched
         # all at once: their cache misses overlap instead of following one another.
         n_block = 0
@@ -2992,6 +3002,9 @@ cdef Py_ssize_t _partition_distinct(
                     grown[h & mask] = (h >> 32 << 32) | <uint64_t>(pos + 1)
                 free(table)
                 table = grown
+    if m > max_distinct:
+        give_up[0] = 1
+        m = -2
     free(table)
     free(rows)
     return m
@@ -3000,7 +3013,7 @@ cdef Py_ssize_t _partition_distinct(
 def distinct_rows(
         const floating[:, ::1] X,            # IN  (n, d)
         sample_weight,                       # IN  (n,) X's dtype, or None for unit weights
-        Py_ssize_t max_distinct,             # IN  give up beyond this many distinct rows
+        Py_ssize_t max_distinct,             # IN  give up beyond about this many distinct rows
         int[::1] inverse,                    # OUT (n,) the index of each row of X among the
                                              #     distinct rows
         int n_threads=1,
@@ -3008,8 +3021,12 @@ def distinct_rows(
     """The distinct rows of X, their summed weights and the index of each row among them.
 
     Returns ``(rows, weights)``: the (m, d) distinct rows, in X's dtype, and their (m,)
-    summed weights, in float64; or None if there are more than ``max_distinct`` (``inverse``
-    then holds partial results). Rows are equal when their values compare equal. The order
+    summed weights, in float64. Or None when one of the ROW_PARTITIONS partitions of the rows
+    by hash holds more than ``ceil(max_distinct / ROW_PARTITIONS)`` of them (``inverse`` then
+    holds partial results): all partitions stop as soon as one does, so that data with few
+    repeats pay for part of a pass only. A good hash splits the distinct rows evenly, so this
+    is about the same as more than ``max_distinct`` in all. From ``max_distinct = n`` on, it
+    never gives up. Rows are equal when their values compare equal. The order
     of the distinct rows depends on X only (not on ``n_threads``). Extra memory: about
     n * 17 bytes while it runs.
     """
@@ -3054,16 +3071,20 @@ def distinct_rows(
     cdef int[::1] first_rows = first_rows_array
     cdef double[::1] local_weights = local_weights_array
     cdef Py_ssize_t[::1] distinct = distinct_array
+    cdef Py_ssize_t partition_max = (n if max_distinct >= n else
+                                     (max_distinct + ROW_PARTITIONS - 1) // ROW_PARTITIONS)
+    cdef int give_up = 0
     for p in prange(ROW_PARTITIONS, nogil=True, schedule="dynamic",
                     num_threads=min(n_threads, ROW_PARTITIONS)):
         distinct[p] = _partition_distinct(
             &X[0, 0], n, d, w_ptr, &part[0], <uint8_t>p, starts[p + 1] - starts[p],
-            &first_rows[starts[p]], &local_weights[starts[p]], &inverse[0])
-    if (distinct_array < 0).any():
+            &first_rows[starts[p]], &local_weights[starts[p]], &inverse[0], partition_max,
+            &give_up)
+    if (distinct_array == -1).any():
         raise MemoryError()
-    total = distinct_array.sum()
-    if total > max_distinct:
+    if give_up:
         return None
+    total = distinct_array.sum()
     # 3. The distinct rows, partition after partition, and the rows' global indices.
     first_array = np.concatenate([[0], np.cumsum(distinct_array)])
     cdef Py_ssize_t[::1] first = first_array

@@ -16,14 +16,17 @@ from ._isa import core
 
 # Looked for from this many rows on: below, a fit is short anyway.
 MIN_ROWS = 1 << 16
-# Used when there are at most n / MAX_DISTINCT_SHARE distinct rows.
-MAX_DISTINCT_SHARE = 4
+# Used when there are at most n / MAX_DISTINCT_SHARE distinct rows: the search costs about
+# what 4 to 8 Lloyd passes over all rows cost at k=16, d=3 (the cheapest passes), so that
+# halving the rows pays for it within about 10 iterations, and much sooner at larger k.
+MAX_DISTINCT_SHARE = 2
 # Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
 # among n, two sampled rows are equal with probability at least 1 / m (whatever the
-# multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 128 at
-# m = n / 4. Below REPEATS_TO_TRY repeats (m above about n / 3), the data are left alone.
+# multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 64 at m = n / 2.
+# Below REPEATS_TO_TRY repeats the data are left alone; above, the search itself gives up
+# early when the distinct rows turn out too many (skewed multiplicities give more repeats).
 SAMPLE_FACTOR = 8
-REPEATS_TO_TRY = 96
+REPEATS_TO_TRY = 64
 
 
 class DistinctRows(NamedTuple):
@@ -48,7 +51,8 @@ def distinct_rows(X, sample_weight, n_threads):
     -------
     DistinctRows or None
         None when X has fewer than ``MIN_ROWS`` rows, when an evenly spaced sample shows
-        few repeats, or when more than ``n_samples / MAX_DISTINCT_SHARE`` rows are distinct.
+        few repeats, or when more than about ``n_samples / MAX_DISTINCT_SHARE`` rows are
+        distinct (see ``fastkm._core.distinct_rows``).
 
     Examples
     --------

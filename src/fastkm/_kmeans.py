@@ -441,7 +441,7 @@ default='k-means++'
 
     Notes
     -----
-    Repeated rows: when X (in memory, from 65,536 rows) holds at most a quarter as many
+    Repeated rows: when X (in memory, from 65,536 rows) holds at most half as many
     distinct rows as rows, as the pixels of a photo do, ``fit`` clusters the distinct rows
     weighted by their counts (and their total ``sample_weight``): the same labels and
     centres as clustering every row, up to the order of the sums, for the cost of one
