@@ -156,3 +156,13 @@ def test_estimator_on_repeated_rows_labels_every_row_and_is_thread_independent()
     np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
     assert fits[0].inertia_ == fits[1].inertia_
     np.testing.assert_array_equal(fits[0].labels_, fits[0].predict(X))
+
+
+def test_swap_refinement_and_restarts_on_repeated_rows():
+    X = repeated_rows(70_000, 1_500, 3, np.float64, seed=6)
+    km = fastkm.KMeans(8, random_state=1, n_init=2, swap_trials=5).fit(X)
+    assert km.labels_.shape == (len(X),)
+    # The labels are each row's nearest centre and the inertia is theirs.
+    np.testing.assert_array_equal(km.labels_, km.predict(X))
+    inertia = ((X - km.cluster_centers_[km.labels_]) ** 2).sum()
+    assert km.inertia_ == pytest.approx(inertia, rel=1e-9)

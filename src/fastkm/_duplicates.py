@@ -69,7 +69,7 @@ def distinct_rows(X, sample_weight, n_threads):
     True
     """
     n = X.shape[0]
-    if n < MIN_ROWS:
+    if not MIN_ROWS <= n < 2**31 - 1:  # (the kernel's indices are int32)
         return None
     sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
     found = core.distinct_rows(sample, None, len(sample), np.empty(len(sample), np.int32))
