@@ -166,3 +166,18 @@ def test_swap_refinement_and_restarts_on_repeated_rows():
     np.testing.assert_array_equal(km.labels_, km.predict(X))
     inertia = ((X - km.cluster_centers_[km.labels_]) ** 2).sum()
     assert km.inertia_ == pytest.approx(inertia, rel=1e-9)
+
+
+def test_short_fits_skip_the_search(monkeypatch):
+    from fastkm import _kmeans
+
+    calls = []
+    search = _kmeans.distinct_rows
+    monkeypatch.setattr(_kmeans, "distinct_rows",
+                        lambda *args: calls.append(1) or search(*args))
+    X = repeated_rows(_duplicates.MIN_ROWS, 500, 3, np.float32, seed=7)
+    init = np.unique(X[:100], axis=0)[:16]
+    fastkm.kmeans(X, 16, init=init, max_iter=10)  # 10 passes at k=16, d=3: not worth it
+    assert calls == []
+    fastkm.kmeans(X, 16, init=init, max_iter=40)
+    assert calls == [1]

@@ -20,6 +20,12 @@ MIN_ROWS = 1 << 16
 # what 4 to 8 Lloyd passes over all rows cost at k=16, d=3 (the cheapest passes), so that
 # halving the rows pays for it within about 10 iterations, and much sooner at larger k.
 MAX_DISTINCT_SHARE = 2
+# The search is skipped when the fit cannot run long enough to pay it back: a Lloyd pass
+# costs about PASS_OFFSET + k * d units a row (24 ms at k=16, 120 ms at k=256 on the 4.4
+# million pixels, d=3), the search about 8 passes at k=16, d=3, i.e. SEARCH_COST units, and
+# halving the rows saves half a pass per iteration.
+PASS_OFFSET = 16
+SEARCH_COST = 8 * (PASS_OFFSET + 16 * 3)
 # Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
 # among n, two sampled rows are equal with probability at least 1 / m (whatever the
 # multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 64 at m = n / 2.
@@ -36,6 +42,15 @@ class DistinctRows(NamedTuple):
     rows: np.ndarray
     weights: np.ndarray
     inverse: np.ndarray
+
+
+def pays_off(n_clusters, n_features, max_passes):
+    """Whether a fit of at most ``max_passes`` Lloyd passes could pay for the search.
+
+    >>> pays_off(16, 3, 300), pays_off(16, 3, 10), pays_off(64, 3, 10)
+    (True, False, True)
+    """
+    return max_passes * (PASS_OFFSET + n_clusters * n_features) / 2 >= SEARCH_COST
 
 
 def distinct_rows(X, sample_weight, n_threads):

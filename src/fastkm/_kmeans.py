@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _chunked
-from ._duplicates import distinct_rows
+from ._duplicates import distinct_rows, pays_off
 from ._init import initial_centers
 from ._isa import core
 from ._lloyd import lloyd
@@ -139,7 +139,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
 
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None
-    if reader is None:
+    if reader is None and pays_off(n_clusters, n_features, n_init * max_iter):
         distinct = distinct_rows(X, sample_weight, n_threads)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if distinct is not None and callback is not None:
@@ -446,7 +446,9 @@ default='k-means++'
     weighted by their counts (and their total ``sample_weight``): the same labels and
     centres as clustering every row, up to the order of the sums, for the cost of one
     parallel pass that finds them (extra memory about 17 bytes a row while it runs). An
-    evenly spaced sample of ``8 * sqrt(n_samples)`` rows decides whether to look. k-means++
+    evenly spaced sample of ``8 * sqrt(n_samples)`` rows decides whether to look, and it is
+    not done when ``n_init * max_iter`` passes could not pay for it (the search costs about
+    8 Lloyd passes at k=16 in 3 dimensions; fewer at larger k). k-means++
     and 'random' then draw from the distinct rows in proportion to their weight (the same
     distribution as from all rows), and a cluster left empty takes the farthest distinct
     row with all its copies, where scikit-learn moves a single sample.
