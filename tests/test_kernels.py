@@ -466,11 +466,14 @@ def test_pool_cells_refuses_cell_indices_over_24_bits():
         core.pool_cells(colours, 1, np.zeros((4, 4)), np.ones(4))
 
 
-def test_dither_rgb_without_error_is_nearest_colour_mapping():
-    """With no error passed on, dithering reduces to each pixel's nearest palette colour."""
+@pytest.mark.parametrize("n_colours", [1, 12, 40, 256])
+def test_dither_rgb_without_error_is_nearest_colour_mapping(n_colours):
+    """With no error passed on, dithering reduces to each pixel's nearest palette colour
+    (ties to the lowest index: the palette repeats colours)."""
     rng = np.random.default_rng(8)
     image = rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
-    palette = rng.integers(0, 256, size=(12, 3)).astype(np.float32)
+    palette = rng.integers(0, 256, size=(n_colours, 3)).astype(np.float32)
+    palette[n_colours // 2:] = palette[:n_colours - n_colours // 2]
     nearest = np.zeros(1 << 24, np.int16)
     indices = np.empty((40, 30), np.uint8)
     core.dither_rgb(image, np.zeros((40, 30), np.uint8), palette, 16.0, nearest, 0.0, 16.0,
