@@ -320,9 +320,10 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
 
 
 @pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
-def test_bounded_pass_bit_identical_for_any_thread_count(algorithm):
+@pytest.mark.parametrize("d", [3, 8])  # direct form; lloyd_pass's panels
+def test_bounded_pass_bit_identical_for_any_thread_count(algorithm, d):
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(200_000, 3)).astype(np.float32)
+    X = rng.normal(size=(200_000, d)).astype(np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:40].copy()
     runs = [list(run_bounded_iterations(algorithm, X, w, C, 4, n_threads=t))
