@@ -310,6 +310,8 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
                 ref_sums = np.zeros_like(sums)
                 np.add.at(ref_sums, labels, w[:, None] * X.astype(np.float64))
                 np.testing.assert_allclose(sums, ref_sums, rtol=1e-9, atol=1e-9)
+            else:  # the same labels: the same sums, bit for bit
+                assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
         else:
             np.testing.assert_array_equal(labels, ref_labels)
             assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)

@@ -956,6 +956,12 @@ cdef extern from *:
                                     double* second, int* label) noexcept nogil
 
 
+cdef extern from *:
+    # w x + acc, with one rounding where the ISA has an FMA, two elsewhere (FASTKM_MADD_D,
+    # in the Yinyang section).
+    double fastkm_madd "FASTKM_MADD_D"(double w, double x, double acc) noexcept nogil
+
+
 cdef struct _DotPanels:
     # What a bounded pass's full searches read for d > MAX_UNROLLED_FEATURES: lloyd_pass's
     # panels, constant terms and shift (see _pack_panels; void: X's dtype), and the
@@ -1201,7 +1207,10 @@ cdef inline void _accumulate_rows(
         double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
 ) noexcept nogil:
     """The bounded passes' sums: the same accumulation, in the same order, as
-    _lloyd_chunk_d's, so that their centres are lloyd_pass's bit for bit."""
+    _lloyd_chunk_d's, so that their centres are lloyd_pass's bit for bit. The multiply-add
+    is fused explicitly where the ISA has an FMA, as the compiler contracts lloyd_pass's:
+    left to the compiler here, whether it contracted depended on the code around the call
+    (inlined in _bounded_chunk_d), and the sums differed in the last bit."""
     cdef Py_ssize_t row, i, f
     cdef double w
     cdef double* cluster
@@ -1210,7 +1219,7 @@ cdef inline void _accumulate_rows(
         w = sample_weight[row]
         cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
         for f in range(d):
-            cluster[f] += w * X[row * d + f]
+            cluster[f] = fastkm_madd(w, X[row * d + f], cluster[f])
         cluster[d] += w
 
 
@@ -1254,40 +1263,51 @@ cdef inline Py_ssize_t _bounded_chunk_d(
     cdef Py_ssize_t block[BLOCK_ROWS]
     cdef floating bound, u, u_sq
     cdef int j
-    cdef bint fresh = False
+    cdef bint fresh
     cdef Py_ssize_t max_search = n_near if P == NULL else k // BALL_SEARCH_SHARE
-    for row in range(start, stop):
-        if (row - start) % BLOCK_ROWS == 0:
-            # The rows whose bounds fail are read from memory one by one, too sparsely for
-            # the hardware prefetcher: X's next block is fetched while this one is handled.
-            next_rows = X + (row + BLOCK_ROWS) * d
-            for f from 0 <= f < min(BLOCK_ROWS, stop - row - BLOCK_ROWS) * d by line:
-                fastkm_prefetch(next_rows + f)
-            # A block of rows whose bounds were all reset (the first pass) is searched
-            # whole: no distance to a stale centre, no ball to try.
-            n_block = min(<Py_ssize_t>BLOCK_ROWS, stop - row)
-            fresh = True
-            for i in range(n_block):
-                block[i] = row + i
-                fresh = fresh and upper[row + i] == INFINITY
-            if fresh:
-                changed += _settle_pending(X, d, centers, k, P, block, n_block, block_t,
-                                           labels, upper, lower, second_labels, lower_rest)
+    cdef Py_ssize_t block_start, m, n_failing
+    cdef Py_ssize_t failing[BLOCK_ROWS]
+    cdef floating failing_bound[BLOCK_ROWS]
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        # The rows whose bounds fail are read from memory one by one, too sparsely for the
+        # hardware prefetcher: X's next block is fetched while this one is handled.
+        next_rows = X + (block_start + BLOCK_ROWS) * d
+        for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
+            fastkm_prefetch(next_rows + f)
+        # A block of rows whose bounds were all reset (the first pass) is searched whole: no
+        # distance to a stale centre, no ball to try.
+        n_block = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
+        fresh = True
+        for i in range(n_block):
+            block[i] = block_start + i
+            fresh = fresh and upper[block_start + i] == INFINITY
         if fresh:
+            changed += _settle_pending(X, d, centers, k, P, block, n_block, block_t, labels,
+                                       upper, lower, second_labels, lower_rest)
             continue
-        j = labels[row]
-        u = upper[row] + shift[j]
-        if exponion:
-            lower[row] = lower[row] - shift[second_labels[row]]
-            lower_rest[row] = min(lower_rest[row] - decay[j], reach[j] - u)
-            bound = max(min(lower[row], lower_rest[row]), half_gap[j])
-        else:
-            lower[row] = lower[row] - decay[j]
-            bound = max(lower[row], half_gap[j])
-        if u > bound:
+        # The bounds of the whole block first, listing the rows whose bounds fail without a
+        # branch: which ones do is unpredictable, and mispredictions took much of a pass.
+        n_failing = 0
+        for row in range(block_start, block_start + n_block):
+            j = labels[row]
+            u = upper[row] + shift[j]
+            if exponion:
+                lower[row] = lower[row] - shift[second_labels[row]]
+                lower_rest[row] = min(lower_rest[row] - decay[j], reach[j] - u)
+                bound = max(min(lower[row], lower_rest[row]), half_gap[j])
+            else:
+                lower[row] = lower[row] - decay[j]
+                bound = max(lower[row], half_gap[j])
+            upper[row] = u
+            failing[n_failing] = row
+            failing_bound[n_failing] = bound
+            n_failing += u > bound
+        for m in range(n_failing):
+            row = failing[m]
+            j = labels[row]
             u_sq = _row_sq_distance(X + row * d, centers + j * d, d)
             u = sqrt(u_sq)
-            if u > bound:
+            if u > failing_bound[m]:
                 if exponion and _ball_search(
                         X + row * d, centers, d, k, j, u_sq, gap[j],
                         near_dist + j * BALL_NEIGHBOURS, near_index + j * BALL_NEIGHBOURS,
@@ -1303,7 +1323,7 @@ cdef inline Py_ssize_t _bounded_chunk_d(
                                                lower_rest)
                     n_pending = 0
                 continue
-        upper[row] = u
+            upper[row] = u
     if n_pending:
         changed += _settle_pending(X, d, centers, k, P, pending, n_pending, block_t, labels,
                                    upper, lower, second_labels, lower_rest)
