@@ -310,6 +310,8 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
                 ref_sums = np.zeros_like(sums)
                 np.add.at(ref_sums, labels, w[:, None] * X.astype(np.float64))
                 np.testing.assert_allclose(sums, ref_sums, rtol=1e-9, atol=1e-9)
+            else:  # the same labels: the same sums, bit for bit
+                assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
         else:
             np.testing.assert_array_equal(labels, ref_labels)
             assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
@@ -320,9 +322,10 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
 
 
 @pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
-def test_bounded_pass_bit_identical_for_any_thread_count(algorithm):
+@pytest.mark.parametrize("d", [3, 8])  # direct form; lloyd_pass's panels
+def test_bounded_pass_bit_identical_for_any_thread_count(algorithm, d):
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(200_000, 3)).astype(np.float32)
+    X = rng.normal(size=(200_000, d)).astype(np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:40].copy()
     runs = [list(run_bounded_iterations(algorithm, X, w, C, 4, n_threads=t))
@@ -365,6 +368,67 @@ def test_exponion_pass_ties_go_to_the_lower_index():
     labels, *_ = next(run_bounded_iterations("exponion", X, np.ones(3000, np.float32), C, 1))
     np.testing.assert_array_equal(labels, run_pass(X, np.ones(3000, np.float32), C)[0])
     assert (labels % 2 == 0).all()
+
+
+@pytest.mark.parametrize("algorithm", ["hamerly", "exponion"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [5, 8, 24])
+def test_bounded_full_searches_are_lloyd_passes_with_valid_bounds(algorithm, dtype, d):
+    """From d = 5 on, rows searched in full (all of them in the first pass) are compared in
+    lloyd_pass's panels (dot-product scores): the same labels as lloyd_pass, exactly, and
+    bounds that hold in exact arithmetic however the scores rounded: here far from the
+    origin, where the rounding is large, and with a duplicated centre. Later passes, which
+    also gather scattered rows for full searches, keep valid bounds too (up to the rounding
+    of the distances they compute directly)."""
+    rng = np.random.default_rng(d)
+    n, k = 3001, 45
+    X = 1000 + rng.normal(size=(n, d)) * rng.uniform(0.01, 3, size=(n, 1))
+    X = X.astype(dtype)
+    C = X[rng.choice(n, k, replace=False)].copy()
+    C[1] = C[0]
+    w = np.ones(n, dtype)
+    labels = np.zeros(n, np.int32)
+    bounds = _unknown_bounds(algorithm, n, X.dtype, k, d)
+    sums, weights = np.empty((k, d)), np.empty(k)
+    moved = np.zeros(k, dtype)
+    bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
+    for step in range(6):
+        bounded_pass(X, w, C, moved, labels, *bounds, sums, weights, 2)
+        if step == 0:
+            np.testing.assert_array_equal(labels, run_pass(X, w, C)[0])
+            assert not (labels == 1).any()  # ties go to the lower index
+        # Distances in extended precision, far below the dtype's rounding.
+        diff = X.astype(np.longdouble)[:, None, :] - C.astype(np.longdouble)[None]
+        dist = np.sqrt((diff * diff).sum(-1))
+        rows = np.arange(n)
+        # The first pass's bounds are rigorous; later ones also hold distances computed
+        # directly in the dtype (within a few units in the last place).
+        slack = 0 if step == 0 else 8 * np.finfo(dtype).eps
+        upper, lower = bounds[0], bounds[2] if algorithm == "exponion" else bounds[1]
+        assert (upper >= dist[rows, labels] * (1 - slack)).all()
+        others = dist.copy()
+        others[rows, labels] = np.inf
+        if algorithm == "hamerly":
+            assert (lower <= others.min(1) * (1 + slack)).all()
+        else:
+            # A second centre equal to the row's own one (none listed, as after a full
+            # search in panels): lower_rest bounds every other centre.
+            second, lower_rest = bounds[1], bounds[3]
+            listed = second != labels
+            if step == 0:
+                assert not listed.any()
+            assert (lower[listed] <= dist[rows, second][listed] * (1 + slack)).all()
+            others[rows[listed], second[listed]] = np.inf
+            assert (lower_rest <= others.min(1) * (1 + slack)).all()
+        if step == 0:  # and tight: the allowances grow with the rows' spread, squared
+            spread = np.linalg.norm(X - C.astype(np.float64).mean(0), axis=1).max()
+            excess = upper.astype(np.longdouble) ** 2 - dist[rows, labels] ** 2
+            assert (excess <= 100 * d * np.finfo(dtype).eps * spread**2).all()
+        new = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None], C)
+        new = new.astype(dtype)
+        moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1)),
+                             np.inf).astype(dtype)
+        C = new
 
 
 def test_kmeanspp_draw_rows_matches_cumulative_sums():

@@ -21,7 +21,8 @@ branchless so that the compiler vectorizes them. Distances are computed directly
 sum((x - c)**2), except in ``lloyd_pass`` for d > 4, which compares blocks with panels of
 centres in register-blocked C micro-kernels and finds the nearest centre with the
 dot-product form (see "Lloyd for d > 4" below); its inertia and sums are still computed
-directly. ``yinyang_pass`` scores with the same arithmetic as ``lloyd_pass``.
+directly. ``yinyang_pass``, and the full searches of ``hamerly_pass`` and ``exponion_pass``,
+score with the same arithmetic as ``lloyd_pass``.
 """
 
 import numpy as np
@@ -322,6 +323,11 @@ cdef enum:
     BOUNDED_WORK_PER_ROW = 8
     # Exponion: nearest other centres listed per centre for the ball search.
     BALL_NEIGHBOURS = 32
+    # Exponion for d > 4: a ball search compares a row with its candidates one by one, each
+    # costing about as much as this many centres of the full search in panels (blobs 1M x 8,
+    # k = 100: 8 to 32 equally good, no limit 4% slower over 10 iterations); balls holding
+    # more than k / BALL_SEARCH_SHARE candidates are searched in full instead.
+    BALL_SEARCH_SHARE = 16
     # Doubles in a 64-byte cache line.
     CACHE_LINE_DOUBLES = 8
     # lloyd_pass: up to MAX_UNROLLED_FEATURES features, _lloyd_chunk_d compiled for each d
@@ -832,6 +838,139 @@ def lloyd_pass(
 #
 # The labels are those of the plain Lloyd pass (ties aside), and the sums are accumulated in
 # the same order, so the centres are too.
+#
+# Full searches (every row in the first pass, and the rows whose bounds fail and whose ball
+# overflows the neighbour lists) compare rows with every centre in lloyd_pass's arithmetic:
+# the direct form for d <= MAX_UNROLLED_FEATURES, and for d > 4 its centre panels and
+# dot-product scores (at d = 8, the direct form took 2x to 3.5x a Lloyd pass for them). The
+# nearest centre is then lloyd_pass's own choice, and the two lowest scores become distance
+# bounds with the rounding allowances of Yinyang (see _Slack): bounds, not distances, so that
+# they stay valid however the scores rounded. Those searches keep only the two lowest scores,
+# which costs little more than lloyd_pass's argmin: for Exponion, the second lowest then
+# bounds every other centre (lower_rest; second_labels = labels marks that no second centre
+# is listed). To convergence on blobs, that was as fast at d = 8 and 3% to 5% faster from
+# d = 16 to 64 than keeping the second centre and third distance (whose kernel took 1.5x the
+# argmin's time at d = 8).
+
+cdef extern from *:
+    """
+    /* fastkm_panel_two_nearest_{f,d}(block_t, panel, base, d, first, best, second, label):
+    fastkm_panel_nearest's comparison (the same scores, bit for bit, and the same choice of
+    the lowest, ties to the lowest index), also keeping per row the second lowest score. */
+    #if FASTKM_VECTOR_EXTENSIONS
+    /* Lane-wise min(a, b) and max(a, b) as (a < b ? a : b) and (a > b ? a : b): one
+    instruction on x86 (minps, maxps), three selects elsewhere. */
+    #if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+    #include <immintrin.h>
+    #endif
+    #if FASTKM_VBYTES == 64 && defined(__AVX512F__)
+    #define FASTKM_VMIN_F(a, b) ((vec)_mm512_min_ps((__m512)(a), (__m512)(b)))
+    #define FASTKM_VMAX_F(a, b) ((vec)_mm512_max_ps((__m512)(a), (__m512)(b)))
+    #define FASTKM_VMIN_D(a, b) ((vec)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
+    #define FASTKM_VMAX_D(a, b) ((vec)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+    #elif FASTKM_VBYTES == 32 && defined(__AVX__)
+    #define FASTKM_VMIN_F(a, b) ((vec)_mm256_min_ps((__m256)(a), (__m256)(b)))
+    #define FASTKM_VMAX_F(a, b) ((vec)_mm256_max_ps((__m256)(a), (__m256)(b)))
+    #define FASTKM_VMIN_D(a, b) ((vec)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
+    #define FASTKM_VMAX_D(a, b) ((vec)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+    #elif FASTKM_VBYTES == 16 && defined(__SSE2__)
+    #define FASTKM_VMIN_F(a, b) ((vec)_mm_min_ps((__m128)(a), (__m128)(b)))
+    #define FASTKM_VMAX_F(a, b) ((vec)_mm_max_ps((__m128)(a), (__m128)(b)))
+    #define FASTKM_VMIN_D(a, b) ((vec)_mm_min_pd((__m128d)(a), (__m128d)(b)))
+    #define FASTKM_VMAX_D(a, b) ((vec)_mm_max_pd((__m128d)(a), (__m128d)(b)))
+    #else
+    #define FASTKM_VSELECT(m, a, b) ((vec)(((ivec)(a) & (m)) | ((ivec)(b) & ~(m))))
+    #define FASTKM_VMIN_F(a, b) FASTKM_VSELECT((a) < (b), a, b)
+    #define FASTKM_VMAX_F(a, b) FASTKM_VSELECT((a) > (b), a, b)
+    #define FASTKM_VMIN_D FASTKM_VMIN_F
+    #define FASTKM_VMAX_D FASTKM_VMAX_F
+    #endif
+    /* One vector of rows (r: its first row, ACC: its accumulators) against the panel. */
+    #define FASTKM_KEEP_TWO(IT, VMIN, VMAX, ACC, r)                                           \\
+        {                                                                                     \\
+            vec b, s;                                                                         \\
+            ivec32 l32;                                                                       \\
+            __builtin_memcpy(&b, best + (r), sizeof(vec));                                    \\
+            __builtin_memcpy(&s, second + (r), sizeof(vec));                                  \\
+            __builtin_memcpy(&l32, label + (r), sizeof(ivec32));                              \\
+            ivec l = __builtin_convertvector(l32, ivec);                                      \\
+            _Pragma("GCC unroll 16")                                                          \\
+            for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order */                     \\
+                vec score = base[g] - ACC[g];                                                 \\
+                ivec j = (ivec){0} + (IT)(first + g);                                         \\
+                ivec below = score < b;                                                       \\
+                s = VMIN(s, VMAX(score, b));                                                  \\
+                b = VMIN(score, b);                                                           \\
+                l = (j & below) | (l & ~below);                                               \\
+            }                                                                                 \\
+            l32 = __builtin_convertvector(l, ivec32);                                         \\
+            __builtin_memcpy(best + (r), &b, sizeof(vec));                                    \\
+            __builtin_memcpy(second + (r), &s, sizeof(vec));                                  \\
+            __builtin_memcpy(label + (r), &l32, sizeof(ivec32));                              \\
+        }
+    #define FASTKM_DEFINE_PANEL_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
+    __attribute__((noinline))                                                                 \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, T* second, int* label) {                             \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
+            FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
+            FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc0, r0)                                         \\
+            FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc1, r0 + W)                                     \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_DEFINE_PANEL_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, T* second, int* label) {                             \\
+        T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
+        for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
+        for (Py_ssize_t f = 0; f < d; f++)                                                    \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
+                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
+                                                       * panel[f * FASTKM_PANEL + g];         \\
+        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
+            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
+                T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
+                T m = score > best[r] ? score : best[r];                                      \\
+                second[r] = m < second[r] ? m : second[r];                                    \\
+                label[r] = score < best[r] ? first + g : label[r];                            \\
+                best[r] = score < best[r] ? score : best[r];                                  \\
+            }                                                                                 \\
+    }
+    #endif
+    FASTKM_DEFINE_PANEL_TWO_NEAREST(fastkm_panel_two_nearest_f, float, int, FASTKM_VMIN_F,
+                                    FASTKM_VMAX_F)
+    FASTKM_DEFINE_PANEL_TWO_NEAREST(fastkm_panel_two_nearest_d, double, long long,
+                                    FASTKM_VMIN_D, FASTKM_VMAX_D)
+    """
+    void fastkm_panel_two_nearest_f(const float* block_t, const float* panel,
+                                    const float* base, Py_ssize_t d, int first, float* best,
+                                    float* second, int* label) noexcept nogil
+    void fastkm_panel_two_nearest_d(const double* block_t, const double* panel,
+                                    const double* base, Py_ssize_t d, int first, double* best,
+                                    double* second, int* label) noexcept nogil
+
+
+cdef extern from *:
+    # w x + acc, with one rounding where the ISA has an FMA, two elsewhere (FASTKM_MADD_D,
+    # in the Yinyang section).
+    double fastkm_madd "FASTKM_MADD_D"(double w, double x, double acc) noexcept nogil
+
+
+cdef struct _DotPanels:
+    # What a bounded pass's full searches read for d > MAX_UNROLLED_FEATURES: lloyd_pass's
+    # panels, constant terms and shift (see _pack_panels; void: X's dtype), and the
+    # rounding allowances of its scores.
+    const void* panels
+    const void* base
+    const void* shift
+    Py_ssize_t n_panels
+    const _Slack* slack
 
 
 cdef inline void _keep_three_nearest(
@@ -893,39 +1032,108 @@ cdef inline floating _row_sq_distance(const floating* x, const floating* c,
     return total
 
 
+cdef inline void _block_two_nearest_panels(
+        const floating* block_t,    # IN  (d, BLOCK_ROWS) shifted rows in lanes
+        const _DotPanels* P,        # IN  lloyd_pass's panels
+        Py_ssize_t d,
+        floating* best,             # OUT (BLOCK_ROWS,) lowest score
+        floating* second,           # OUT (BLOCK_ROWS,) second lowest (inf if k = 1)
+        int* label,                 # OUT (BLOCK_ROWS,) centre of the lowest: lloyd_pass's
+) noexcept nogil:
+    cdef Py_ssize_t i, p
+    cdef const floating* panels = <const floating*>P.panels
+    cdef const floating* base = <const floating*>P.base
+    for i in range(BLOCK_ROWS):
+        best[i] = INFINITY
+        second[i] = INFINITY
+        label[i] = 0
+    for p in range(P.n_panels):  # in index order, so that ties keep the lowest index
+        if floating is float:
+            fastkm_panel_two_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, second, label)
+        else:
+            fastkm_panel_two_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
+                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
+                                       best, second, label)
+
+
 cdef inline Py_ssize_t _settle_pending(
         const floating* X, Py_ssize_t d, const floating* centers, Py_ssize_t k,
-        const Py_ssize_t* rows,     # IN  (n_pending,) rows whose bounds failed
+        const _DotPanels* P,        # IN  lloyd_pass's panels (d > 4), or NULL: direct form
+        const Py_ssize_t* rows,     # IN  (n_pending,) rows whose bounds failed, ascending
         Py_ssize_t n_pending,
         floating* block_t,          # scratch (d, BLOCK_ROWS)
         int* labels,                # OUT rows' nearest centre
-        floating* upper,            # OUT rows' distance to it
-        floating* lower,            # OUT rows' distance to the second nearest
-        int* second_labels,         # OUT rows' second nearest centre (NULL: not kept)
-        floating* lower_rest,       # OUT rows' distance to the third nearest (NULL: not kept)
+        floating* upper,            # OUT upper bound of the rows' distance to it
+        floating* lower,            # OUT lower bound of their distance to the second nearest
+        int* second_labels,         # OUT rows' second nearest centre (NULL: not kept); with
+                                    #     panels, their nearest: none listed
+        floating* lower_rest,       # OUT lower bound of their distance to any centre but
+                                    #     those two (NULL: not kept)
 ) noexcept nogil:
-    """Full nearest-centre search for up to BLOCK_ROWS scattered rows, in vector lanes.
-    Returns how many of them changed centre."""
+    """Full nearest-centre search for up to BLOCK_ROWS rows, in vector lanes, in lloyd_pass's
+    arithmetic. Returns how many of them changed centre."""
     cdef Py_ssize_t i, f, row, changed = 0
     cdef floating best[BLOCK_ROWS]
     cdef floating second[BLOCK_ROWS]
     cdef floating third[BLOCK_ROWS]
     cdef int label[BLOCK_ROWS]
     cdef int second_label[BLOCK_ROWS]
+    cdef double sq_norm[BLOCK_ROWS]
+    cdef const floating* shift
+    cdef floating kind = 0
+    cdef double reach, e2, c
+    cdef _Slack slack
+    if P == NULL:
+        for i in range(BLOCK_ROWS):
+            row = rows[min(i, n_pending - 1)]
+            for f in range(d):
+                block_t[f * BLOCK_ROWS + i] = X[row * d + f]
+        _block_three_nearest(block_t, centers, k, d, best, second, third, label,
+                             second_label)
+        for i in range(n_pending):
+            row = rows[i]
+            changed += labels[row] != label[i]
+            labels[row] = label[i]
+            upper[row] = sqrt(best[i])
+            lower[row] = sqrt(second[i])
+            if second_labels != NULL:
+                second_labels[row] = second_label[i]
+                lower_rest[row] = sqrt(third[i])
+        return changed
+    shift = <const floating*>P.shift
+    slack = P.slack[0]
+    if rows[n_pending - 1] - rows[0] == n_pending - 1:  # consecutive rows (first pass)
+        _transpose_block_shifted(X, d, rows[0], rows[0] + n_pending, shift, block_t)
+    else:
+        for i in range(BLOCK_ROWS):
+            row = rows[min(i, n_pending - 1)]
+            for f in range(d):
+                block_t[f * BLOCK_ROWS + i] = X[row * d + f] - shift[f]
+    _block_two_nearest_panels(block_t, P, d, best, second, label)
     for i in range(BLOCK_ROWS):
-        row = rows[min(i, n_pending - 1)]
-        for f in range(d):
-            block_t[f * BLOCK_ROWS + i] = X[row * d + f]
-    _block_three_nearest(block_t, centers, k, d, best, second, third, label, second_label)
+        sq_norm[i] = 0
+    for f in range(d):
+        for i in range(BLOCK_ROWS):
+            sq_norm[i] += <double>block_t[f * BLOCK_ROWS + i] * block_t[f * BLOCK_ROWS + i]
+    # The bounds of all lanes: _row_bounds, _dist_above and _dist_below of the dot form,
+    # spelt out in a loop without branches or structures, which vectorizes.
+    for i in range(BLOCK_ROWS):
+        reach = sqrt(sq_norm[i]) * (1 + slack.rho) + slack.radius
+        e2 = slack.coef * reach * reach + slack.eta
+        c = 4 * slack.eps * reach
+        best[i] = _round_up(sqrt(max(0.0, 2 * best[i] + (sq_norm[i] + e2))) + c, kind)
+        second[i] = _round_down(sqrt(max(0.0, 2 * second[i] + (sq_norm[i] - e2))) - c, kind)
     for i in range(n_pending):
         row = rows[i]
         changed += labels[row] != label[i]
         labels[row] = label[i]
-        upper[row] = sqrt(best[i])
-        lower[row] = sqrt(second[i])
+        upper[row] = best[i]
+        lower[row] = second[i]
         if second_labels != NULL:
-            second_labels[row] = second_label[i]
-            lower_rest[row] = sqrt(third[i])
+            second_labels[row] = label[i]
+            lower_rest[row] = second[i]
     return changed
 
 
@@ -942,6 +1150,7 @@ cdef inline bint _ball_search(
                                     #     not listed are farther than the last
         const int* near_index,      # IN  (n_near,) those centres
         Py_ssize_t n_near,
+        Py_ssize_t max_search,      # IN  the most centres worth comparing one by one
         int* label,                 # OUT the row's nearest centre
         floating* upper,            # OUT the row's distance to it
         int* second_label,          # OUT its second nearest centre
@@ -949,7 +1158,8 @@ cdef inline bint _ball_search(
         floating* lower_rest,       # OUT a lower bound of its distance to any other centre
 ) noexcept nogil:
     """Exponion's search among the centres near the row's centre; False if the ball reaches
-    past the listed ones (the caller then compares the row with every centre)."""
+    past the listed ones, or holds more than max_search of them (the caller then compares
+    the row with every centre)."""
     cdef floating best = u_sq, second = INFINITY, third = INFINITY, dist, radius, u
     cdef int nearest = a, runner_up = a, j
     cdef bint nearer
@@ -960,6 +1170,8 @@ cdef inline bint _ball_search(
     # Widened so that rounding in u and in the distances cannot leave a candidate out.
     radius = <floating>((2.0 * u + gap) * (1.0 + BALL_MARGIN))
     if near_dist[n_near - 1] <= radius and n_near < k - 1:
+        return False
+    if max_search < n_near and near_dist[max_search] <= radius:
         return False
     for m in range(n_near):
         if near_dist[m] > radius:
@@ -995,7 +1207,10 @@ cdef inline void _accumulate_rows(
         double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d
 ) noexcept nogil:
     """The bounded passes' sums: the same accumulation, in the same order, as
-    _lloyd_chunk_d's, so that their centres are lloyd_pass's bit for bit."""
+    _lloyd_chunk_d's, so that their centres are lloyd_pass's bit for bit. The multiply-add
+    is fused explicitly where the ISA has an FMA, as the compiler contracts lloyd_pass's:
+    left to the compiler here, whether it contracted depended on the code around the call
+    (inlined in _bounded_chunk_d), and the sums differed in the last bit."""
     cdef Py_ssize_t row, i, f
     cdef double w
     cdef double* cluster
@@ -1004,7 +1219,7 @@ cdef inline void _accumulate_rows(
         w = sample_weight[row]
         cluster = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
         for f in range(d):
-            cluster[f] += w * X[row * d + f]
+            cluster[f] = fastkm_madd(w, X[row * d + f], cluster[f])
         cluster[d] += w
 
 
@@ -1025,6 +1240,7 @@ cdef inline Py_ssize_t _bounded_chunk_d(
                                              #     centre" drops, by the row's centre
         const floating* reach,               # IN  (k,) the distance from each centre beyond
                                              #     which lie the centres decay ignores
+        const _DotPanels* P,                 # IN  lloyd_pass's panels (d > 4), or NULL
         Py_ssize_t k, Py_ssize_t d,
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
@@ -1040,42 +1256,76 @@ cdef inline Py_ssize_t _bounded_chunk_d(
         double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
 ) noexcept nogil:
     """Returns how many rows changed centre."""
-    cdef Py_ssize_t row, n_pending = 0, changed = 0
+    cdef Py_ssize_t row, i, f, n_pending = 0, n_block, changed = 0
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # values in a cache line
+    cdef const floating* next_rows
     cdef Py_ssize_t pending[BLOCK_ROWS]
+    cdef Py_ssize_t block[BLOCK_ROWS]
     cdef floating bound, u, u_sq
     cdef int j
-    for row in range(start, stop):
-        j = labels[row]
-        u = upper[row] + shift[j]
-        if exponion:
-            lower[row] = lower[row] - shift[second_labels[row]]
-            lower_rest[row] = min(lower_rest[row] - decay[j], reach[j] - u)
-            bound = max(min(lower[row], lower_rest[row]), half_gap[j])
-        else:
-            lower[row] = lower[row] - decay[j]
-            bound = max(lower[row], half_gap[j])
-        if u > bound:
+    cdef bint fresh
+    cdef Py_ssize_t max_search = n_near if P == NULL else k // BALL_SEARCH_SHARE
+    cdef Py_ssize_t block_start, m, n_failing
+    cdef Py_ssize_t failing[BLOCK_ROWS]
+    cdef floating failing_bound[BLOCK_ROWS]
+    for block_start from start <= block_start < stop by BLOCK_ROWS:
+        # The rows whose bounds fail are read from memory one by one, too sparsely for the
+        # hardware prefetcher: X's next block is fetched while this one is handled.
+        next_rows = X + (block_start + BLOCK_ROWS) * d
+        for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
+            fastkm_prefetch(next_rows + f)
+        # A block of rows whose bounds were all reset (the first pass) is searched whole: no
+        # distance to a stale centre, no ball to try.
+        n_block = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
+        fresh = True
+        for i in range(n_block):
+            block[i] = block_start + i
+            fresh = fresh and upper[block_start + i] == INFINITY
+        if fresh:
+            changed += _settle_pending(X, d, centers, k, P, block, n_block, block_t, labels,
+                                       upper, lower, second_labels, lower_rest)
+            continue
+        # The bounds of the whole block first, listing the rows whose bounds fail without a
+        # branch: which ones do is unpredictable, and mispredictions took much of a pass.
+        n_failing = 0
+        for row in range(block_start, block_start + n_block):
+            j = labels[row]
+            u = upper[row] + shift[j]
+            if exponion:
+                lower[row] = lower[row] - shift[second_labels[row]]
+                lower_rest[row] = min(lower_rest[row] - decay[j], reach[j] - u)
+                bound = max(min(lower[row], lower_rest[row]), half_gap[j])
+            else:
+                lower[row] = lower[row] - decay[j]
+                bound = max(lower[row], half_gap[j])
+            upper[row] = u
+            failing[n_failing] = row
+            failing_bound[n_failing] = bound
+            n_failing += u > bound
+        for m in range(n_failing):
+            row = failing[m]
+            j = labels[row]
             u_sq = _row_sq_distance(X + row * d, centers + j * d, d)
             u = sqrt(u_sq)
-            if u > bound:
+            if u > failing_bound[m]:
                 if exponion and _ball_search(
                         X + row * d, centers, d, k, j, u_sq, gap[j],
                         near_dist + j * BALL_NEIGHBOURS, near_index + j * BALL_NEIGHBOURS,
-                        n_near, labels + row, upper + row, second_labels + row, lower + row,
-                        lower_rest + row):
+                        n_near, max_search, labels + row, upper + row, second_labels + row,
+                        lower + row, lower_rest + row):
                     changed += labels[row] != j
                     continue
                 pending[n_pending] = row
                 n_pending += 1
                 if n_pending == BLOCK_ROWS:
-                    changed += _settle_pending(X, d, centers, k, pending, n_pending, block_t,
-                                               labels, upper, lower, second_labels,
+                    changed += _settle_pending(X, d, centers, k, P, pending, n_pending,
+                                               block_t, labels, upper, lower, second_labels,
                                                lower_rest)
                     n_pending = 0
                 continue
-        upper[row] = u
+            upper[row] = u
     if n_pending:
-        changed += _settle_pending(X, d, centers, k, pending, n_pending, block_t, labels,
+        changed += _settle_pending(X, d, centers, k, P, pending, n_pending, block_t, labels,
                                    upper, lower, second_labels, lower_rest)
     _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
     return changed
@@ -1085,19 +1335,19 @@ cdef Py_ssize_t _bounded_chunk(
         const floating* X, const floating* sample_weight, const floating* centers,
         const floating* near_dist, const int* near_index, Py_ssize_t n_near, bint exponion,
         const floating* half_gap, const floating* gap, const floating* shift,
-        const floating* decay,
-        const floating* reach, Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
-        Py_ssize_t ways, floating* block_t, int* labels, floating* upper, floating* lower,
-        int* second_labels, floating* lower_rest, double* acc,
+        const floating* decay, const floating* reach, const _DotPanels* P, Py_ssize_t k,
+        Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways, floating* block_t,
+        int* labels, floating* upper, floating* lower, int* second_labels,
+        floating* lower_rest, double* acc,
 ) noexcept nogil:
     """_bounded_chunk_d, compiled separately for colours (d = 3)."""
     if d == 3:
         return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
-                                exponion, half_gap, gap, shift, decay, reach, k, 3, start,
+                                exponion, half_gap, gap, shift, decay, reach, P, k, 3, start,
                                 stop, ways, block_t, labels, upper, lower, second_labels,
                                 lower_rest, acc)
     return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
-                            exponion, half_gap, gap, shift, decay, reach, k, d, start, stop,
+                            exponion, half_gap, gap, shift, decay, reach, P, k, d, start, stop,
                             ways, block_t, labels, upper, lower, second_labels, lower_rest,
                             acc)
 
@@ -1248,12 +1498,27 @@ cdef _bounded_pass(
         else:
             decay[j] = other_max_shift if j == max_shift_centre else max_shift
 
+    # Full searches in lloyd_pass's arithmetic: its panels for d > 4.
+    cdef _DotPanels panels
+    cdef _Slack slack
+    cdef const _DotPanels* P = NULL
+    cdef floating[:, :, ::1] panels_v
+    cdef floating[::1] base_v, centre_shift_v
+    if d > MAX_UNROLLED_FEATURES:
+        panels_v, base_v, centre_shift_v = _pack_panels(centers, True)
+        slack = _rounding_slack(True, d, float(np.max(np.asarray(base_v)[:k])),
+                                floating is float)
+        panels.panels, panels.base = &panels_v[0, 0, 0], &base_v[0]
+        panels.shift, panels.n_panels = &centre_shift_v[0], panels_v.shape[0]
+        panels.slack = &slack
+        P = &panels
+
     cdef Py_ssize_t[::1] chunk_changed = np.zeros(n_chunks, dtype=np.intp)
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         chunk_changed[c] = _bounded_chunk(
                        &X[0, 0], &sample_weight[0], &centers[0, 0], &near_dist[0, 0],
                        &table_index[0, 0], n_near, exponion, &half_gap[0], &gap[0],
-                       &shift[0], &decay[0], &reach[0], k, d, c * chunk_rows,
+                       &shift[0], &decay[0], &reach[0], P, k, d, c * chunk_rows,
                        min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
                        &labels[0], &upper[0], &lower[0], second_labels, lower_rest,
                        &chunk_acc[c, 0])
@@ -1281,7 +1546,8 @@ def hamerly_pass(
 
     To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
     and ``shift = 0``. Rows whose bounds prove their centre is still the nearest are not
-    compared with any centre; the others are compared with all of them.
+    compared with any centre; the others are compared with all of them (for d > 4 in
+    lloyd_pass's panels).
     """
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t k = centers.shape[0]
@@ -1302,8 +1568,11 @@ def exponion_pass(
                                              #     bounds were last updated
         int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
         floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
-        int[::1] second_labels,              # IN/OUT (n,) second nearest centre of each row
+        int[::1] second_labels,              # IN/OUT (n,) second nearest centre of each row,
+                                             #     or its nearest where none is listed (then
+                                             #     lower_rest covers every other centre)
         floating[::1] lower,                 # IN/OUT (n,) lower bound of the distance to it
+                                             #     (where listed)
         floating[::1] lower_rest,            # IN/OUT (n,) lower bound to any centre but those
                                              #     two
         floating[:, ::1] table_centers,      # IN/OUT (k, d) the centres where the neighbour
@@ -1323,7 +1592,9 @@ def exponion_pass(
     valid labels and second labels, ``shift = 0`` and ``table_centers = NaN``. A row whose
     bounds fail is compared only with the centres near its own (up to BALL_NEIGHBOURS of
     them, listed per centre in O(k^2 d) whenever the centres have drifted far from where
-    they were listed), or with all of them when its ball reaches past that list.
+    they were listed), or with all of them when its ball reaches past that list (for d > 4,
+    also when it holds more than k / BALL_SEARCH_SHARE of them): in lloyd_pass's panels for
+    d > 4, which lists no second centre.
     """
     if second_labels.shape[0] != X.shape[0] or lower_rest.shape[0] != X.shape[0]:
         raise ValueError("exponion_pass: array shapes do not match X and centers")
@@ -1594,6 +1865,23 @@ cdef struct _Slack:
     double coef
     double radius
     double eta
+
+
+cdef _Slack _rounding_slack(bint dot_form, Py_ssize_t d, double max_base,
+                           bint single) noexcept nogil:
+    """The allowances for lloyd_pass's scores of d features in float32 (single) or float64;
+    max_base is the largest constant term |c'|^2 / 2 of the dot form (see _pack_panels)."""
+    cdef _Slack s
+    s.dot_form = dot_form
+    s.eps = (FLT_EPSILON if single else DBL_EPSILON) / 2
+    s.rho = (d + 5) * s.eps
+    s.coef = 3 * (d + 4) * s.eps
+    s.radius = 0
+    if dot_form:
+        # base = |c'|^2 / 2, rounded to X's dtype: 4 eps covers that rounding.
+        s.radius = sqrt(2 * max_base) * (1 + 4 * s.eps)
+    s.eta = (2 * d + 8) * (FLT_MIN if single else DBL_MIN)
+    return s
 
 
 cdef inline double _dot_e2(const _Slack* s, double norm) noexcept nogil:
@@ -2202,16 +2490,7 @@ def yinyang_pass(
     C.lloyd_panels, C.lloyd_base = &lloyd_panels_v[0, 0, 0], &lloyd_base_v[0]
     C.n_panels = lloyd_panels_v.shape[0]
 
-    cdef _Slack s
-    s.dot_form = dot_form
-    s.eps = (FLT_EPSILON if floating is float else DBL_EPSILON) / 2
-    s.rho = (d + 5) * s.eps
-    s.coef = 3 * (d + 4) * s.eps
-    s.radius = 0
-    if dot_form:
-        # base = |c'|^2 / 2, rounded to X's dtype: 4 eps covers that rounding.
-        s.radius = float(np.sqrt(2 * base_arr.astype(np.float64).max())) * (1 + 4 * s.eps)
-    s.eta = (2 * d + 8) * (FLT_MIN if floating is float else DBL_MIN)
+    cdef _Slack s = _rounding_slack(dot_form, d, float(base_arr.max()), floating is float)
 
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d * BOUNDED_WORK_PER_ROW)
