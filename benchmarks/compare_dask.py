@@ -23,7 +23,9 @@ whose passes get cheaper as fewer samples move, so its time per iteration depend
 estimator R times, interleaved, and compares the fastest of each. --malloc-arena starts
 the workers with glibc's MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ at 1 GiB instead of
 Dask's default (trim threshold 64 KiB, which makes every array over 128 KiB fresh pages,
-faulted in at first touch), for both libraries.
+faulted in at first touch), for both libraries. Also reported: the CPU time per iteration of
+the client's process (which runs the scheduler) and the workers, measured the same way, less
+sensitive than wall time to other work on a shared machine.
 """
 
 import argparse
@@ -33,6 +35,7 @@ import time
 import dask
 import dask.array as da
 import numpy as np
+import psutil
 from distributed import Client, LocalCluster, wait
 
 import fastkm.dask
@@ -78,18 +81,28 @@ def main():
               f"{len(X.chunks[0])} blocks, malloc arena {args.malloc_arena}, load average "
               f"{os.getloadavg()[0]:.2f}")
 
+        # CPU time of the client's process (with the scheduler's thread) and the workers':
+        # less sensitive than wall time to other work on a shared machine.
+        processes = [psutil.Process()] + [psutil.Process(pid) for pid in
+                                          client.run(os.getpid).values()]
+
+        def cpu_seconds():
+            return sum(sum(p.cpu_times()[:2]) for p in processes)
+
         def timed(make, max_iter):
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), cpu_seconds()
             est = make(max_iter).fit(X)
-            return est, time.perf_counter() - begin
+            return est, time.perf_counter() - begin, cpu_seconds() - cpu
 
         def report(name, make):
-            short, t_short = timed(make, 1)
-            est, t_long = timed(make, args.iters + 1)
+            short, t_short, cpu_short = timed(make, 1)
+            est, t_long, cpu_long = timed(make, args.iters + 1)
             per_iter = (t_long - t_short) / (est.n_iter_ - short.n_iter_)
+            cpu_per_iter = (cpu_long - cpu_short) / (est.n_iter_ - short.n_iter_)
             print(f"{name}: fit of {est.n_iter_} iterations {t_long:.2f} s, of 1 iteration "
-                  f"{t_short:.2f} s: {per_iter:.3f} s per iteration")
-            return est, per_iter
+                  f"{t_short:.2f} s: {per_iter:.3f} s per iteration, {cpu_per_iter:.3f} CPU s "
+                  f"per iteration")
+            return est, per_iter, cpu_per_iter
 
         variants = []
         for algorithm in args.algorithm.split(","):
@@ -106,12 +119,14 @@ def main():
             DaskMLKMeans(args.k, init=init, max_iter=1, tol=0, n_init=1).fit(small)  # JIT
             variants.append(("dask-ml    ", lambda m: DaskMLKMeans(
                 args.k, init=init, max_iter=m, tol=0, n_init=1)))
-        # Repeats interleave the estimators; each one's fastest repeat is kept.
-        best = {}
+        # Repeats interleave the estimators; each one's fastest repeat is kept (and its
+        # least CPU time per iteration).
+        best, least_cpu = {}, {}
         for repeat in range(args.repeat):
             for name, make in variants:
                 stamps = []
-                est, per_iter = report(name, make)
+                est, per_iter, cpu_per_iter = report(name, make)
+                least_cpu[name] = min(cpu_per_iter, least_cpu.get(name, np.inf))
                 if stamps:
                     steps = np.diff(stamps[-args.iters - 1:])
                     print(f"{name}: median iteration from its callback "
@@ -135,9 +150,10 @@ def main():
         for name, km, fast_iter in fits:
             centre_gap = float(np.abs(np.asarray(ref.cluster_centers_, dtype=np.float64) -
                                       km.cluster_centers_).max())
-            print(f"{name}: per-iteration speed-up {ref_iter / fast_iter:.1f}x; inertia "
-                  f"ratio fastkm/dask-ml - 1 {km.inertia_ / ref_inertia - 1:.2e}; max centre "
-                  f"difference {centre_gap:.2e}")
+            cpu_ratio = least_cpu["dask-ml    "] / least_cpu[name]
+            print(f"{name}: per-iteration speed-up {ref_iter / fast_iter:.1f}x (CPU time per "
+                  f"iteration: {cpu_ratio:.1f}x less); inertia ratio fastkm/dask-ml - 1 "
+                  f"{km.inertia_ / ref_inertia - 1:.2e}; max centre difference {centre_gap:.2e}")
         del client
 
 
