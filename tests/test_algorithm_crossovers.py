@@ -1,4 +1,5 @@
-"""benchmarks/algorithm_crossovers.py runs end to end (on two tiny workloads)."""
+"""benchmarks/algorithm_crossovers.py runs end to end (on tiny workloads), and
+auto_algorithm picks each algorithm in the region BENCHMARKS.md section 9 measured."""
 
 import importlib.util
 from pathlib import Path
@@ -6,22 +7,65 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+from fastkm._lloyd import auto_algorithm
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "algorithm_crossovers.py"
 
 
 def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch, capsys):
+    pytest.importorskip("sklearn")
     spec = importlib.util.spec_from_file_location("algorithm_crossovers", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    X = np.random.default_rng(0).normal(size=(30_000, 3)).astype(np.float32)
-    monkeypatch.setattr(module, "workloads", lambda quick: [("tiny", X, 8), ("tiny", X, 120)])
-    module.main(["--algorithms", "lloyd,exponion"])
+    rng = np.random.default_rng(0)
+    X3 = rng.normal(size=(30_000, 3)).astype(np.float32)
+    X8 = rng.normal(size=(30_000, 8)).astype(np.float32)
+    monkeypatch.setattr(module, "workloads", lambda quick: [
+        ("tiny", X3, 8), ("tiny", X3, 120), ("tiny", X8, 24), ("tiny", X8, 10)])
+    module.main(["--algorithms", "lloyd,hamerly,exponion", "--max-features", "8"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
-    assert len(lines) == 2
+    assert len(lines) == 4
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [row[-1] for row in cells] == ["lloyd", "exponion"]
+    assert [row[-1] for row in cells] == ["lloyd", "exponion", "hamerly", "lloyd"]
     for row in cells:
-        assert float(row[2]) > 0 and float(row[3]) > 0
-        assert "/" not in row[4]  # both algorithms ran the same iterations
+        assert all(float(t) > 0 for t in row[2:5])
+        assert "/" not in row[5]  # every algorithm ran the same iterations
+    # --min-features and --max-features select the workloads by their number of features.
+    module.main(["--algorithms", "lloyd", "--min-features", "4", "--max-features", "8"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [line.split("|")[2].strip() for line in lines] == ["24", "10"]
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((10**6, 3, 16), "lloyd"),          # few clusters in 3-D: the vectorized pass wins
+    ((10**6, 4, 30), "lloyd"),          # Hamerly only from MID_FEATURES = 5 features
+    ((10**6, 3, 95), "lloyd"),
+    ((10**6, 3, 96), "exponion"),
+    ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for Exponion
+    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
+    ((10**6, 5, 24), "hamerly"),
+    ((10**6, 64, 47), "hamerly"),
+    ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS_MID from 5 features
+    ((10**6, 95, 47), "hamerly"),
+    ((10**6, 95, 48), "exponion"),
+    ((20_000, 8, 30), "lloyd"),         # 667 samples per cluster: too few for Hamerly
+    ((30_000, 8, 30), "hamerly"),
+    ((10**6, 128, 30), "lloyd"),        # many features, too few clusters for Yinyang
+    ((10**6, 128, 32), "yinyang"),
+    ((5000, 784, 100), "yinyang"),      # 50 samples per cluster: still Yinyang
+])
+def test_auto_algorithm_regions(shape, expected):
+    assert auto_algorithm(*shape) == expected
+
+
+def test_auto_algorithm_bounds_must_fit_in_the_budget_or_in_x():
+    # Hamerly's 8 bytes per sample exceed 1 GiB here but not X's 32 bytes per sample.
+    assert auto_algorithm(10**9, 8, 30) == "hamerly"
+    # Exponion's 16 bytes per sample exceed both 1 GiB and X's 12; as float64 (28 bytes
+    # against 24) too.
+    assert auto_algorithm(10**9, 3, 256) == "lloyd"
+    assert auto_algorithm(10**9, 3, 256, itemsize=8) == "lloyd"
+    assert auto_algorithm(10**7, 3, 256, itemsize=8) == "exponion"  # 280 MB: fits 1 GiB
+    # Yinyang's 1 + k // 10 values per sample against X's 96.
+    assert auto_algorithm(10**8, 96, 1000) == "lloyd"
+    assert auto_algorithm(10**8, 96, 900) == "yinyang"

@@ -11,52 +11,62 @@ from ._yinyang import centre_groups
 # The kernels of the exact algorithms that keep distance bounds.
 BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
                   "yinyang": "yinyang_pass"}
-# algorithm='auto' (see auto_algorithm): Exponion from this many clusters on, or from
-# EXPONION_MIN_CLUSTERS_MID with EXPONION_MID_FEATURES features or more, given at least
-# EXPONION_MIN_ROWS_PER_CLUSTER samples per cluster; otherwise plain Lloyd, whose vectorized
-# pass beats the bounds' bookkeeping with few clusters (in few dimensions above all), and
-# with few samples per cluster (few iterations to amortize the bounds' first pass).
+# algorithm='auto' (see auto_algorithm), below YINYANG_MIN_FEATURES features: plain Lloyd
+# with few clusters, whose vectorized pass then beats the bounds' bookkeeping; from
+# MID_FEATURES features on (where the full searches of the rows that fail their bounds run in
+# lloyd_pass's panel kernel), Hamerly from HAMERLY_MIN_CLUSTERS clusters; Exponion, whose
+# ball search pays with more clusters, from EXPONION_MIN_CLUSTERS (EXPONION_MIN_CLUSTERS_MID
+# from MID_FEATURES features on). Each bounded algorithm needs enough samples per cluster:
+# few iterations cannot amortize the bounds' first pass.
 # BENCHMARKS.md, "Choosing the algorithm", has the measurements.
+MID_FEATURES = 5
+HAMERLY_MIN_CLUSTERS = 24
+HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
 EXPONION_MIN_CLUSTERS = 96
-EXPONION_MID_FEATURES = 5
 EXPONION_MIN_CLUSTERS_MID = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
-# ... except from YINYANG_MIN_FEATURES features with YINYANG_MIN_CLUSTERS clusters or more,
-# where simplified Yinyang's group bounds skip more of the now costly distances.
+# From YINYANG_MIN_FEATURES features on: simplified Yinyang from YINYANG_MIN_CLUSTERS
+# clusters, whose group bounds skip more of the now costly distances, and Lloyd below (the
+# bounds lose on MNIST's digits).
 YINYANG_MIN_FEATURES = 96
 YINYANG_MIN_CLUSTERS = 32
-# ... and while its per-sample state (16 or 28 bytes) fits in this many bytes or in X's own
-# size, whichever is larger.
+# Each only while its per-sample state (Hamerly 8, Exponion 16, Yinyang 4 * (1 + k // 10)
+# bytes in float32) fits in this many bytes or in X's own size, whichever is larger.
 BOUNDS_MEMORY_BUDGET = 1 << 30
 
 
 def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
     """The exact algorithm that algorithm='auto' runs for data of this shape.
 
-    The crossovers were measured to convergence on photo pixels and blobs
+    The crossovers were measured to convergence on photo pixels, blobs and MNIST digits
     (BENCHMARKS.md, "Choosing the algorithm").
 
     Examples
     --------
-    >>> auto_algorithm(1_000_000, 3, 16), auto_algorithm(1_000_000, 3, 256)
-    ('lloyd', 'exponion')
-    >>> auto_algorithm(200_000, 128, 256)
-    'yinyang'
+    >>> [auto_algorithm(1_000_000, 8, k) for k in (16, 24, 256)]
+    ['lloyd', 'hamerly', 'exponion']
+    >>> auto_algorithm(1_000_000, 3, 16), auto_algorithm(200_000, 128, 256)
+    ('lloyd', 'yinyang')
     """
-    budget = max(BOUNDS_MEMORY_BUDGET, n_samples * n_features * itemsize)
-    if n_features >= YINYANG_MIN_FEATURES and n_clusters >= YINYANG_MIN_CLUSTERS:
+    mid = n_features >= MID_FEATURES
+    if n_features >= YINYANG_MIN_FEATURES:
+        if n_clusters < YINYANG_MIN_CLUSTERS:
+            return "lloyd"
         # An upper bound and one lower bound per group of about ten centres.
-        state_bytes = n_samples * (1 + max(1, n_clusters // 10)) * itemsize
-        return "yinyang" if state_bytes <= budget else "lloyd"
-    state_bytes = n_samples * (3 * itemsize + 4)
-    if state_bytes > budget:
+        algorithm, state_bytes = "yinyang", (1 + max(1, n_clusters // 10)) * itemsize
+    elif n_clusters >= (EXPONION_MIN_CLUSTERS_MID if mid else EXPONION_MIN_CLUSTERS):
+        if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
+            return "lloyd"
+        # Three bounds and the second-nearest centre (int32).
+        algorithm, state_bytes = "exponion", 3 * itemsize + 4
+    elif mid and n_clusters >= HAMERLY_MIN_CLUSTERS:
+        if n_samples < HAMERLY_MIN_ROWS_PER_CLUSTER * n_clusters:
+            return "lloyd"
+        algorithm, state_bytes = "hamerly", 2 * itemsize  # an upper and a lower bound
+    else:
         return "lloyd"
-    if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
-        return "lloyd"
-    if n_clusters >= EXPONION_MIN_CLUSTERS or (
-            n_features >= EXPONION_MID_FEATURES and n_clusters >= EXPONION_MIN_CLUSTERS_MID):
-        return "exponion"
-    return "lloyd"
+    budget = max(BOUNDS_MEMORY_BUDGET, n_samples * n_features * itemsize)
+    return algorithm if n_samples * state_bytes <= budget else "lloyd"
 
 
 class IterationInfo(NamedTuple):
