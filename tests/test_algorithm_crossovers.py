@@ -38,11 +38,13 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
 
 @pytest.mark.parametrize("shape, expected", [
     ((10**6, 3, 16), "lloyd"),          # few clusters in 3-D: the vectorized pass wins
-    ((10**6, 4, 30), "lloyd"),          # Hamerly only from MID_FEATURES = 5 features
-    ((10**6, 3, 95), "lloyd"),
+    ((10**6, 4, 31), "lloyd"),          # HAMERLY_MIN_CLUSTERS below MID_FEATURES = 5
+    ((10**6, 3, 32), "hamerly"),
+    ((10**6, 3, 95), "hamerly"),
     ((10**6, 3, 96), "exponion"),
+    ((31_000, 2, 32), "lloyd"),         # 969 samples per cluster: too few for Hamerly
     ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for Exponion
-    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
+    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS_MID
     ((10**6, 5, 24), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
     ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS_MID from 5 features
