@@ -651,9 +651,9 @@ class KMeans(_InMemoryKMeans):
         and brought to the client. An array: the initial centres. A callable:
         ``init(X, n_clusters, random_state=random_state)`` with X the dask array.
     algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
-        As in :class:`fastkm.KMeans`: 'auto' runs 'exponion' with many clusters and enough
-        samples per cluster ('yinyang' with many features too), else 'lloyd', by
-        ``fastkm._lloyd.auto_algorithm``; all give the same result. The bounded ones
+        As in :class:`fastkm.KMeans`: 'auto' runs 'hamerly' or 'exponion' with enough
+        clusters and samples per cluster ('yinyang' with many features too), else 'lloyd',
+        by ``fastkm._lloyd.auto_algorithm``; all give the same result. The bounded ones
         keep their per-row bounds on the workers (module docstring), also with a
         ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
         passes do not compute it).
