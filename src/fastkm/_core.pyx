@@ -180,16 +180,19 @@ cdef extern from *:
     /* Portable fallback: the same sums in the same order, left to the compiler. */
     #define FASTKM_VECTOR_EXTENSIONS 0
     #define FASTKM_PANEL 8
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, int* label) {                                        \\
+    /* dots[g * FASTKM_BLOCK_ROWS + r]: the block's row r times the panel's centre g. */
+    #define FASTKM_PORTABLE_DOTS(T)                                                           \\
         T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
         for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
         for (Py_ssize_t f = 0; f < d; f++)                                                    \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
                     dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
-                                                       * panel[f * FASTKM_PANEL + g];         \\
+                                                       * panel[f * FASTKM_PANEL + g];
+    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
+    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
+                     int first, T* best, int* label) {                                        \\
+        FASTKM_PORTABLE_DOTS(T)                                                               \\
         for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
             for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
                 T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
@@ -926,13 +929,7 @@ cdef extern from *:
     #define FASTKM_DEFINE_PANEL_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, T* second, int* label) {                             \\
-        T dots[FASTKM_PANEL * FASTKM_BLOCK_ROWS];                                             \\
-        for (int i = 0; i < FASTKM_PANEL * FASTKM_BLOCK_ROWS; i++) dots[i] = 0;               \\
-        for (Py_ssize_t f = 0; f < d; f++)                                                    \\
-            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
-                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
-                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
-                                                       * panel[f * FASTKM_PANEL + g];         \\
+        FASTKM_PORTABLE_DOTS(T)                                                               \\
         for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
             for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
                 T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
