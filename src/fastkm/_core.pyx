@@ -139,15 +139,18 @@ cdef extern from *:
                 c += FASTKM_PANEL;                                                            \\
             }
 
-    /* IT: the integer type as wide as T (the type of T's comparison masks). */
+    /* IT: the integer type as wide as T (the type of T's comparison masks). vec: W values
+       of T in one register; ivec: their comparison masks; ivec32: W labels. */
+    #define FASTKM_PANEL_TYPES(T, IT)                                                         \\
+        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
+        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
+        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));
     #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
     __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, int* label) {                                        \\
-        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
-        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
-        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
-        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        FASTKM_PANEL_TYPES(T, IT)                                                             \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
             FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
             vec b0, b1;                                                                       \\
@@ -915,10 +918,7 @@ cdef extern from *:
     __attribute__((noinline))                                                                 \\
     static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
                      int first, T* best, T* second, int* label) {                             \\
-        typedef T vec __attribute__((vector_size(FASTKM_VBYTES)));                            \\
-        typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
-        enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
-        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        FASTKM_PANEL_TYPES(T, IT)                                                             \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
             FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
             FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc0, r0)                                         \\
