@@ -21,9 +21,9 @@ MIN_ROWS = 1 << 16
 # halving the rows pays for it within about 10 iterations, and much sooner at larger k.
 MAX_DISTINCT_SHARE = 2
 # The search is skipped when the fit cannot run long enough to pay it back: a Lloyd pass
-# costs about PASS_OFFSET + k * d units a row (24 ms at k=16, 120 ms at k=256 on the 4.4
-# million pixels, d=3), the search about 8 passes at k=16, d=3, i.e. SEARCH_COST units, and
-# halving the rows saves half a pass per iteration.
+# costs about PASS_OFFSET + k * d units a row (on the 4.4 million photo pixels, d=3, two
+# threads: 14 ms at k=16, about 110 ms at k=256), the search about 8 passes at k=16 (116 ms),
+# i.e. SEARCH_COST units, and halving the rows saves half a pass per iteration.
 PASS_OFFSET = 16
 SEARCH_COST = 8 * (PASS_OFFSET + 16 * 3)
 # Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
