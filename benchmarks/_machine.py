@@ -89,3 +89,13 @@ def _is_number(text):
         return True
     except ValueError:
         return False
+
+
+def best_time(run, repeat=3):
+    """The shortest wall time of ``repeat`` calls of ``run()``, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -8,10 +8,10 @@ the machines are shared and noisy. Example::
 """
 
 import argparse
-import time
 
 import numpy as np
 
+from _machine import best_time
 from fastkm._isa import core, level_name
 
 
@@ -46,15 +46,6 @@ def workloads(names):
             X, _ = make_blobs(n, d, centers=k, random_state=0)
             yield f"blobs {n} x {d}", X.astype(np.float32), [k]
     del rng
-
-
-def best_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main():

@@ -41,12 +41,13 @@ LOADS = {
 }
 
 IDLE = r"""
-import json, sys, time
+import json, sys
 import numpy as np
 from PIL import Image
 sys.path.insert(0, sys.argv[2])
 import compare_kmeans
 import fastkm
+from _machine import best_time as best
 from fastkm.image import quantize
 
 kodak = sys.argv[1]
@@ -57,14 +58,6 @@ small = [np.asarray(Image.open(f"{kodak}/kodim{i:02d}.png").convert("RGB"))
 _, X = compare_kmeans.photo(False)
 km = fastkm.KMeans(16, init=compare_kmeans.initial_centers(X, 16), n_init=1, max_iter=10,
                    tol=0)
-
-def best(run, repeat=3):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 print(json.dumps({
     "12 MP K=256": best(lambda: quantize(big, 256)),
