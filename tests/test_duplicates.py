@@ -71,14 +71,15 @@ def test_kernel_result_does_not_depend_on_the_thread_count():
 
 
 def test_kernel_gives_up_beyond_max_distinct():
-    # (Each of the kernel's hash partitions gives up beyond its share of max_distinct.)
     X = repeated_rows(10_000, 400, 3, np.float64)
     n_distinct = len(np.unique(X, axis=0))
     inverse = np.empty(len(X), dtype=np.int32)
     for n_threads in (1, 2):
-        assert core.distinct_rows(X, None, n_distinct // 2, inverse, n_threads) is None
-        found = core.distinct_rows(X, None, 2 * n_distinct, inverse, n_threads)
-        assert len(found[0]) == n_distinct
+        for max_distinct in (0, n_distinct // 2, n_distinct - 1):
+            assert core.distinct_rows(X, None, max_distinct, inverse, n_threads) is None
+        for max_distinct in (n_distinct, 2 * n_distinct):
+            found = core.distinct_rows(X, None, max_distinct, inverse, n_threads)
+            assert len(found[0]) == n_distinct
 
 
 def test_kernel_rejects_mismatched_arrays():
