@@ -250,10 +250,17 @@ def test_sq_distances_matches_numpy():
 
 
 def test_row_chunks_cover_rows_exactly():
-    for n in [1, 2047, 2048, 2049, 10**5, 10**7 + 3]:
+    for n in [1, 2047, 2048, 2049, 5000, 10**5, 10**7 + 3]:
         n_chunks, chunk_rows = core.row_chunks(n)
         assert (n_chunks - 1) * chunk_rows < n <= n_chunks * chunk_rows
     assert core.row_chunks(0) == (0, 0)
+
+
+def test_row_chunks_split_small_inputs_evenly_over_two_and_four_threads():
+    assert core.row_chunks(2048) == (1, 2048)
+    for n in [2049, 5000, 9000, 50_000, 10**5]:
+        n_chunks, chunk_rows = core.row_chunks(n)
+        assert n_chunks % 4 == 0 and chunk_rows <= 2048
 
 
 def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2):

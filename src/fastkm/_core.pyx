@@ -315,10 +315,15 @@ cdef extern from *:
 cdef enum:
     # Rows compared with a centre at once; a multiple of every vector width in use.
     BLOCK_ROWS = 32
-    # Row chunks: at most MAX_CHUNKS per call, each of at least MIN_CHUNK_ROWS rows. Both are
-    # constants so that the chunking, and thus every sum, depends on the number of rows only.
+    # Row chunks: at most MAX_CHUNKS per call, of about MIN_CHUNK_ROWS rows or more (at least
+    # a quarter of that). All are constants so that the chunking, and thus every sum, depends
+    # on the number of rows only.
     MIN_CHUNK_ROWS = 2048
     MAX_CHUNKS = 64
+    # Above one chunk, a multiple of this many (MAX_CHUNKS is one): 2 or 4 threads then get
+    # equal shares of a small input (MNIST's 5000 rows made 3 chunks, 2 of them on one thread
+    # of two).
+    CHUNK_MULTIPLE = 4
     # See _accumulator_ways.
     ACCUMULATOR_WAYS = 4
     # k-means++ candidates scored per pass (2 + ln k of them: 64 covers any k).
@@ -409,6 +414,8 @@ cdef inline void _row_chunks(Py_ssize_t n_rows,
         chunk_rows[0] = 0
         return
     n_chunks[0] = min(<Py_ssize_t>MAX_CHUNKS, (n_rows + MIN_CHUNK_ROWS - 1) // MIN_CHUNK_ROWS)
+    if n_chunks[0] > 1:
+        n_chunks[0] = (n_chunks[0] + CHUNK_MULTIPLE - 1) // CHUNK_MULTIPLE * CHUNK_MULTIPLE
     chunk_rows[0] = (n_rows + n_chunks[0] - 1) // n_chunks[0]
     # Rounding the chunk size up can leave trailing chunks empty; drop them.
     n_chunks[0] = (n_rows + chunk_rows[0] - 1) // chunk_rows[0]
