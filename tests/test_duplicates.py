@@ -48,6 +48,32 @@ def test_kernel_unit_weights_count_the_rows():
     assert counts.sum() == len(X)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kernel_counts_runs_of_equal_rows(weighted):
+    """Rows equal to the row before them (flat areas of an image), in runs that cross the
+    kernel's row chunks and come back later: counted with their run's first row."""
+    rng = np.random.default_rng(3)
+    palette = rng.integers(0, 4, size=(40, 3)).astype(np.float32) / 3
+    lengths = rng.integers(1, 3000, size=60)
+    X = np.repeat(palette[rng.integers(0, len(palette), size=len(lengths))], lengths, axis=0)
+    assert core.row_chunks(len(X))[0] > 4
+    weights = rng.uniform(0.5, 2, size=len(X)).astype(np.float32) if weighted else None
+    expected_rows, expected_weights = reference_distinct(
+        X, None if weights is None else weights.astype(np.float64))
+    results = []
+    for n_threads in (1, 2, 3):
+        inverse = np.empty(len(X), dtype=np.int32)
+        rows, summed = core.distinct_rows(X, weights, len(X), inverse, n_threads)
+        np.testing.assert_array_equal(rows[inverse], X)
+        order = np.lexsort(rows.T[::-1])
+        np.testing.assert_array_equal(rows[order], expected_rows)
+        np.testing.assert_allclose(summed[order], expected_weights, rtol=1e-12)
+        results.append((rows, summed, inverse))
+    for rows, summed, inverse in results[1:]:
+        assert np.array_equal(rows, results[0][0]) and np.array_equal(summed, results[0][1])
+        assert np.array_equal(inverse, results[0][2])
+
+
 def test_kernel_merges_signed_zeros_and_keeps_near_values_apart():
     X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, np.nextafter(1.0, 2.0)], [0.0, 1.0]])
     inverse = np.empty(4, dtype=np.int32)

@@ -3200,20 +3200,24 @@ cdef void _dither_rows(
 #
 # The k-means of rows repeated with multiplicities is the k-means of their distinct rows
 # weighted by those multiplicities: same labels, same centres (up to the order of the sums).
-# distinct_rows first moves the rows into ROW_BUCKETS buckets by the top bits of their hash
+# distinct_rows first moves the rows into ROW_BUCKETS buckets by the high bits of their hash
 # (a radix scatter, X read twice in order), then finds each bucket's distinct rows on its own,
 # in parallel. A bucket's hash table and rows stay in the core's cache, where one table for
 # all rows (855 thousand colours of a photo: megabytes) made nearly every lookup a cache
-# miss: 2.5x less time on one thread for the photo pixels. The result depends on the rows
-# only: buckets in order, rows in the order of their first occurrence within each.
+# miss. With unit weights, a row equal to the row before it (a third of a photo's pixels)
+# is not moved at all: it counts for one more in its run's first row. The result depends on
+# the rows only: buckets in order, rows in the order of their first occurrence within each.
 
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 
 cdef enum:
-    ROW_BUCKETS = 256
-    BUCKET_SHIFT = 56  # 64 - log2(ROW_BUCKETS)
+    ROW_BUCKETS = 255
+    # The bucket of a row equal to the one before it in its chunk (a run of equal pixels),
+    # with unit weights: such a row is not moved to a bucket but counted with the first row
+    # of its run (the run's head).
+    IN_RUN = 255
     # A bucket's table starts with room for this many distinct rows (it doubles as needed).
     FIRST_BUCKET_ROOM = 256
     # See _bucket_chunk_d (the sum there is written out for 4).
@@ -3289,9 +3293,12 @@ cdef inline Py_ssize_t _bucket_distinct_d(
         floating* rows,                      # IN/OUT (n_rows, d) the bucket's rows, in X's
                                              #     order; its first (returned) rows become
                                              #     its distinct rows, in the order they came
-        const floating* row_weights,         # IN  (n_rows,) their weights, or NULL: all 1
+        const floating* row_weights,         # IN  (n_rows,) their weights, or NULL: the
+                                             #     weights are in ``local``
         Py_ssize_t n_rows, Py_ssize_t d,
-        int* local,                          # OUT (n_rows,) each row's index among them
+        int* local,                          # IN/OUT (n_rows,) in: the length of each row's
+                                             #     run (unit weights); out: each row's index
+                                             #     among the distinct rows
         double** weights,                    # OUT (returned,) summed weight of each distinct
                                              #     row, malloc'ed: the caller frees it
         Py_ssize_t max_distinct,             # IN  give up beyond this many in all buckets
@@ -3319,8 +3326,9 @@ cdef inline Py_ssize_t _bucket_distinct_d(
         free(sums)
         return -1
     for i in range(n_rows):
-        w = 1.0 if row_weights == NULL else <double>row_weights[i]
-        # A row equal to the bucket's previous one (a run of equal pixels) needs no lookup.
+        w = <double>local[i] if row_weights == NULL else <double>row_weights[i]
+        # A row equal to the bucket's previous one (in a run of equal pixels broken by the
+        # chunks, or among pixels of another bucket) needs no lookup.
         if previous >= 0 and _same_row(rows + i * d, rows + previous * d, d):
             sums[previous] += w
             local[i] = <int>previous
@@ -3403,103 +3411,128 @@ cdef Py_ssize_t _bucket_distinct(
 
 cdef inline void _bucket_chunk_d(
         const floating* X, Py_ssize_t d,
+        bint runs,                           # IN  whether rows in runs go to IN_RUN
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         uint8_t* bucket,                     # OUT (n,) rows [start, stop) written
         Py_ssize_t* counts,                  # OUT (ROW_BUCKETS,) this chunk's rows per bucket
 ) noexcept nogil:
-    # Counted in COUNT_WAYS copies that consecutive rows rotate through: equal neighbours
-    # (a run of pixels) would otherwise add to one counter one after the other.
-    cdef Py_ssize_t ways[COUNT_WAYS * ROW_BUCKETS]
-    cdef Py_ssize_t i, b
-    for b in range(COUNT_WAYS * ROW_BUCKETS):
+    # Counted in COUNT_WAYS copies that consecutive rows rotate through: rows of the same
+    # bucket close together would otherwise add to one counter one after the other.
+    # (IN_RUN is counted too, in the last of its 256 slots, and left out.) No branch on
+    # whether a row is in a run: that is as unpredictable as the pixels.
+    cdef Py_ssize_t ways[COUNT_WAYS * 256]
+    cdef Py_ssize_t i, b, f
+    cdef bint same
+    cdef const floating* previous
+    for b in range(COUNT_WAYS * 256):
         ways[b] = 0
     for i in range(start, stop):
-        b = <Py_ssize_t>(_row_hash(X + i * d, d) >> BUCKET_SHIFT)
+        same = runs and i > start
+        previous = X + (i - 1 if i > start else i) * d  # (never the row before X)
+        for f in range(d):
+            same = same & (X[i * d + f] == previous[f])
+        # The high half of the hash, scaled to [0, ROW_BUCKETS)
+        b = IN_RUN if same else <Py_ssize_t>(
+            (_row_hash(X + i * d, d) >> 32) * ROW_BUCKETS >> 32)
         bucket[i] = <uint8_t>b
-        ways[(i & (COUNT_WAYS - 1)) * ROW_BUCKETS + b] += 1
+        ways[(i & (COUNT_WAYS - 1)) * 256 + b] += 1
     for b in range(ROW_BUCKETS):
-        counts[b] = ways[b] + ways[ROW_BUCKETS + b] + ways[2 * ROW_BUCKETS + b] \
-            + ways[3 * ROW_BUCKETS + b]
+        counts[b] = ways[b] + ways[256 + b] + ways[2 * 256 + b] + ways[3 * 256 + b]
 
 
-cdef void _bucket_chunk(const floating* X, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
-                        uint8_t* bucket, Py_ssize_t* counts) noexcept nogil:
+cdef void _bucket_chunk(const floating* X, Py_ssize_t d, bint runs, Py_ssize_t start,
+                        Py_ssize_t stop, uint8_t* bucket, Py_ssize_t* counts) noexcept nogil:
     """_bucket_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
     if d == 1:
-        _bucket_chunk_d(X, 1, start, stop, bucket, counts)
+        _bucket_chunk_d(X, 1, runs, start, stop, bucket, counts)
     elif d == 2:
-        _bucket_chunk_d(X, 2, start, stop, bucket, counts)
+        _bucket_chunk_d(X, 2, runs, start, stop, bucket, counts)
     elif d == 3:
-        _bucket_chunk_d(X, 3, start, stop, bucket, counts)
+        _bucket_chunk_d(X, 3, runs, start, stop, bucket, counts)
     elif d == 4:
-        _bucket_chunk_d(X, 4, start, stop, bucket, counts)
+        _bucket_chunk_d(X, 4, runs, start, stop, bucket, counts)
     else:
-        _bucket_chunk_d(X, d, start, stop, bucket, counts)
+        _bucket_chunk_d(X, d, runs, start, stop, bucket, counts)
 
 
 cdef inline void _scatter_chunk_d(
         const floating* X, const floating* sample_weight, Py_ssize_t d,
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         const uint8_t* bucket,               # IN  (n,) each row's bucket
-        const Py_ssize_t* starts,            # IN  (ROW_BUCKETS,) where this chunk's rows of
-                                             #     each bucket go
-        floating* scattered,                 # OUT (n, d) rows [start, stop) moved there
-        floating* scattered_weights,         # OUT (n,) their weights, unless sample_weight
-                                             #     is NULL
+        const Py_ssize_t* starts,            # IN  (256,) where this chunk's rows of each
+                                             #     bucket go; for IN_RUN, a spare row
+        floating* scattered,                 # OUT (m + 1, d) rows [start, stop) not in a run
+                                             #     moved there (the others to the spare row)
+        floating* scattered_weights,         # OUT (m + 1,) their weights, unless
+                                             #     sample_weight is NULL
+        int* run_lengths,                    # OUT (m + 1,) with sample_weight NULL: how many
+                                             #     rows each moved row stands for
 ) noexcept nogil:
-    cdef Py_ssize_t cursor[ROW_BUCKETS]
-    cdef Py_ssize_t i, f, pos
-    for i in range(ROW_BUCKETS):
+    cdef Py_ssize_t cursor[256]
+    cdef Py_ssize_t i, f, pos, b, head = 0
+    cdef bint in_run
+    for i in range(256):
         cursor[i] = starts[i]
+    # Branch-free, as _bucket_chunk_d: rows in runs are copied to the spare row, and add
+    # one to their head's run length.
     for i in range(start, stop):
-        pos = cursor[bucket[i]]
-        cursor[bucket[i]] = pos + 1
+        b = bucket[i]
+        in_run = b == IN_RUN
+        pos = cursor[b]
+        cursor[b] = pos + (not in_run)
         for f in range(d):
             scattered[pos * d + f] = X[i * d + f]
         if sample_weight != NULL:
             scattered_weights[pos] = sample_weight[i]
+        else:
+            head = head if in_run else pos
+            run_lengths[pos] = 1
+            run_lengths[head] += in_run
 
 
 cdef void _scatter_chunk(const floating* X, const floating* sample_weight, Py_ssize_t d,
                          Py_ssize_t start, Py_ssize_t stop, const uint8_t* bucket,
                          const Py_ssize_t* starts, floating* scattered,
-                         floating* scattered_weights) noexcept nogil:
+                         floating* scattered_weights, int* run_lengths) noexcept nogil:
     """_scatter_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
     if d == 1:
         _scatter_chunk_d(X, sample_weight, 1, start, stop, bucket, starts, scattered,
-                         scattered_weights)
+                         scattered_weights, run_lengths)
     elif d == 2:
         _scatter_chunk_d(X, sample_weight, 2, start, stop, bucket, starts, scattered,
-                         scattered_weights)
+                         scattered_weights, run_lengths)
     elif d == 3:
         _scatter_chunk_d(X, sample_weight, 3, start, stop, bucket, starts, scattered,
-                         scattered_weights)
+                         scattered_weights, run_lengths)
     elif d == 4:
         _scatter_chunk_d(X, sample_weight, 4, start, stop, bucket, starts, scattered,
-                         scattered_weights)
+                         scattered_weights, run_lengths)
     else:
         _scatter_chunk_d(X, sample_weight, d, start, stop, bucket, starts, scattered,
-                         scattered_weights)
+                         scattered_weights, run_lengths)
 
 
 cdef void _inverse_chunk(
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         const uint8_t* bucket,               # IN  (n,) each row's bucket
-        const Py_ssize_t* starts,            # IN  (ROW_BUCKETS,) as for _scatter_chunk
-        const int* local,                    # IN  (n,) each scattered row's index among its
+        const Py_ssize_t* starts,            # IN  (256,) as for _scatter_chunk
+        const int* local,                    # IN  (m + 1,) each moved row's index among its
                                              #     bucket's distinct rows
-        const Py_ssize_t* first,             # IN  (ROW_BUCKETS,) index of each bucket's
-                                             #     first distinct row among all
+        const Py_ssize_t* first,             # IN  (256,) index of each bucket's first
+                                             #     distinct row among all
         int* inverse,                        # OUT (n,) rows [start, stop) written
 ) noexcept nogil:
-    cdef Py_ssize_t cursor[ROW_BUCKETS]
-    cdef Py_ssize_t i, pos
-    for i in range(ROW_BUCKETS):
+    cdef Py_ssize_t cursor[256]
+    cdef Py_ssize_t i, pos, b
+    cdef int index = 0
+    for i in range(256):
         cursor[i] = starts[i]
-    for i in range(start, stop):
-        pos = cursor[bucket[i]]
-        cursor[bucket[i]] = pos + 1
-        inverse[i] = local[pos] + <int>first[bucket[i]]
+    for i in range(start, stop):  # (branch-free: see _scatter_chunk_d)
+        b = bucket[i]
+        pos = cursor[b]
+        cursor[b] = pos + (b != IN_RUN)
+        index = index if b == IN_RUN else local[pos] + <int>first[b]
+        inverse[i] = index
 
 
 def distinct_rows(
@@ -3519,7 +3552,8 @@ def distinct_rows(
     Rows are equal when their values compare equal. The order of the distinct rows depends
     on X only (not on ``n_threads``): by hash bucket, then by first occurrence. Extra memory
     while it runs: a copy of X (and of sample_weight), n bytes and n int32, besides
-    ``inverse``.
+    ``inverse``; with unit weights, less: the rows equal to the one before them are not
+    copied.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef const floating[::1] w
@@ -3546,32 +3580,39 @@ def distinct_rows(
     counts_array = np.zeros((n_chunks, ROW_BUCKETS), dtype=np.intp)
     cdef uint8_t[::1] bucket = bucket_array
     cdef Py_ssize_t[:, ::1] counts = counts_array
+    cdef bint runs = w_ptr == NULL
     # 1. Each row's bucket, and the buckets' sizes in each chunk.
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        _bucket_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0],
-                      &counts[c, 0])
-    # 2. The rows bucket after bucket, each bucket's in X's order: chunk c's rows of bucket b
-    #    go from position starts[c, b] on.
+        _bucket_chunk(&X[0, 0], d, runs, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                      &bucket[0], &counts[c, 0])
+    # 2. The rows not in runs, bucket after bucket, each bucket's in X's order: chunk c's
+    #    rows of bucket b go from position starts[c, b] on; starts[c, IN_RUN] is the spare
+    #    row after them.
     sizes_array = counts_array.sum(axis=0)
     bucket_first_array = np.concatenate([[0], np.cumsum(sizes_array)])
-    starts_array = bucket_first_array[:-1] + np.cumsum(counts_array, axis=0) - counts_array
+    cdef Py_ssize_t n_moved = bucket_first_array[-1]
+    starts_array = np.full((n_chunks, 256), n_moved, dtype=np.intp)
+    starts_array[:, :ROW_BUCKETS] = (bucket_first_array[:-1] + np.cumsum(counts_array, axis=0)
+                                     - counts_array)
     cdef Py_ssize_t[:, ::1] starts = starts_array
     cdef Py_ssize_t[::1] sizes = sizes_array
     cdef Py_ssize_t[::1] bucket_first = bucket_first_array
-    scattered_array = np.empty((n, d), dtype=dtype)
-    scattered_weights_array = np.empty(n if w_ptr != NULL else 1, dtype=dtype)
+    scattered_array = np.empty((n_moved + 1, d), dtype=dtype)
+    scattered_weights_array = np.empty(n_moved + 1 if w_ptr != NULL else 1, dtype=dtype)
+    # Each moved row's run length (unit weights), then its index among its bucket's
+    # distinct rows.
+    local_array = np.zeros(n_moved + 1, dtype=np.int32)
     cdef floating[:, ::1] scattered_view = scattered_array
     cdef floating[::1] scattered_weights_view = scattered_weights_array
     cdef floating* scattered = &scattered_view[0, 0]
     cdef floating* scattered_weights = &scattered_weights_view[0]
+    cdef int[::1] local = local_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         _scatter_chunk(&X[0, 0], w_ptr, d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
-                       &bucket[0], &starts[c, 0], scattered, scattered_weights)
+                       &bucket[0], &starts[c, 0], scattered, scattered_weights, &local[0])
     # 3. Each bucket's distinct rows, and the weights of each in a buffer of its own.
-    local_array = np.empty(n, dtype=np.int32)
     distinct_array = np.zeros(ROW_BUCKETS, dtype=np.intp)
     weight_buffers = np.zeros(ROW_BUCKETS, dtype=np.uintp)
-    cdef int[::1] local = local_array
     cdef Py_ssize_t[::1] distinct = distinct_array
     cdef size_t[::1] weight_buffer_view = weight_buffers
     cdef double** bucket_weights = <double**>&weight_buffer_view[0]
@@ -3592,9 +3633,11 @@ def distinct_rows(
         if (distinct_array == -2).any():
             return None
         # 4. The distinct rows and their weights, bucket after bucket.
-        first_array = np.concatenate([[0], np.cumsum(distinct_array)])
-        rows_array = np.empty((first_array[-1], d), dtype=dtype)
-        weights_array = np.empty(first_array[-1])
+        first_array = np.zeros(256, dtype=np.intp)
+        first_array[1:ROW_BUCKETS] = np.cumsum(distinct_array)[:-1]
+        n_distinct = distinct_array.sum()
+        rows_array = np.empty((n_distinct, d), dtype=dtype)
+        weights_array = np.empty(n_distinct)
         first = first_array
         rows = rows_array
         weights = weights_array
@@ -3607,7 +3650,7 @@ def distinct_rows(
     finally:
         for b in range(ROW_BUCKETS):
             free(bucket_weights[b])
-    # 5. Each row's index among them, from its position among the scattered rows.
+    # 5. Each row's index among them, from its position among the moved rows (or its head's).
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         _inverse_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0],
                        &starts[c, 0], &local[0], &first[0], &inverse[0])

@@ -447,8 +447,8 @@ default='k-means++'
     distinct rows as rows, as the pixels of a photo do, ``fit`` clusters the distinct rows
     weighted by their counts (and their total ``sample_weight``): the same labels and
     centres as clustering every row, up to the order of the sums, for the cost of one
-    parallel pass that finds them (extra memory: 4 bytes a row during the fit, about 11
-    more while the pass runs). An evenly spaced sample of ``8 * sqrt(n_samples)`` rows
+    parallel search that finds them (extra memory: 4 bytes a row during the fit; while the
+    search runs, a copy of X and 5 bytes a row more). An evenly spaced sample of ``8 * sqrt(n_samples)`` rows
     decides whether to look, and it is not done when ``n_init * max_iter`` passes could not
     pay for it (the search costs about 8 Lloyd passes at k=16 in 3 dimensions; fewer at
     larger k). k-means++ and 'random' then draw from the distinct rows in proportion to
