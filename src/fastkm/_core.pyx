@@ -527,7 +527,8 @@ cdef extern from *:
     #if defined(__FMA__)
     #define FASTKM_SMALL_MADD(a, b, acc) __builtin_fma((a), (b), (acc))
     /* x, rounded: an empty asm hides the product from the FMA contraction of what uses it. */
-    #define FASTKM_ROUNDED(x) ({ double fastkm_r_ = (x); __asm__("" : "+x"(fastkm_r_)); fastkm_r_; })
+    #define FASTKM_ROUNDED(x) \\
+        ({ double fastkm_r_ = (x); __asm__("" : "+x"(fastkm_r_)); fastkm_r_; })
     #else
     #define FASTKM_SMALL_MADD(a, b, acc) ((acc) + (a) * (b))
     #define FASTKM_ROUNDED(x) (x)
@@ -560,7 +561,8 @@ cdef extern from *:
     #elif FASTKM_SMALL_VBYTES_F == 16 && defined(__SSE2__)
     #define FASTKM_SMALL_VMIN_F(a, b) ((vec)_mm_min_ps((__m128)(a), (__m128)(b)))
     #else /* other architectures: a select */
-    #define FASTKM_SMALL_VMIN_F(a, b) ((vec)(((ivec)(a) & ((a) < (b))) | ((ivec)(b) & ~((a) < (b)))))
+    #define FASTKM_SMALL_VMIN_F(a, b) \\
+        ((vec)(((ivec)(a) & ((a) < (b))) | ((ivec)(b) & ~((a) < (b)))))
     #endif
     #if FASTKM_SMALL_VBYTES_D == 64 && defined(__AVX512F__)
     #define FASTKM_SMALL_VMIN_D(a, b) ((vec)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
@@ -569,7 +571,7 @@ cdef extern from *:
     #elif FASTKM_SMALL_VBYTES_D == 16 && defined(__SSE2__)
     #define FASTKM_SMALL_VMIN_D(a, b) ((vec)_mm_min_pd((__m128d)(a), (__m128d)(b)))
     #else
-    #define FASTKM_SMALL_VMIN_D(a, b) ((vec)(((ivec)(a) & ((a) < (b))) | ((ivec)(b) & ~((a) < (b)))))
+    #define FASTKM_SMALL_VMIN_D(a, b) FASTKM_SMALL_VMIN_F(a, b)
     #endif
     /* Lanes of a vector, as literals (they name the shuffle index lists). */
     #if FASTKM_SMALL_VBYTES_F == 32
@@ -629,9 +631,11 @@ cdef extern from *:
         }                                                                                     \\
     }
     #else
-    #define FASTKM_SMALL_TRANSPOSE(LANES, D, p, x) {                                          \\
+    #define FASTKM_SMALL_TRANSPOSE(LANES, D, p, x) { /* through memory: x stays in registers */ \\
+        __typeof__(x[0][0] + 0) t_[4][LANES];                                                 \\
         for (int f = 0; f < D; f++)                                                           \\
-            for (int l = 0; l < LANES; l++) x[f][l] = (p)[l * D + f];                         \\
+            for (int l = 0; l < LANES; l++) t_[f][l] = (p)[l * D + f];                        \\
+        for (int f = 0; f < D; f++) __builtin_memcpy(&x[f], t_[f], sizeof(x[f]));             \\
     }
     #endif
     /* Nearest centre (label) and its distance (best) of each row of a block (rows: D values
@@ -775,29 +779,28 @@ cdef extern from *:
         *inertia = total;                                                                     \\
         *changed = n_changed;                                                                 \\
     }
-    #define FASTKM_DEFINE_SMALL(T, IT, SUFFIX, LANES, VMIN)                                    \\
-    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##1, T, IT, 1, LANES, VMIN)         \\
-    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##2, T, IT, 2, LANES, VMIN)         \\
-    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##3, T, IT, 3, LANES, VMIN)         \\
-    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##4, T, IT, 4, LANES, VMIN)         \\
-    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##1, fastkm_small_nearest_##SUFFIX##1, T, 1) \\
-    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##2, fastkm_small_nearest_##SUFFIX##2, T, 2) \\
-    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##3, fastkm_small_nearest_##SUFFIX##3, T, 3) \\
-    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##4, fastkm_small_nearest_##SUFFIX##4, T, 4) \\
+    #define FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, D)                              \\
+    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##D, T, IT, D, LANES, VMIN)      \\
+    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##D, fastkm_small_nearest_##SUFFIX##D, \\
+                              T, D)
+    #define FASTKM_DEFINE_SMALL(T, IT, SUFFIX, LANES, VMIN)                                   \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 1)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 2)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 3)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 4)                                      \\
     static void fastkm_lloyd_small_##SUFFIX(const T* X, const T* sample_weight,               \\
                                             const T* centers, Py_ssize_t k, Py_ssize_t d,     \\
                                             Py_ssize_t start, Py_ssize_t stop,                \\
                                             Py_ssize_t ways, int* labels, double* acc,        \\
                                             double* inertia, Py_ssize_t* changed) {           \\
-        if (d == 1) fastkm_lloyd_small_##SUFFIX##1(X, sample_weight, centers, k, start, stop, \\
-                                                   ways, labels, acc, inertia, changed);      \\
-        else if (d == 2) fastkm_lloyd_small_##SUFFIX##2(X, sample_weight, centers, k, start,  \\
-                                                        stop, ways, labels, acc, inertia, changed); \\
-        else if (d == 3) fastkm_lloyd_small_##SUFFIX##3(X, sample_weight, centers, k, start,  \\
-                                                        stop, ways, labels, acc, inertia, changed); \\
-        else fastkm_lloyd_small_##SUFFIX##4(X, sample_weight, centers, k, start, stop, ways,  \\
-                                            labels, acc, inertia, changed);                   \\
+        if (d == 1) FASTKM_SMALL_CALL(SUFFIX##1)                                              \\
+        else if (d == 2) FASTKM_SMALL_CALL(SUFFIX##2)                                         \\
+        else if (d == 3) FASTKM_SMALL_CALL(SUFFIX##3)                                         \\
+        else FASTKM_SMALL_CALL(SUFFIX##4)                                                     \\
     }
+    #define FASTKM_SMALL_CALL(SUFFIX_D)                                                       \\
+        fastkm_lloyd_small_##SUFFIX_D(X, sample_weight, centers, k, start, stop, ways, labels, \\
+                                      acc, inertia, changed);
     FASTKM_DEFINE_SMALL(float, int, f, FASTKM_LANES_F, FASTKM_SMALL_VMIN_F)
     FASTKM_DEFINE_SMALL(double, long long, d, FASTKM_LANES_D, FASTKM_SMALL_VMIN_D)
     """
