@@ -3,6 +3,10 @@
 CI runs this file once per level (FASTKM_ISA=baseline, x86-64-v3, x86-64-v4).
 """
 
+import ctypes.util
+import math
+import platform
+
 import numpy as np
 import pytest
 
@@ -201,6 +205,104 @@ def test_lloyd_pass_panels_bit_identical_for_any_thread_count(d, dtype):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert np.array_equal(a, b)
+
+
+def _scalar_fma():
+    """x * y + z with one rounding, for Python floats (math.fma from Python 3.13 on)."""
+    if hasattr(math, "fma"):
+        return math.fma
+    name = ctypes.util.find_library("m")
+    if name is None:
+        return None
+    fma = ctypes.CDLL(name).fma
+    fma.restype, fma.argtypes = ctypes.c_double, [ctypes.c_double] * 3
+    return fma
+
+
+SCALAR_FMA = _scalar_fma()
+
+
+def _fma(a, b, c):
+    """a * b + c with one rounding, elementwise, in the dtype of the arguments."""
+    a, b, c = np.broadcast_arrays(*map(np.asarray, (a, b, c)))
+    if a.dtype == np.float32:  # the product is exact in float64; rounded once to float32
+        return (a.astype(np.float64) * b + c).astype(np.float32)
+    return np.array([SCALAR_FMA(x, y, z) for x, y, z in zip(a.flat, b.flat, c.flat)]
+                    ).reshape(a.shape)
+
+
+def direct_form_pass(X, w, C, fused):
+    """lloyd_pass's arithmetic for d <= MAX_UNROLLED_FEATURES, in plain NumPy and Python.
+
+    Distances sum (x_f - c_f)^2 from zero in feature order, in X's dtype, with FMAs if
+    ``fused`` (the ISA has them); the nearest centre is the first one at the lowest. The
+    inertia adds w * distance in float64 into one sum per lane (a row's offset in its
+    chunk, modulo 32), summed in lane order per chunk, then over chunks; the sums add w * x_f, row
+    after row, into copy (offset modulo 4) of each cluster's sums (FMAs if ``fused``, except
+    at d = 1: rounded product, then sum), merged chunk by chunk, copy by copy.
+    """
+    madd = _fma if fused else (lambda a, b, c: c + a * b)
+    n, d = X.shape
+    dist = np.zeros((n, len(C)), X.dtype)
+    for f in range(d):
+        t = X[:, None, f] - C[None, :, f]
+        dist = madd(t, t, dist)
+    labels = dist.argmin(1)  # the first of equal distances, as in numpy
+    best = dist[np.arange(n), labels].astype(np.float64)
+    w = np.ones(n) if w is None else w.astype(np.float64)
+    n_chunks, chunk_rows = core.row_chunks(n)
+    sums, weights, inertia = np.zeros((len(C), d)), np.zeros(len(C)), 0.0
+    for start in range(0, n, chunk_rows):
+        rows = np.arange(start, min(n, start + chunk_rows))
+        lanes = np.zeros(32)
+        acc = np.zeros((4, len(C), d + 1))
+        for row in rows:
+            i, j = row - start, labels[row]
+            lanes[i % 32] = madd(w[row], best[row], lanes[i % 32])
+            x = X[row].astype(np.float64)
+            if d == 1 or not fused:
+                acc[i % 4, j, :d] += w[row] * x
+            else:
+                acc[i % 4, j, :d] = _fma(np.full(d, w[row]), x, acc[i % 4, j, :d])
+            acc[i % 4, j, d] += w[row]
+        chunk_inertia = 0.0
+        for lane in lanes:
+            chunk_inertia += lane  # in lane order
+        inertia += chunk_inertia
+        for way in range(4):
+            sums += acc[way, :, :d]
+            weights += acc[way, :, d]
+    return labels, sums, weights, inertia
+
+
+@pytest.mark.skipif(platform.machine().lower() not in {"x86_64", "amd64"} or
+                    SCALAR_FMA is None and core.compiled_level() >= 3,
+                    reason="FMA contraction is known on x86-64 only; needs an fma function")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", range(1, MAX_UNROLLED_D + 1))
+@pytest.mark.parametrize("k, integers", [(1, False), (13, False), (40, True)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lloyd_pass_unrolled_is_the_direct_form_bit_for_bit(d, dtype, k, integers, weighted):
+    """Labels, sums, weights and inertia exactly as direct_form_pass computes them; with
+    integer data, many rows are exactly equidistant from two centres (some duplicated)."""
+    rng = np.random.default_rng(100 * d + k)
+    n = 2 * 2048 + 37  # three chunks, none a whole number of blocks
+    X = rng.normal(scale=3, size=(n, d))
+    X = (np.round(X) if integers else X + 100).astype(dtype)
+    C = X[rng.choice(n, size=k, replace=False)]
+    if k > 3:
+        C[k - 1] = C[1]
+        C[k // 2] = C[0]
+    w = rng.uniform(0.1, 3, size=n).astype(dtype) if weighted else None
+    labels = np.full(n, -1, np.int32)
+    sums, weights = np.empty((k, d)), np.empty(k)
+    inertia, changed = core.lloyd_pass(X, w, C, labels, sums, weights, 2)
+    expected = direct_form_pass(X, w, C, fused=core.compiled_level() >= 3)
+    np.testing.assert_array_equal(labels, expected[0])
+    assert changed == n
+    np.testing.assert_array_equal(sums, expected[1])
+    np.testing.assert_array_equal(weights, expected[2])
+    assert inertia == expected[3]
 
 
 def test_lloyd_pass_empty_input_and_bad_shapes():

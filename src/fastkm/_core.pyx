@@ -494,41 +494,6 @@ cdef inline void _block_sq_distances_4(
             dist[3 * BLOCK_ROWS + i] += t3 * t3
 
 
-cdef inline void _keep_nearer(
-        const floating* dist,       # IN  (BLOCK_ROWS,) distances to centre j
-        int j,
-        floating* best,             # IN/OUT (BLOCK_ROWS,)
-        int* label,                 # IN/OUT (BLOCK_ROWS,)
-) noexcept nogil:
-    cdef Py_ssize_t i
-    # Branchless selects: an if-statement here stops the loop from vectorizing.
-    for i in range(BLOCK_ROWS):
-        label[i] = j if dist[i] < best[i] else label[i]
-        best[i] = dist[i] if dist[i] < best[i] else best[i]
-
-
-cdef inline void _block_nearest(
-        const floating* block_t,    # IN  (d, BLOCK_ROWS) rows in lanes
-        const floating* centers,    # IN  (k, d) C-contiguous
-        Py_ssize_t k, Py_ssize_t d,
-        floating* best,             # OUT (BLOCK_ROWS,) squared distance to the nearest centre
-        int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
-) noexcept nogil:
-    """Nearest centre of each lane; ties go to the lowest index, as numpy's argmin."""
-    cdef Py_ssize_t i, j
-    cdef floating dist[4 * BLOCK_ROWS]
-    for i in range(BLOCK_ROWS):
-        best[i] = INFINITY
-        label[i] = 0
-    for j in range(0, k - 3, 4):
-        _block_sq_distances_4(block_t, centers + j * d, d, dist)
-        for i in range(4):  # in index order, so that ties keep the lowest index
-            _keep_nearer(dist + i * BLOCK_ROWS, <int>(j + i), best, label)
-    for j in range(k - k % 4, k):
-        _block_sq_distances(block_t, centers + j * d, d, dist)
-        _keep_nearer(dist, <int>j, best, label)
-
-
 # ---------------------------------------------------------------------------------------------
 # Lloyd: assignment and accumulation in one pass
 
@@ -543,69 +508,339 @@ cdef inline Py_ssize_t _accumulator_ways(Py_ssize_t d) noexcept nogil:
     return ACCUMULATOR_WAYS if d <= 16 else 1
 
 
+cdef extern from *:
+    """
+    /* lloyd_pass for d <= 4 (colours): fastkm_lloyd_small_{f,d}(X, sample_weight, centers,
+    k, d, start, stop, ways, labels, acc, inertia, changed) is _lloyd_chunk_d below, in C.
+
+    Rows go in blocks of FASTKM_BLOCK_ROWS. In a block, row i's nearest centre is the first j
+    with the lowest
+
+        dist = sum over f, in feature order, of (x_f - c_jf)^2    (FMAs where the ISA has them)
+
+    the chunk's inertia is the sum over lanes i (in lane order) of the running per-lane sums
+    of w * dist (an FMA where the ISA has one; w = 0 past the chunk's end), and each row
+    adds w * x_f and w, in row order, to copy i % ways of its cluster's sums: FMAs where the
+    ISA has them, except at d = 1 in float64 (a product rounded on its own, then a sum: the
+    Cython loop this replaces was compiled that way, and the results stay bit-identical).
+    Lanes past the chunk's end repeat its last row.
+
+    The block's rows are loaded as they lie (d values a row) and transposed into vector lanes
+    in registers (two rounds of even/odd shuffles at d = 2 and 4, two shuffles per feature at
+    d = 3); a slice of S vectors of rows is then compared with every centre, its distances,
+    lowest distances and labels staying in registers: written with arrays, as the Cython
+    code was, gcc kept them on the stack and reloaded them for every centre. The sums of a
+    row are one vector load, multiply-add and store (see FASTKM_SMALL_ACCUMULATE). */
+    #if defined(__FMA__)
+    #define FASTKM_SMALL_MADD(a, b, acc) __builtin_fma((a), (b), (acc))
+    /* x, rounded: an empty asm hides the product from the FMA contraction of what uses it. */
+    #define FASTKM_ROUNDED(x) \\
+        ({ double fastkm_r_ = (x); __asm__("" : "+x"(fastkm_r_)); fastkm_r_; })
+    #else
+    #define FASTKM_SMALL_MADD(a, b, acc) ((acc) + (a) * (b))
+    #define FASTKM_ROUNDED(x) (x)
+    #endif
+    #if FASTKM_VECTOR_EXTENSIONS
+    /* Vector widths (bytes) of these kernels for float and double, and row vectors compared
+    with each centre at once (S): their distances, lowest distances and labels (3 S vector
+    registers) and their features (D S) stay in registers. At the x86-64-v4 level, on Zen 4
+    (which splits 512-bit operations in two), 256-bit vectors of float and 512-bit vectors
+    of double, 4 of them (a whole block) were the fastest: d = 3, k = 16 to 256, 1.2x to
+    1.3x faster than 512-bit vectors of float, 2 of them, and 1.3x than 256-bit vectors of
+    double. */
+    #if FASTKM_VBYTES == 64
+    #define FASTKM_SMALL_VBYTES_F 32
+    #define FASTKM_SMALL_VBYTES_D 64
+    #define FASTKM_SMALL_SLICE 4
+    #else
+    #define FASTKM_SMALL_VBYTES_F FASTKM_VBYTES
+    #define FASTKM_SMALL_VBYTES_D FASTKM_VBYTES
+    #define FASTKM_SMALL_SLICE 2
+    #endif
+    /* Lane-wise a < b ? a : b, in one instruction on x86 (minps), whose result does not wait
+    for the comparison: the lowest distance so far is then a chain of one instruction per
+    centre (with a comparison and a masked move, the loop took a third longer). */
+    #if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+    #include <immintrin.h>
+    #endif
+    #if FASTKM_SMALL_VBYTES_F == 32 && defined(__AVX__)
+    #define FASTKM_SMALL_VMIN_F(a, b) ((vec)_mm256_min_ps((__m256)(a), (__m256)(b)))
+    #elif FASTKM_SMALL_VBYTES_F == 16 && defined(__SSE2__)
+    #define FASTKM_SMALL_VMIN_F(a, b) ((vec)_mm_min_ps((__m128)(a), (__m128)(b)))
+    #else /* other architectures: a select */
+    #define FASTKM_SMALL_VMIN_F(a, b) \\
+        ((vec)(((ivec)(a) & ((a) < (b))) | ((ivec)(b) & ~((a) < (b)))))
+    #endif
+    #if FASTKM_SMALL_VBYTES_D == 64 && defined(__AVX512F__)
+    #define FASTKM_SMALL_VMIN_D(a, b) ((vec)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
+    #elif FASTKM_SMALL_VBYTES_D == 32 && defined(__AVX__)
+    #define FASTKM_SMALL_VMIN_D(a, b) ((vec)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
+    #elif FASTKM_SMALL_VBYTES_D == 16 && defined(__SSE2__)
+    #define FASTKM_SMALL_VMIN_D(a, b) ((vec)_mm_min_pd((__m128d)(a), (__m128d)(b)))
+    #else
+    #define FASTKM_SMALL_VMIN_D(a, b) FASTKM_SMALL_VMIN_F(a, b)
+    #endif
+    /* Lanes of a vector, as literals (they name the shuffle index lists). */
+    #if FASTKM_SMALL_VBYTES_F == 32
+    #define FASTKM_LANES_F 8
+    #else
+    #define FASTKM_LANES_F 4
+    #endif
+    #if FASTKM_SMALL_VBYTES_D == 64
+    #define FASTKM_LANES_D 8
+    #elif FASTKM_SMALL_VBYTES_D == 32
+    #define FASTKM_LANES_D 4
+    #else
+    #define FASTKM_LANES_D 2
+    #endif
+    /* M(W, f, l) for l = 0 .. W - 1: the indices of a shuffle. */
+    #define FASTKM_SEQ_2(M, W, f) M(W, f, 0), M(W, f, 1)
+    #define FASTKM_SEQ_4(M, W, f) FASTKM_SEQ_2(M, W, f), M(W, f, 2), M(W, f, 3)
+    #define FASTKM_SEQ_8(M, W, f) FASTKM_SEQ_4(M, W, f), M(W, f, 4), M(W, f, 5), M(W, f, 6), \\
+                                  M(W, f, 7)
+    #define FASTKM_SEQ_16(M, W, f) FASTKM_SEQ_8(M, W, f), M(W, f, 8), M(W, f, 9), M(W, f, 10), \\
+                                   M(W, f, 11), M(W, f, 12), M(W, f, 13), M(W, f, 14), M(W, f, 15)
+    #define FASTKM_EVEN(W, f, l) (2 * (l))
+    #define FASTKM_ODD(W, f, l) (2 * (l) + 1)
+    /* Feature f of W rows of 3 features held in vectors a, b, c: element 3 l + f of a|b|c,
+    gathered from a|b first (A), then the rest from c (B: t|c, t the result of A). */
+    #define FASTKM_THIRD_A(W, f, l) (3 * (l) + (f) < 2 * (W) ? 3 * (l) + (f) : 0)
+    #define FASTKM_THIRD_B(W, f, l) (3 * (l) + (f) < 2 * (W) ? (l) : 3 * (l) + (f) - (W))
+    #define FASTKM_SHUFFLE(a, b, M, LANES, f) \\
+        __builtin_shufflevector(a, b, FASTKM_XCAT(FASTKM_SEQ_, LANES)(M, LANES, f))
+    /* x[f] = feature f of the LANES rows at p (D values a row, one after the other). */
+    #if FASTKM_SHUFFLE_TRANSPOSE
+    #define FASTKM_SMALL_TRANSPOSE(LANES, D, p, x) {                                          \\
+        vec r_[4];                                                                            \\
+        _Pragma("GCC unroll 4")                                                               \\
+        for (int q = 0; q < D; q++) __builtin_memcpy(&r_[q], (p) + q * LANES, sizeof(vec));    \\
+        if (D == 1) {                                                                         \\
+            x[0] = r_[0];                                                                     \\
+        } else if (D == 2) {                                                                  \\
+            x[0] = FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_EVEN, LANES, 0);                       \\
+            x[1] = FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_ODD, LANES, 0);                        \\
+        } else if (D == 3) {                                                                  \\
+            x[0] = FASTKM_SHUFFLE(FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_THIRD_A, LANES, 0),     \\
+                                  r_[2], FASTKM_THIRD_B, LANES, 0);                           \\
+            x[1] = FASTKM_SHUFFLE(FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_THIRD_A, LANES, 1),     \\
+                                  r_[2], FASTKM_THIRD_B, LANES, 1);                           \\
+            x[2] = FASTKM_SHUFFLE(FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_THIRD_A, LANES, 2),     \\
+                                  r_[2], FASTKM_THIRD_B, LANES, 2);                           \\
+        } else { /* D == 4: even/odd features, then even/odd of those */                     \\
+            vec e0 = FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_EVEN, LANES, 0);                     \\
+            vec e1 = FASTKM_SHUFFLE(r_[2], r_[3], FASTKM_EVEN, LANES, 0);                     \\
+            vec o0 = FASTKM_SHUFFLE(r_[0], r_[1], FASTKM_ODD, LANES, 0);                      \\
+            vec o1 = FASTKM_SHUFFLE(r_[2], r_[3], FASTKM_ODD, LANES, 0);                      \\
+            x[0] = FASTKM_SHUFFLE(e0, e1, FASTKM_EVEN, LANES, 0);                             \\
+            x[1] = FASTKM_SHUFFLE(o0, o1, FASTKM_EVEN, LANES, 0);                             \\
+            x[2] = FASTKM_SHUFFLE(e0, e1, FASTKM_ODD, LANES, 0);                              \\
+            x[3] = FASTKM_SHUFFLE(o0, o1, FASTKM_ODD, LANES, 0);                              \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_SMALL_TRANSPOSE(LANES, D, p, x) { /* through memory: x stays in registers */ \\
+        __typeof__(x[0][0] + 0) t_[4][LANES];                                                 \\
+        for (int f = 0; f < D; f++)                                                           \\
+            for (int l = 0; l < LANES; l++) t_[f][l] = (p)[l * D + f];                        \\
+        for (int f = 0; f < D; f++) __builtin_memcpy(&x[f], t_[f], sizeof(x[f]));             \\
+    }
+    #endif
+    /* Nearest centre (label) and its distance (best) of each row of a block (rows: D values
+    a row), ties to the lowest index. */
+    #define FASTKM_DEFINE_SMALL_NEAREST(NAME, T, IT, D, LANES, VMIN)                          \\
+    static inline void NAME(const T* rows, const T* centers, Py_ssize_t k, T* best,           \\
+                            int* label) {                                                     \\
+        typedef T vec __attribute__((vector_size(LANES * sizeof(T))));                         \\
+        typedef IT ivec __attribute__((vector_size(LANES * sizeof(T))));                       \\
+        enum { W = LANES,                                                                     \\
+               S = FASTKM_SMALL_SLICE * W < FASTKM_BLOCK_ROWS ? FASTKM_SMALL_SLICE            \\
+                                                               : FASTKM_BLOCK_ROWS / W };     \\
+        typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));                     \\
+        for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += S * W) {                               \\
+            vec x[S][4], b[S];                                                                \\
+            ivec l[S], j = (ivec){0};                                                         \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (int s = 0; s < S; s++) {                                                     \\
+                FASTKM_SMALL_TRANSPOSE(LANES, D, rows + (r0 + s * W) * D, x[s])               \\
+                b[s] = (vec){0} + (T)INFINITY;                                                \\
+                l[s] = (ivec){0};                                                             \\
+            }                                                                                 \\
+            const T* c = centers;                                                             \\
+            for (Py_ssize_t jj = 0; jj < k; jj++, c += D, j += 1) { /* in index order */     \\
+                _Pragma("GCC unroll 8")                                                       \\
+                for (int s = 0; s < S; s++) {                                                 \\
+                    /* From zero: a = t * t would let gcc fuse that product with the next   \\
+                       one's sum instead (and round differently from the Cython loop). */    \\
+                    vec a = (vec){0};                                                         \\
+                    _Pragma("GCC unroll 4")                                                   \\
+                    for (int f = 0; f < D; f++) {                                             \\
+                        vec t = x[s][f] - c[f];                                               \\
+                        a += t * t;                                                           \\
+                    }                                                                         \\
+                    ivec m = a < b[s]; /* all ones where the distance is lower */            \\
+                    b[s] = VMIN(a, b[s]);                                                     \\
+                    l[s] = (j & m) | (l[s] & ~m);                                             \\
+                }                                                                             \\
+            }                                                                                 \\
+            _Pragma("GCC unroll 8")                                                           \\
+            for (int s = 0; s < S; s++) {                                                     \\
+                ivec32 l32 = __builtin_convertvector(l[s], ivec32);                           \\
+                __builtin_memcpy(best + r0 + s * W, &b[s], sizeof(vec));                      \\
+                __builtin_memcpy(label + r0 + s * W, &l32, sizeof(ivec32));                   \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_LANES_F 0
+    #define FASTKM_LANES_D 0
+    #define FASTKM_SMALL_VMIN_F 0
+    #define FASTKM_SMALL_VMIN_D 0
+    /* Portable fallback: the same distances and comparisons, left to the compiler. */
+    #define FASTKM_DEFINE_SMALL_NEAREST(NAME, T, IT, D, LANES, VMIN)                          \\
+    static inline void NAME(const T* rows, const T* centers, Py_ssize_t k, T* best,           \\
+                            int* label) {                                                     \\
+        for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) { best[r] = INFINITY; label[r] = 0; }    \\
+        for (Py_ssize_t j = 0; j < k; j++)                                                    \\
+            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
+                T a = 0;                                                                      \\
+                for (int f = 0; f < D; f++) {                                                 \\
+                    T t = rows[r * D + f] - centers[j * D + f];                               \\
+                    a += t * t;                                                               \\
+                }                                                                             \\
+                label[r] = a < best[r] ? (int)j : label[r];                                   \\
+                best[r] = a < best[r] ? a : best[r];                                          \\
+            }                                                                                 \\
+    }
+    #endif
+    /* cluster[f] += w x[f] for f < D (FMAs where the ISA has them, except at D = 1: see
+    above), then cluster[D] += w. With vector types, the sums of a row are one load, one
+    multiply-add and one store: in separate scalars (as Cython's loop was compiled), they
+    were stored together and reloaded apart, which the CPU does not forward from store to
+    load as fast. Lane f of a vector gets the same operations as the scalar sum f: the
+    weight's lane adds w * 1 = w, exactly. */
+    #if FASTKM_VECTOR_EXTENSIONS
+    typedef double fastkm_d2 __attribute__((vector_size(16)));
+    typedef double fastkm_d4 __attribute__((vector_size(32)));
+    #define FASTKM_SMALL_ACCUMULATE(D, x, w, cluster) {                                       \\
+        double w_ = (w), *c_ = (cluster);                                                     \\
+        if (D == 1) {                                                                         \\
+            fastkm_d2 s, v = {FASTKM_ROUNDED(w_ * (x)[0]), w_};                               \\
+            __builtin_memcpy(&s, c_, sizeof(s));                                              \\
+            s += v;                                                                           \\
+            __builtin_memcpy(c_, &s, sizeof(s));                                              \\
+        } else if (D == 2) {                                                                  \\
+            fastkm_d2 s, v = {(x)[0], (x)[1]};                                                \\
+            __builtin_memcpy(&s, c_, sizeof(s));                                              \\
+            s += w_ * v;                                                                      \\
+            __builtin_memcpy(c_, &s, sizeof(s));                                              \\
+            c_[2] += w_;                                                                      \\
+        } else {                                                                              \\
+            fastkm_d4 s, v = {(x)[0], (x)[1], (x)[2], D == 3 ? 1.0 : (x)[D - 1]};             \\
+            __builtin_memcpy(&s, c_, sizeof(s));                                              \\
+            s += w_ * v;                                                                      \\
+            __builtin_memcpy(c_, &s, sizeof(s));                                              \\
+            if (D == 4) c_[4] += w_;                                                          \\
+        }                                                                                     \\
+    }
+    #else
+    #define FASTKM_SMALL_ACCUMULATE(D, x, w, cluster) {                                       \\
+        double w_ = (w), *c_ = (cluster);                                                     \\
+        if (D == 1) c_[0] += FASTKM_ROUNDED(w_ * (x)[0]);                                     \\
+        else for (int f = 0; f < D; f++) c_[f] = FASTKM_SMALL_MADD(w_, (double)(x)[f], c_[f]); \\
+        c_[D] += w_;                                                                          \\
+    }
+    #endif
+    #define FASTKM_DEFINE_SMALL_LLOYD(NAME, NEAREST, T, D)                                    \\
+    static void NAME(const T* X, const T* sample_weight, const T* centers, Py_ssize_t k,      \\
+                     Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways, int* labels,         \\
+                     double* acc, double* inertia, Py_ssize_t* changed) {                     \\
+        T buf[FASTKM_BLOCK_ROWS * D], best[FASTKM_BLOCK_ROWS];                                \\
+        int label[FASTKM_BLOCK_ROWS];                                                         \\
+        double lane_weight[FASTKM_BLOCK_ROWS], lane_inertia[FASTKM_BLOCK_ROWS], total = 0;    \\
+        Py_ssize_t n_changed = 0;                                                             \\
+        for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) lane_inertia[i] = 0;                      \\
+        for (Py_ssize_t b = start; b < stop; b += FASTKM_BLOCK_ROWS) {                        \\
+            int n_real = stop - b < FASTKM_BLOCK_ROWS ? (int)(stop - b) : FASTKM_BLOCK_ROWS;  \\
+            const T* rows = X + b * D;                                                        \\
+            if (n_real < FASTKM_BLOCK_ROWS) { /* lanes past the end repeat the last row */    \\
+                for (int i = 0; i < FASTKM_BLOCK_ROWS; i++)                                   \\
+                    for (int f = 0; f < D; f++)                                               \\
+                        buf[i * D + f] = rows[(i < n_real ? i : n_real - 1) * D + f];         \\
+                rows = buf;                                                                   \\
+            }                                                                                 \\
+            NEAREST(rows, centers, k, best, label);                                           \\
+            for (int i = 0; i < FASTKM_BLOCK_ROWS; i++)                                       \\
+                lane_weight[i] = i >= n_real ? 0 : sample_weight ? sample_weight[b + i] : 1;  \\
+            for (int i = 0; i < FASTKM_BLOCK_ROWS; i++)                                       \\
+                lane_inertia[i] = FASTKM_SMALL_MADD(lane_weight[i], (double)best[i],          \\
+                                                    lane_inertia[i]);                         \\
+            for (int i = 0; i < n_real; i++) {                                                \\
+                n_changed += labels[b + i] != label[i];                                       \\
+                labels[b + i] = label[i];                                                     \\
+            }                                                                                 \\
+            for (int i = 0; i < n_real; i++)                                                  \\
+                FASTKM_SMALL_ACCUMULATE(D, rows + i * D, lane_weight[i],                      \\
+                                        acc + ((i & (ways - 1)) * k + label[i]) * (D + 1))    \\
+        }                                                                                     \\
+        for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) total += lane_inertia[i];                 \\
+        *inertia = total;                                                                     \\
+        *changed = n_changed;                                                                 \\
+    }
+    #define FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, D)                              \\
+    FASTKM_DEFINE_SMALL_NEAREST(fastkm_small_nearest_##SUFFIX##D, T, IT, D, LANES, VMIN)      \\
+    FASTKM_DEFINE_SMALL_LLOYD(fastkm_lloyd_small_##SUFFIX##D, fastkm_small_nearest_##SUFFIX##D, \\
+                              T, D)
+    #define FASTKM_DEFINE_SMALL(T, IT, SUFFIX, LANES, VMIN)                                   \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 1)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 2)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 3)                                      \\
+    FASTKM_DEFINE_SMALL_D(T, IT, SUFFIX, LANES, VMIN, 4)                                      \\
+    static void fastkm_lloyd_small_##SUFFIX(const T* X, const T* sample_weight,               \\
+                                            const T* centers, Py_ssize_t k, Py_ssize_t d,     \\
+                                            Py_ssize_t start, Py_ssize_t stop,                \\
+                                            Py_ssize_t ways, int* labels, double* acc,        \\
+                                            double* inertia, Py_ssize_t* changed) {           \\
+        if (d == 1) FASTKM_SMALL_CALL(SUFFIX##1)                                              \\
+        else if (d == 2) FASTKM_SMALL_CALL(SUFFIX##2)                                         \\
+        else if (d == 3) FASTKM_SMALL_CALL(SUFFIX##3)                                         \\
+        else FASTKM_SMALL_CALL(SUFFIX##4)                                                     \\
+    }
+    #define FASTKM_SMALL_CALL(SUFFIX_D)                                                       \\
+        fastkm_lloyd_small_##SUFFIX_D(X, sample_weight, centers, k, start, stop, ways, labels, \\
+                                      acc, inertia, changed);
+    FASTKM_DEFINE_SMALL(float, int, f, FASTKM_LANES_F, FASTKM_SMALL_VMIN_F)
+    FASTKM_DEFINE_SMALL(double, long long, d, FASTKM_LANES_D, FASTKM_SMALL_VMIN_D)
+    """
+    void fastkm_lloyd_small_f(const float* X, const float* sample_weight, const float* centers,
+                              Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
+                              Py_ssize_t ways, int* labels, double* acc, double* inertia,
+                              Py_ssize_t* changed) noexcept nogil
+    void fastkm_lloyd_small_d(const double* X, const double* sample_weight,
+                              const double* centers, Py_ssize_t k, Py_ssize_t d,
+                              Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways, int* labels,
+                              double* acc, double* inertia, Py_ssize_t* changed) noexcept nogil
+
+
 cdef inline void _lloyd_chunk_d(
         const floating* X,                   # IN  (n, d)
-        const floating* sample_weight,       # IN  (n,)
+        const floating* sample_weight,       # IN  (n,) or NULL: all 1
         const floating* centers,             # IN  (k, d)
-        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t k, Py_ssize_t d,          # IN  d <= MAX_UNROLLED_FEATURES
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
         Py_ssize_t ways,                     # IN  copies of the sums, a power of two
-        floating* block_t,                   # scratch (d, BLOCK_ROWS)
         int* labels,                         # IN/OUT (n,) rows [start, stop) written
         double* acc,                         # OUT (ways, k, d + 1) zeroed: per cluster, the
                                              #     weighted sum of its rows, then its weight
         double* inertia,                     # OUT weighted squared distances of the chunk
         Py_ssize_t* changed,                 # OUT how many of the chunk's labels changed
 ) noexcept nogil:
-    cdef Py_ssize_t block_start, i, f, n_real, n_changed = 0
-    cdef floating best[BLOCK_ROWS]
-    cdef int label[BLOCK_ROWS]
-    cdef double lane_weight[BLOCK_ROWS]
-    cdef double lane_inertia[BLOCK_ROWS]
-    cdef double w
-    cdef double* cluster
-    for i in range(BLOCK_ROWS):
-        lane_inertia[i] = 0
-    for block_start from start <= block_start < stop by BLOCK_ROWS:
-        n_real = _transpose_block(X, d, block_start, stop, block_t)
-        _block_nearest(block_t, centers, k, d, best, label)
-        for i in range(BLOCK_ROWS):
-            lane_weight[i] = (1 if sample_weight == NULL else sample_weight[block_start + i]) \
-                if i < n_real else 0
-        for i in range(BLOCK_ROWS):
-            lane_inertia[i] += lane_weight[i] * best[i]
-        for i in range(n_real):
-            n_changed += labels[block_start + i] != label[i]
-            labels[block_start + i] = label[i]
-            w = lane_weight[i]
-            cluster = acc + ((i & (ways - 1)) * k + label[i]) * (d + 1)
-            for f in range(d):
-                cluster[f] += w * block_t[f * BLOCK_ROWS + i]
-            cluster[d] += w
-    inertia[0] = 0
-    for i in range(BLOCK_ROWS):
-        inertia[0] += lane_inertia[i]
-    changed[0] = n_changed
-
-
-cdef void _lloyd_chunk(
-        const floating* X, const floating* sample_weight, const floating* centers,
-        Py_ssize_t k, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways,
-        floating* block_t, int* labels, double* acc, double* inertia, Py_ssize_t* changed,
-) noexcept nogil:
-    """_lloyd_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
-    if d == 1:
-        _lloyd_chunk_d(X, sample_weight, centers, k, 1, start, stop, ways, block_t, labels,
-                       acc, inertia, changed)
-    elif d == 2:
-        _lloyd_chunk_d(X, sample_weight, centers, k, 2, start, stop, ways, block_t, labels,
-                       acc, inertia, changed)
-    elif d == 3:
-        _lloyd_chunk_d(X, sample_weight, centers, k, 3, start, stop, ways, block_t, labels,
-                       acc, inertia, changed)
-    else:  # d == 4: larger d go to _lloyd_chunk_panels
-        _lloyd_chunk_d(X, sample_weight, centers, k, 4, start, stop, ways, block_t, labels,
-                       acc, inertia, changed)
+    """One chunk of lloyd_pass for d <= 4: fastkm_lloyd_small_{f,d}, compiled for each d."""
+    if floating is float:
+        fastkm_lloyd_small_f(X, sample_weight, centers, k, d, start, stop, ways, labels, acc,
+                             inertia, changed)
+    else:
+        fastkm_lloyd_small_d(X, sample_weight, centers, k, d, start, stop, ways, labels, acc,
+                             inertia, changed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,10 +1056,9 @@ def lloyd_pass(
                                 &chunk_inertia[c, 0], &chunk_changed[c])
     else:
         for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            _lloyd_chunk(&X[0, 0], weights, &centers[0, 0], k, d, c * chunk_rows,
-                         min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
-                         &labels[0], &chunk_acc[c, 0], &chunk_inertia[c, 0],
-                         &chunk_changed[c])
+            _lloyd_chunk_d(&X[0, 0], weights, &centers[0, 0], k, d, c * chunk_rows,
+                           min(n, (c + 1) * chunk_rows), ways, &labels[0], &chunk_acc[c, 0],
+                           &chunk_inertia[c, 0], &chunk_changed[c])
 
     _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
     for c in range(n_chunks):
