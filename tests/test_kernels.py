@@ -237,9 +237,9 @@ def direct_form_pass(X, w, C, fused):
     Distances sum (x_f - c_f)^2 from zero in feature order, in X's dtype, with FMAs if
     ``fused`` (the ISA has them); the nearest centre is the first one at the lowest. The
     inertia adds w * distance in float64 into one sum per lane (a row's offset in its
-    chunk, modulo 32), summed in lane order per chunk, then over chunks; the sums add w * x_f, row
-    after row, into copy (offset modulo 4) of each cluster's sums (FMAs if ``fused``, except
-    at d = 1: rounded product, then sum), merged chunk by chunk, copy by copy.
+    chunk, modulo 32), summed in lane order per chunk, then over chunks; the sums add w * x_f,
+    row after row, into copy (offset modulo 4) of each cluster's sums (FMAs if ``fused``),
+    merged chunk by chunk, copy by copy.
     """
     madd = _fma if fused else (lambda a, b, c: c + a * b)
     n, d = X.shape
@@ -260,7 +260,7 @@ def direct_form_pass(X, w, C, fused):
             i, j = row - start, labels[row]
             lanes[i % 32] = madd(w[row], best[row], lanes[i % 32])
             x = X[row].astype(np.float64)
-            if d == 1 or not fused:
+            if not fused:
                 acc[i % 4, j, :d] += w[row] * x
             else:
                 acc[i % 4, j, :d] = _fma(np.full(d, w[row]), x, acc[i % 4, j, :d])
@@ -388,7 +388,7 @@ def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, d, k, spread", [
     (5000, 3, 16, 1.0), (3000, 2, 5, 1.0), (4000, 7, 33, 1.0), (2000, 3, 1, 1.0),
-    (100, 3, 64, 1.0), (2, 3, 2, 1.0),
+    (100, 3, 64, 1.0), (2, 3, 2, 1.0), (3000, 1, 20, 1.0),
     # Many centres among few clusters: Exponion's neighbour lists (32 centres) do not reach
     # every centre, balls overflow them, and the second-nearest bounds matter.
     (6000, 3, 200, 0.3), (3000, 20, 70, 0.3), (3000, 3, 34, 0.3)])

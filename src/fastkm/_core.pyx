@@ -521,9 +521,10 @@ cdef extern from *:
     the chunk's inertia is the sum over lanes i (in lane order) of the running per-lane sums
     of w * dist (an FMA where the ISA has one; w = 0 past the chunk's end), and each row
     adds w * x_f and w, in row order, to copy i % ways of its cluster's sums: FMAs where the
-    ISA has them, except at d = 1 in float64 (a product rounded on its own, then a sum: the
-    Cython loop this replaces was compiled that way, and the results stay bit-identical).
-    Lanes past the chunk's end repeat its last row.
+    ISA has them, as _accumulate_rows does for the bounded passes. (The Cython loop this
+    replaced was compiled without them at d = 1, where its sums then differed from the
+    bounded passes' in the last bit, in float64 with weights.) Lanes past the chunk's end
+    repeat its last row.
 
     The block's rows are loaded as they lie (d values a row) and transposed into vector lanes
     in registers (two rounds of even/odd shuffles at d = 2 and 4, two shuffles per feature at
@@ -533,12 +534,8 @@ cdef extern from *:
     row are one vector load, multiply-add and store (see FASTKM_SMALL_ACCUMULATE). */
     #if defined(__FMA__)
     #define FASTKM_SMALL_MADD(a, b, acc) __builtin_fma((a), (b), (acc))
-    /* x, rounded: an empty asm hides the product from the FMA contraction of what uses it. */
-    #define FASTKM_ROUNDED(x) \\
-        ({ double fastkm_r_ = (x); __asm__("" : "+x"(fastkm_r_)); fastkm_r_; })
     #else
     #define FASTKM_SMALL_MADD(a, b, acc) ((acc) + (a) * (b))
-    #define FASTKM_ROUNDED(x) (x)
     #endif
     #if FASTKM_VECTOR_EXTENSIONS
     /* Vector widths (bytes) of these kernels for float and double, and row vectors compared
@@ -712,28 +709,23 @@ cdef extern from *:
             }                                                                                 \\
     }
     #endif
-    /* cluster[f] += w x[f] for f < D (FMAs where the ISA has them, except at D = 1: see
-    above), then cluster[D] += w. With vector types, the sums of a row are one load, one
-    multiply-add and one store: in separate scalars (as Cython's loop was compiled), they
-    were stored together and reloaded apart, which the CPU does not forward from store to
-    load as fast. Lane f of a vector gets the same operations as the scalar sum f: the
-    weight's lane adds w * 1 = w, exactly. */
+    /* cluster[f] += w x[f] for f < D (FMAs where the ISA has them), then cluster[D] += w.
+    With vector types, the sums of a row are one load, one multiply-add and one store: in
+    separate scalars (as Cython's loop was compiled), they were stored together and
+    reloaded apart, which the CPU does not forward from store to load as fast. Lane f of a
+    vector gets the same operations as the scalar sum f: the weight's lane adds w * 1 = w,
+    exactly. */
     #if FASTKM_VECTOR_EXTENSIONS
     typedef double fastkm_d2 __attribute__((vector_size(16)));
     typedef double fastkm_d4 __attribute__((vector_size(32)));
     #define FASTKM_SMALL_ACCUMULATE(D, x, w, cluster) {                                       \\
         double w_ = (w), *c_ = (cluster);                                                     \\
-        if (D == 1) {                                                                         \\
-            fastkm_d2 s, v = {FASTKM_ROUNDED(w_ * (x)[0]), w_};                               \\
-            __builtin_memcpy(&s, c_, sizeof(s));                                              \\
-            s += v;                                                                           \\
-            __builtin_memcpy(c_, &s, sizeof(s));                                              \\
-        } else if (D == 2) {                                                                  \\
-            fastkm_d2 s, v = {(x)[0], (x)[1]};                                                \\
+        if (D <= 2) {                                                                         \\
+            fastkm_d2 s, v = {(x)[0], D == 1 ? 1.0 : (x)[D - 1]};                             \\
             __builtin_memcpy(&s, c_, sizeof(s));                                              \\
             s += w_ * v;                                                                      \\
             __builtin_memcpy(c_, &s, sizeof(s));                                              \\
-            c_[2] += w_;                                                                      \\
+            if (D == 2) c_[2] += w_;                                                          \\
         } else {                                                                              \\
             fastkm_d4 s, v = {(x)[0], (x)[1], (x)[2], D == 3 ? 1.0 : (x)[D - 1]};             \\
             __builtin_memcpy(&s, c_, sizeof(s));                                              \\
@@ -745,8 +737,7 @@ cdef extern from *:
     #else
     #define FASTKM_SMALL_ACCUMULATE(D, x, w, cluster) {                                       \\
         double w_ = (w), *c_ = (cluster);                                                     \\
-        if (D == 1) c_[0] += FASTKM_ROUNDED(w_ * (x)[0]);                                     \\
-        else for (int f = 0; f < D; f++) c_[f] = FASTKM_SMALL_MADD(w_, (double)(x)[f], c_[f]); \\
+        for (int f = 0; f < D; f++) c_[f] = FASTKM_SMALL_MADD(w_, (double)(x)[f], c_[f]);     \\
         c_[D] += w_;                                                                          \\
     }
     #endif
