@@ -21,7 +21,7 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     X3 = rng.normal(size=(30_000, 3)).astype(np.float32)
     X8 = rng.normal(size=(30_000, 8)).astype(np.float32)
     monkeypatch.setattr(module, "workloads", lambda quick: [
-        ("tiny", X3, 8), ("tiny", X3, 120), ("tiny", X8, 24), ("tiny", X8, 10)])
+        ("tiny", X3, 8), ("tiny", X3, 200), ("tiny", X8, 24), ("tiny", X8, 10)])
     module.main(["--algorithms", "lloyd,hamerly,exponion", "--max-features", "8"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     assert len(lines) == 4
@@ -38,16 +38,16 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
 
 @pytest.mark.parametrize("shape, expected", [
     ((10**6, 3, 16), "lloyd"),          # few clusters in 3-D: the vectorized pass wins
-    ((10**6, 4, 31), "lloyd"),          # HAMERLY_MIN_CLUSTERS below MID_FEATURES = 5
-    ((10**6, 3, 32), "hamerly"),
-    ((10**6, 3, 95), "hamerly"),
-    ((10**6, 3, 96), "exponion"),
-    ((31_000, 2, 32), "lloyd"),         # 969 samples per cluster: too few for Hamerly
+    ((10**6, 4, 64), "lloyd"),          # no Hamerly below MID_FEATURES = 5
+    ((10**6, 3, 191), "lloyd"),
+    ((10**6, 3, 192), "exponion"),      # EXPONION_MIN_CLUSTERS below 5 features
+    ((10**6, 2, 500), "exponion"),
     ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for Exponion
-    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS_MID
+    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
     ((10**6, 5, 24), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
     ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS_MID from 5 features
+    ((23_000, 8, 24), "lloyd"),         # 958 samples per cluster: too few for Hamerly
     ((10**6, 95, 47), "hamerly"),
     ((10**6, 95, 48), "exponion"),
     ((20_000, 8, 30), "lloyd"),         # 667 samples per cluster: too few for Hamerly

@@ -202,19 +202,19 @@ def test_auto_runs_exponion_with_many_clusters(client):
     """algorithm='auto' picks the bounded passes as in memory (their iterations report a
     NaN inertia), with the same result as plain Lloyd and the in-memory fit."""
     X = _blobs(24_000, 2, 100, seed=11, dtype=np.float32)
-    init = X[::240].copy()
-    assert fastkm._lloyd.auto_algorithm(*X.shape, 100, 4) == "exponion"
+    init = X[::120].copy()
+    assert fastkm._lloyd.auto_algorithm(*X.shape, 200, 4) == "exponion"
     dX = da.from_array(X, chunks=(5_000, 2))
     reported = {}
 
     def record(name):
         return lambda info: reported.setdefault(name, []).append(info.inertia)
 
-    ref = fastkm.KMeans(100, init=init, tol=0).fit(X)
-    auto = fastkm.dask.KMeans(100, init=init, tol=0, callback=record("auto")).fit(dX)
-    lloyd = fastkm.dask.KMeans(100, init=init, tol=0, algorithm="lloyd",
+    ref = fastkm.KMeans(200, init=init, tol=0).fit(X)
+    auto = fastkm.dask.KMeans(200, init=init, tol=0, callback=record("auto")).fit(dX)
+    lloyd = fastkm.dask.KMeans(200, init=init, tol=0, algorithm="lloyd",
                                callback=record("lloyd")).fit(dX)
-    yinyang = fastkm.dask.KMeans(100, init=init, tol=0, algorithm="yinyang").fit(dX)  # groups
+    yinyang = fastkm.dask.KMeans(200, init=init, tol=0, algorithm="yinyang").fit(dX)  # groups
     assert ref.n_iter_ > 10
     assert np.isnan(reported["auto"]).all() and np.isfinite(reported["lloyd"]).all()
     for km in (auto, lloyd, yinyang):

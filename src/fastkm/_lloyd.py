@@ -12,18 +12,18 @@ from ._yinyang import centre_groups
 BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
                   "yinyang": "yinyang_pass"}
 # algorithm='auto' (see auto_algorithm), below YINYANG_MIN_FEATURES features: plain Lloyd
-# with few clusters, whose vectorized pass then beats the bounds' bookkeeping; Hamerly from
-# HAMERLY_MIN_CLUSTERS clusters (HAMERLY_MIN_CLUSTERS_MID from MID_FEATURES features on, where
-# the full searches of the rows that fail their bounds run in lloyd_pass's panel kernel);
-# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS
-# (EXPONION_MIN_CLUSTERS_MID from MID_FEATURES features on). Each bounded algorithm needs
-# enough samples per cluster: few iterations cannot amortize the bounds' first pass.
-# BENCHMARKS.md, "Choosing the algorithm", has the measurements.
+# with few clusters, whose vectorized pass then beats the bounds' bookkeeping; from
+# MID_FEATURES features on (where the full searches of the rows that fail their bounds run
+# in lloyd_pass's panel kernel), Hamerly from HAMERLY_MIN_CLUSTERS clusters; Exponion, whose
+# ball search pays with more clusters, from EXPONION_MIN_CLUSTERS_MID clusters, and below
+# MID_FEATURES from EXPONION_MIN_CLUSTERS (there, lloyd_pass's register-blocked kernel beats
+# Hamerly at every k measured, and Exponion from between 128 and 256 clusters). Each
+# bounded algorithm needs enough samples per cluster: few iterations cannot amortize the
+# bounds' first pass. BENCHMARKS.md, "Choosing the algorithm", has the measurements.
 MID_FEATURES = 5
-HAMERLY_MIN_CLUSTERS = 32
-HAMERLY_MIN_CLUSTERS_MID = 24
+HAMERLY_MIN_CLUSTERS = 24
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
-EXPONION_MIN_CLUSTERS = 96
+EXPONION_MIN_CLUSTERS = 192
 EXPONION_MIN_CLUSTERS_MID = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
 # From YINYANG_MIN_FEATURES features on: simplified Yinyang from YINYANG_MIN_CLUSTERS
@@ -44,8 +44,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
 
     Examples
     --------
-    >>> [auto_algorithm(1_000_000, 3, k) for k in (16, 32, 256)]
-    ['lloyd', 'hamerly', 'exponion']
+    >>> [auto_algorithm(1_000_000, 3, k) for k in (16, 64, 256)]
+    ['lloyd', 'lloyd', 'exponion']
     >>> auto_algorithm(1_000_000, 8, 24), auto_algorithm(200_000, 128, 256)
     ('hamerly', 'yinyang')
     """
@@ -60,7 +60,7 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
             return "lloyd"
         # Three bounds and the second-nearest centre (int32).
         algorithm, state_bytes = "exponion", 3 * itemsize + 4
-    elif n_clusters >= (HAMERLY_MIN_CLUSTERS_MID if mid else HAMERLY_MIN_CLUSTERS):
+    elif mid and n_clusters >= HAMERLY_MIN_CLUSTERS:
         if n_samples < HAMERLY_MIN_ROWS_PER_CLUSTER * n_clusters:
             return "lloyd"
         algorithm, state_bytes = "hamerly", 2 * itemsize  # an upper and a lower bound
