@@ -17,15 +17,16 @@ from ._isa import core
 # Looked for from this many rows on: below, a fit is short anyway.
 MIN_ROWS = 1 << 16
 # Used when there are at most n / MAX_DISTINCT_SHARE distinct rows: the search costs about
-# what 4 to 8 Lloyd passes over all rows cost at k=16, d=3 (the cheapest passes), so that
-# halving the rows pays for it within about 10 iterations, and much sooner at larger k.
+# what 9 Lloyd passes over all rows cost at k=16, d=3 (the cheapest passes), so that
+# halving the rows pays for it within about 18 iterations, and much sooner at larger k.
 MAX_DISTINCT_SHARE = 2
 # The search is skipped when the fit cannot run long enough to pay it back: a Lloyd pass
 # costs about PASS_OFFSET + k * d units a row (on the 4.4 million photo pixels, d=3, two
-# threads: 14 ms at k=16, about 110 ms at k=256), the search about 8 passes at k=16 (116 ms),
-# i.e. SEARCH_COST units, and halving the rows saves half a pass per iteration.
-PASS_OFFSET = 16
-SEARCH_COST = 8 * (PASS_OFFSET + 16 * 3)
+# threads: 7.6 to 9 ms at k=16, 17 to 20 ms at k=64, 56 to 67 ms at k=256), the search
+# about 9 passes at k=16 (72 to 93 ms), i.e. SEARCH_COST units, and halving the rows saves
+# half a pass per iteration.
+PASS_OFFSET = 64
+SEARCH_COST = 9 * (PASS_OFFSET + 16 * 3)
 # Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
 # among n, two sampled rows are equal with probability at least 1 / m (whatever the
 # multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 64 at m = n / 2.

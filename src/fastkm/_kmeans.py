@@ -450,7 +450,7 @@ default='k-means++'
     parallel search that finds them (extra memory: 4 bytes a row during the fit; while the
     search runs, a copy of X and 5 bytes a row more). An evenly spaced sample of ``8 * sqrt(n_samples)`` rows
     decides whether to look, and it is not done when ``n_init * max_iter`` passes could not
-    pay for it (the search costs about 8 Lloyd passes at k=16 in 3 dimensions; fewer at
+    pay for it (the search costs about 9 Lloyd passes at k=16 in 3 dimensions; fewer at
     larger k). k-means++ and 'random' then draw from the distinct rows in proportion to
     their weight (the same distribution as from all rows), and a cluster left empty takes
     the farthest distinct row with all its copies, where scikit-learn moves one sample.
