@@ -38,6 +38,9 @@ def test_kernel_finds_the_distinct_rows_and_their_weights(dtype, d):
     order = np.lexsort(rows.T[::-1])
     np.testing.assert_array_equal(rows[order], expected_rows)
     np.testing.assert_allclose(summed[order], expected_weights, rtol=1e-12)
+    # In the order of their first occurrence in X.
+    first_index = np.unique(X, axis=0, return_index=True)[1]
+    np.testing.assert_array_equal(rows, X[np.sort(first_index)])
 
 
 def test_kernel_unit_weights_count_the_rows():
@@ -68,6 +71,8 @@ def test_kernel_counts_runs_of_equal_rows(weighted):
         order = np.lexsort(rows.T[::-1])
         np.testing.assert_array_equal(rows[order], expected_rows)
         np.testing.assert_allclose(summed[order], expected_weights, rtol=1e-12)
+        np.testing.assert_array_equal(inverse[0], 0)
+        assert (np.diff(np.maximum.accumulate(inverse)) <= 1).all()  # first-occurrence order
         results.append((rows, summed, inverse))
     for rows, summed, inverse in results[1:]:
         assert np.array_equal(rows, results[0][0]) and np.array_equal(summed, results[0][1])

@@ -3430,8 +3430,8 @@ cdef void _dither_rows(
 # in parallel. A bucket's hash table and rows stay in the core's cache, where one table for
 # all rows (855 thousand colours of a photo: megabytes) made nearly every lookup a cache
 # miss. With unit weights, a row equal to the row before it (a third of a photo's pixels)
-# is not moved at all: it counts for one more in its run's first row. The result depends on
-# the rows only: buckets in order, rows in the order of their first occurrence within each.
+# is not moved at all: it counts for one more in its run's first row. The distinct rows come
+# out in the order of their first occurrence in X, whatever the thread count.
 
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -3523,7 +3523,8 @@ cdef inline Py_ssize_t _bucket_distinct_d(
         Py_ssize_t n_rows, Py_ssize_t d,
         int* local,                          # IN/OUT (n_rows,) in: the length of each row's
                                              #     run (unit weights); out: each row's index
-                                             #     among the distinct rows
+                                             #     j among the distinct rows, ~j (negative)
+                                             #     for the first occurrence of each
         double** weights,                    # OUT (returned,) summed weight of each distinct
                                              #     row, malloc'ed: the caller frees it
         Py_ssize_t max_distinct,             # IN  give up beyond this many in all buckets
@@ -3578,7 +3579,7 @@ cdef inline Py_ssize_t _bucket_distinct_d(
                 for f in range(d):  # row m was read already (m <= i)
                     rows[m * d + f] = rows[i * d + f]
                 sums[m] = w
-                previous = m
+                previous = ~m
                 m = m + 1
                 break
             if slot >> 32 << 32 == tag:
@@ -3590,6 +3591,7 @@ cdef inline Py_ssize_t _bucket_distinct_d(
         if m < 0:
             break
         local[i] = <int>previous
+        previous = previous if previous >= 0 else ~previous
         if 2 * <uint64_t>m > capacity:  # at most half full: doubled
             grown = <uint64_t*>calloc(2 * capacity, sizeof(uint64_t))
             if grown == NULL:
@@ -3737,27 +3739,55 @@ cdef void _scatter_chunk(const floating* X, const floating* sample_weight, Py_ss
                          scattered_weights, run_lengths)
 
 
-cdef void _inverse_chunk(
+cdef Py_ssize_t _inverse_chunk(
         Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
-        const uint8_t* bucket,               # IN  (n,) each row's bucket
+        uint8_t* bucket,                     # IN/OUT (n,) each row's bucket; out, for rows
+                                             #     [start, stop): 1 for the first occurrence
+                                             #     of a distinct row, else 0
         const Py_ssize_t* starts,            # IN  (256,) as for _scatter_chunk
         const int* local,                    # IN  (m + 1,) each moved row's index among its
-                                             #     bucket's distinct rows
+                                             #     bucket's distinct rows (see
+                                             #     _bucket_distinct_d)
         const Py_ssize_t* first,             # IN  (256,) index of each bucket's first
                                              #     distinct row among all
-        int* inverse,                        # OUT (n,) rows [start, stop) written
+        int* inverse,                        # OUT (n,) rows [start, stop): the index of each
+                                             #     among the distinct rows in bucket order
 ) noexcept nogil:
+    """Returns how many first occurrences the chunk holds."""
     cdef Py_ssize_t cursor[256]
-    cdef Py_ssize_t i, pos, b
-    cdef int index = 0
+    cdef Py_ssize_t i, pos, b, n_first = 0
+    cdef int index = 0, value
+    cdef bint is_first
     for i in range(256):
         cursor[i] = starts[i]
     for i in range(start, stop):  # (branch-free: see _scatter_chunk_d)
         b = bucket[i]
         pos = cursor[b]
         cursor[b] = pos + (b != IN_RUN)
-        index = index if b == IN_RUN else local[pos] + <int>first[b]
+        value = local[pos]
+        is_first = b != IN_RUN and value < 0
+        value = value if value >= 0 else ~value
+        index = index if b == IN_RUN else value + <int>first[b]
         inverse[i] = index
+        bucket[i] = is_first
+        n_first += is_first
+    return n_first
+
+
+cdef void _rank_first_chunk(
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        const uint8_t* is_first,             # IN  (n,) see _inverse_chunk
+        const int* inverse,                  # IN  (n,) see _inverse_chunk
+        Py_ssize_t rank,                     # IN  first occurrences before this chunk
+        int* order,                          # OUT (m + 1,) for each distinct row in bucket
+                                             #     order, its rank by first occurrence (the
+                                             #     last entry is spare)
+        Py_ssize_t spare,                    # IN  m
+) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, stop):  # (branch-free: a fifth of a photo's rows are firsts)
+        order[inverse[i] if is_first[i] else spare] = <int>rank
+        rank += is_first[i]
 
 
 def distinct_rows(
@@ -3774,8 +3804,8 @@ def distinct_rows(
     summed weights, in float64. Or None when there are more than ``max_distinct`` of them
     (``inverse`` is then left as it was): the buckets stop as soon as the ones done and
     the one running hold more, so that data with few repeats pay for part of the work only.
-    Rows are equal when their values compare equal. The order of the distinct rows depends
-    on X only (not on ``n_threads``): by hash bucket, then by first occurrence. Extra memory
+    Rows are equal when their values compare equal. The distinct rows are in the order of
+    their first occurrence in X (whatever ``n_threads``). Extra memory
     while it runs: a copy of X (and of sample_weight), n bytes and n int32, besides
     ``inverse``; with unit weights, less: the rows equal to the one before them are not
     copied.
@@ -3798,7 +3828,7 @@ def distinct_rows(
         raise ValueError("distinct_rows: X must have at least one column")
     if n == 0:
         return np.empty((0, d), dtype=dtype), np.empty(0)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, b, j, f
+    cdef Py_ssize_t n_chunks, chunk_rows, c, b, j, f, i, n_distinct
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d)
     bucket_array = np.empty(n, dtype=np.uint8)
@@ -3842,7 +3872,10 @@ def distinct_rows(
     cdef size_t[::1] weight_buffer_view = weight_buffers
     cdef double** bucket_weights = <double**>&weight_buffer_view[0]
     cdef Py_ssize_t found = 0
-    cdef Py_ssize_t[::1] first
+    cdef Py_ssize_t[::1] first, rank
+    cdef int[::1] order
+    chunk_firsts_array = np.zeros(n_chunks, dtype=np.intp)
+    cdef Py_ssize_t[::1] chunk_firsts = chunk_firsts_array
     cdef floating[:, ::1] rows
     cdef double[::1] weights
     try:
@@ -3857,26 +3890,41 @@ def distinct_rows(
             raise MemoryError()
         if (distinct_array == -2).any():
             return None
-        # 4. The distinct rows and their weights, bucket after bucket.
+        # 4. Each row's index among the distinct rows in bucket order, and which rows are
+        #    the first occurrence of one.
         first_array = np.zeros(256, dtype=np.intp)
         first_array[1:ROW_BUCKETS] = np.cumsum(distinct_array)[:-1]
         n_distinct = distinct_array.sum()
+        first = first_array
+        for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            chunk_firsts[c] = _inverse_chunk(
+                c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0], &starts[c, 0],
+                &local[0], &first[0], &inverse[0])
+        # 5. The distinct rows in the order of their first occurrence in X, rather than by
+        #    hash bucket: an order that depends on X alone, in which neighbouring pixels,
+        #    often of similar colours, stay together (Exponion to convergence took 1.05x
+        #    longer on the photo's distinct rows in random order, k=256).
+        rank_array = np.concatenate([[0], np.cumsum(chunk_firsts_array)[:-1]])
+        order_array = np.empty(n_distinct + 1, dtype=np.int32)
+        rank = rank_array
+        order = order_array
+        for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+            _rank_first_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0],
+                              &inverse[0], rank[c], &order[0], n_distinct)
         rows_array = np.empty((n_distinct, d), dtype=dtype)
         weights_array = np.empty(n_distinct)
-        first = first_array
         rows = rows_array
         weights = weights_array
         for b in prange(ROW_BUCKETS, nogil=True, schedule="static",
                         num_threads=min(n_threads, ROW_BUCKETS)):
             for j in range(distinct[b]):
                 for f in range(d):
-                    rows[first[b] + j, f] = scattered[(bucket_first[b] + j) * d + f]
-                weights[first[b] + j] = bucket_weights[b][j]
+                    rows[order[first[b] + j], f] = scattered[(bucket_first[b] + j) * d + f]
+                weights[order[first[b] + j]] = bucket_weights[b][j]
     finally:
         for b in range(ROW_BUCKETS):
             free(bucket_weights[b])
-    # 5. Each row's index among them, from its position among the moved rows (or its head's).
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        _inverse_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0],
-                       &starts[c, 0], &local[0], &first[0], &inverse[0])
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            inverse[i] = order[inverse[i]]
     return rows_array, weights_array
