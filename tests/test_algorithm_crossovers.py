@@ -71,3 +71,29 @@ def test_auto_algorithm_bounds_must_fit_in_the_budget_or_in_x():
     # Yinyang's 1 + k // 10 values per sample against X's 96.
     assert auto_algorithm(10**8, 96, 1000) == "lloyd"
     assert auto_algorithm(10**8, 96, 900) == "yinyang"
+
+
+def test_auto_algorithm_short_fits_below_five_features_run_lloyd():
+    """Exponion's first passes cost more than Lloyd's below 5 features: a fit allowed few
+    iterations cannot pay them back."""
+    assert auto_algorithm(10**6, 3, 256, max_iter=99) == "lloyd"
+    assert auto_algorithm(10**6, 3, 256, max_iter=100) == "exponion"
+    assert auto_algorithm(10**6, 3, 256, max_iter=None) == "exponion"
+    assert auto_algorithm(10**6, 8, 100, max_iter=10) == "exponion"  # from 5 features: bounds
+
+
+def test_short_fit_runs_lloyd_passes(monkeypatch):
+    """KMeans(max_iter=...) hands its iteration limit to auto."""
+    from fastkm import KMeans
+    from fastkm._isa import core
+    from fastkm import _lloyd
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40_000, 2)).astype(np.float32)
+    called = []
+    monkeypatch.setattr(_lloyd, "core", type("Spy", (), {
+        "__getattr__": lambda self, name: (called.append(name), getattr(core, name))[1]})())
+    KMeans(200, n_init=1, max_iter=5, tol=0, random_state=0).fit(X)
+    assert "lloyd_pass" in called and "exponion_pass" not in called
+    called.clear()
+    KMeans(200, n_init=1, max_iter=100, tol=0, random_state=0).fit(X)
+    assert "exponion_pass" in called

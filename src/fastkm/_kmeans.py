@@ -379,10 +379,11 @@ default='k-means++'
         5 features on, where 'lloyd' sums distances in another order, a sample within
         rounding of two centres may go to either, and the runs then drift apart slightly).
         'auto' runs 'yinyang' from 96 features and 32 clusters on; below, 'exponion' with
-        many clusters (from 192, or from 48 with 5 features or more) and at least 100
-        samples per cluster, and from 5 features 'hamerly' with fewer clusters, from 24, and
-        at least 1000 samples per cluster; each while its per-sample state fits in 1 GiB or
-        X's size; else 'lloyd': the crossovers measured in BENCHMARKS.md.
+        many clusters (from 192 in fits allowed 100 iterations or more, or from 48 with 5
+        features or more) and at least 100 samples per cluster, and from 5 features
+        'hamerly' with fewer clusters, from 24, and at least 1000 samples per cluster; each
+        while its per-sample state fits in 1 GiB or X's size; else 'lloyd': the crossovers
+        measured in BENCHMARKS.md.
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster (from 5 features on,
         it searches the others with the kernel of 'lloyd'): faster once few samples move,

@@ -26,6 +26,12 @@ HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
 EXPONION_MIN_CLUSTERS = 192
 EXPONION_MIN_CLUSTERS_MID = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
+# Below MID_FEATURES, Exponion only in fits allowed EXPONION_MIN_ITERATIONS iterations or
+# more: its first passes compare most rows with every centre in a kernel slower than
+# lloyd_pass's, which the later, mostly skipped passes pay back slowly (photo pixels,
+# k=256, two threads: Lloyd 1.33x faster over 10 iterations, 1.19x over 45; Exponion 1.1x
+# to 1.5x faster to convergence, after 113 to 224).
+EXPONION_MIN_ITERATIONS = 100
 # From YINYANG_MIN_FEATURES features on: simplified Yinyang from YINYANG_MIN_CLUSTERS
 # clusters, whose group bounds skip more of the now costly distances, and Lloyd below (the
 # bounds lose on MNIST's digits).
@@ -36,16 +42,19 @@ YINYANG_MIN_CLUSTERS = 32
 BOUNDS_MEMORY_BUDGET = 1 << 30
 
 
-def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
+def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None):
     """The exact algorithm that algorithm='auto' runs for data of this shape.
 
     The crossovers were measured to convergence on photo pixels, blobs and MNIST digits
-    (BENCHMARKS.md, "Choosing the algorithm").
+    (BENCHMARKS.md, "Choosing the algorithm"). ``max_iter``: the iterations the fit may run
+    (None: as many as it needs).
 
     Examples
     --------
     >>> [auto_algorithm(1_000_000, 3, k) for k in (16, 64, 256)]
     ['lloyd', 'lloyd', 'exponion']
+    >>> auto_algorithm(1_000_000, 3, 256, max_iter=10)
+    'lloyd'
     >>> auto_algorithm(1_000_000, 8, 24), auto_algorithm(200_000, 128, 256)
     ('hamerly', 'yinyang')
     """
@@ -56,7 +65,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4):
         # An upper bound and one lower bound per group of about ten centres.
         algorithm, state_bytes = "yinyang", (1 + max(1, n_clusters // 10)) * itemsize
     elif n_clusters >= (EXPONION_MIN_CLUSTERS_MID if mid else EXPONION_MIN_CLUSTERS):
-        if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
+        if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters or (
+                not mid and max_iter is not None and max_iter < EXPONION_MIN_ITERATIONS):
             return "lloyd"
         # Three bounds and the second-nearest centre (int32).
         algorithm, state_bytes = "exponion", 3 * itemsize + 4
@@ -125,7 +135,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     n, d = X.shape
     k = centers_init.shape[0]
     if algorithm == "auto":
-        algorithm = auto_algorithm(n, d, k, X.dtype.itemsize)
+        algorithm = auto_algorithm(n, d, k, X.dtype.itemsize, max_iter)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     # Every pass counts the labels it changes, so -1 (no centre) makes the first count n.
     labels = np.full(n, -1, dtype=np.int32)

@@ -770,7 +770,8 @@ class KMeans(_InMemoryKMeans):
         tol = tol * float(np.mean(m2 / n_samples)) if tol > 0 else 0.0
         algorithm = self.algorithm
         if algorithm == "auto":
-            algorithm = auto_algorithm(n_samples, n_features, k, X.dtype.itemsize)
+            algorithm = auto_algorithm(n_samples, n_features, k, X.dtype.itemsize,
+                                       max_iter)
 
         best = None
         for run in range(n_init):
