@@ -690,3 +690,16 @@ def test_dither_rgb_pixels_the_palette_matches_take_no_error():
     core.dither_rgb(image, np.zeros((1, 4), np.uint8), palette, 16.0,
                     np.zeros(1 << 24, np.int16), 1.0, 1e9, indices)
     assert indices[0, 1] == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d", [(1, 1), (5000, 3), (200_001, 7)])
+def test_mean_variance_is_numpys_and_thread_independent(dtype, n, d):
+    rng = np.random.default_rng(n + d)
+    X = (rng.normal(size=(n, d)) * rng.uniform(0.1, 10, size=d) + 100).astype(dtype)
+    expected = X.astype(np.float64).var(axis=0).mean()
+    results = [core.mean_variance(X, n_threads) for n_threads in (1, 2, 3)]
+    assert results[0] == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert results[1] == results[0] and results[2] == results[0]
+    with pytest.raises(ValueError, match="rows and columns"):
+        core.mean_variance(np.empty((0, 3), dtype=dtype))

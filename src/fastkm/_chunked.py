@@ -162,7 +162,7 @@ class RowReader:
 def scan(reader, tol):
     """Check that X is finite; return ``tol`` scaled by X's mean feature variance.
 
-    Two passes over the file when ``tol > 0`` (as :func:`fastkm._validation.mean_variance`),
+    Two passes over the file when ``tol > 0`` (as ``fastkm._core.mean_variance`` in memory),
     one otherwise.
     """
     n, d = reader.shape

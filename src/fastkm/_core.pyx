@@ -2968,6 +2968,43 @@ def kmeanspp_draw_rows(
 # Distances for transform
 
 
+def mean_variance(const floating[:, ::1] X, int n_threads=1):
+    """Mean over the features of each feature's variance (the population variance), in
+    float64: two passes over X, each summing its chunks of rows in parallel and the chunks'
+    sums in chunk order, so that the result does not depend on ``n_threads``. (numpy's
+    column sums over millions of rows took 160 ms of one thread on the photo pixels.)
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c, i, f
+    if n == 0 or d == 0:
+        raise ValueError("mean_variance: X must have rows and columns")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d)
+    cdef double[:, ::1] sums = _chunk_buffers(n_chunks, d)
+    cdef double[:, ::1] squares = _chunk_buffers(n_chunks, d)
+    cdef double[::1] mean = np.zeros(d)
+    cdef double t
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            for f in range(d):
+                sums[c, f] += X[i, f]
+    for c in range(n_chunks):
+        for f in range(d):
+            mean[f] += sums[c, f]
+    for f in range(d):
+        mean[f] /= n
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            for f in range(d):
+                t = X[i, f] - mean[f]
+                squares[c, f] += t * t
+    t = 0
+    for f in range(d):
+        for c in range(1, n_chunks):
+            squares[0, f] += squares[c, f]
+        t += squares[0, f] / n
+    return t / d
+
+
 def sq_distances(
         const floating[:, ::1] X,            # IN  (n, d)
         const floating[:, ::1] centers,      # IN  (k, d)

@@ -25,7 +25,6 @@ from ._validation import (
     check_random_state,
     check_sample_weight,
     effective_n_threads,
-    mean_variance,
 )
 
 ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion", "yinyang")
@@ -135,7 +134,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     if reader is not None:
         tol = _chunked.scan(reader, tol)
     else:
-        tol = tol * mean_variance(X) if tol > 0 else 0.0
+        tol = tol * core.mean_variance(X, n_threads) if tol > 0 else 0.0
 
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None

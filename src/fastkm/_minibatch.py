@@ -42,7 +42,6 @@ from ._validation import (
     check_random_state,
     check_sample_weight,
     effective_n_threads,
-    mean_variance,
 )
 
 # Exponent of the counts' forgetting, (weight seen before / weight seen now) ** _FORGET per
@@ -237,7 +236,7 @@ default='k-means++'
         k, init_array, n_init = self._check_params(n, d, X.dtype)
         sample_weight = check_sample_weight(sample_weight, n, X.dtype)
         random_state = check_random_state(self.random_state)
-        tol = self.tol * mean_variance(X) if self.tol > 0 else 0.0
+        tol = self.tol * core.mean_variance(X, self._n_threads) if self.tol > 0 else 0.0
 
         # Initializations are compared on one random sample of the rows.
         valid = random_state.randint(0, n, self._init_size)

@@ -133,16 +133,3 @@ def check_positive_int(value, name, minimum=1):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def mean_variance(X):
-    """Mean over features of the per-feature variance of X, in float64, without copying X."""
-    n = X.shape[0]
-    total = np.zeros(X.shape[1])
-    for start in range(0, n, ROW_STEP):
-        total += X[start:start + ROW_STEP].sum(axis=0, dtype=np.float64)
-    mean = total / n
-    squares = np.zeros(X.shape[1])
-    for start in range(0, n, ROW_STEP):
-        squares += ((X[start:start + ROW_STEP] - mean) ** 2).sum(axis=0)
-    return float(np.mean(squares / n))
