@@ -703,3 +703,18 @@ def test_mean_variance_is_numpys_and_thread_independent(dtype, n, d):
     assert results[1] == results[0] and results[2] == results[0]
     with pytest.raises(ValueError, match="rows and columns"):
         core.mean_variance(np.empty((0, 3), dtype=dtype))
+
+
+def test_take_labels_is_numpys_gather():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 50, size=1000).astype(np.int32)
+    index = rng.integers(0, 1000, size=3_000_000).astype(np.int32)  # work for 2 threads
+    for n_threads in (1, 2):
+        out = np.empty(len(index), dtype=np.int32)
+        core.take_labels(labels, index, out, n_threads)
+        np.testing.assert_array_equal(out, labels[index])
+    for bad in (0, len(index) - 1):  # in the first chunk and in the last
+        wrong = index.copy()
+        wrong[bad] = 1000
+        with pytest.raises(ValueError, match="out of range"):
+            core.take_labels(labels, wrong, np.empty(len(index), np.int32), 2)

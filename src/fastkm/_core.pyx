@@ -2968,6 +2968,31 @@ def kmeanspp_draw_rows(
 # Distances for transform
 
 
+def take_labels(
+        const int[::1] labels,               # IN  (m,)
+        const int[::1] index,                # IN  (n,) values in [0, m)
+        int[::1] out,                        # OUT (n,) labels[index]
+        int n_threads=1,
+):
+    """``out[i] = labels[index[i]]`` in parallel (numpy's gather is serial: 11 ms for the
+    4.4M photo pixels, whose labels come from their distinct colours')."""
+    cdef Py_ssize_t n = index.shape[0], m = labels.shape[0], n_chunks, chunk_rows, c, i, j
+    cdef Py_ssize_t out_of_range = 0
+    if out.shape[0] != n:
+        raise ValueError("take_labels: out must have one entry per index")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            j = index[i]
+            if j < 0 or j >= m:
+                out_of_range += 1  # (a reduction over the threads)
+                j = 0
+            out[i] = labels[j] if m else 0
+    if out_of_range:
+        raise ValueError("take_labels: index out of range")
+
+
 def mean_variance(const floating[:, ::1] X, int n_threads=1):
     """Mean over the features of each feature's variance (the population variance), in
     float64: two passes over X, each summing its chunks of rows in parallel and the chunks'

@@ -142,7 +142,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         distinct = distinct_rows(X, sample_weight, n_threads)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if distinct is not None and callback is not None:
-        callback = _with_all_labels(callback, distinct.inverse)
+        callback = _with_all_labels(callback, distinct.inverse, n_threads)
 
     best = None
     for run in range(n_init):
@@ -178,15 +178,22 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         if best is None or result.inertia < best.inertia:
             best = result
     if distinct is not None:
-        best = best._replace(labels=best.labels[distinct.inverse])
+        best = best._replace(labels=_all_labels(best.labels, distinct.inverse, n_threads))
     return best
 
 
-def _with_all_labels(callback, inverse):
+def _all_labels(labels, inverse, n_threads):
+    """The labels of all rows, from those of the distinct rows."""
+    out = np.empty(len(inverse), dtype=np.int32)
+    core.take_labels(labels, inverse, out, n_threads)
+    return out
+
+
+def _with_all_labels(callback, inverse, n_threads):
     """``callback`` seeing the labels of all rows, from those of the distinct rows."""
     def with_all_labels(info):
         if info.labels is not None:
-            info = info._replace(labels=info.labels[inverse])
+            info = info._replace(labels=_all_labels(info.labels, inverse, n_threads))
         return callback(info)
     return with_all_labels
 
