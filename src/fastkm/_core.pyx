@@ -3681,18 +3681,9 @@ cdef Py_ssize_t _bucket_distinct(
         floating* rows, const floating* row_weights, Py_ssize_t n_rows, Py_ssize_t d,
         int* local, double** weights, Py_ssize_t max_distinct, Py_ssize_t* found,
 ) noexcept nogil:
-    """_bucket_distinct_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
-    if d == 1:
-        return _bucket_distinct_d(rows, row_weights, n_rows, 1, local, weights, max_distinct,
-                                  found)
-    if d == 2:
-        return _bucket_distinct_d(rows, row_weights, n_rows, 2, local, weights, max_distinct,
-                                  found)
+    """_bucket_distinct_d, compiled separately for colours (d = 3)."""
     if d == 3:
         return _bucket_distinct_d(rows, row_weights, n_rows, 3, local, weights, max_distinct,
-                                  found)
-    if d == 4:
-        return _bucket_distinct_d(rows, row_weights, n_rows, 4, local, weights, max_distinct,
                                   found)
     return _bucket_distinct_d(rows, row_weights, n_rows, d, local, weights, max_distinct,
                               found)
@@ -3731,15 +3722,9 @@ cdef inline void _bucket_chunk_d(
 
 cdef void _bucket_chunk(const floating* X, Py_ssize_t d, bint runs, Py_ssize_t start,
                         Py_ssize_t stop, uint8_t* bucket, Py_ssize_t* counts) noexcept nogil:
-    """_bucket_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
-    if d == 1:
-        _bucket_chunk_d(X, 1, runs, start, stop, bucket, counts)
-    elif d == 2:
-        _bucket_chunk_d(X, 2, runs, start, stop, bucket, counts)
-    elif d == 3:
+    """_bucket_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
         _bucket_chunk_d(X, 3, runs, start, stop, bucket, counts)
-    elif d == 4:
-        _bucket_chunk_d(X, 4, runs, start, stop, bucket, counts)
     else:
         _bucket_chunk_d(X, d, runs, start, stop, bucket, counts)
 
@@ -3783,18 +3768,9 @@ cdef void _scatter_chunk(const floating* X, const floating* sample_weight, Py_ss
                          Py_ssize_t start, Py_ssize_t stop, const uint8_t* bucket,
                          const Py_ssize_t* starts, floating* scattered,
                          floating* scattered_weights, int* run_lengths) noexcept nogil:
-    """_scatter_chunk_d, compiled separately for each d up to MAX_UNROLLED_FEATURES."""
-    if d == 1:
-        _scatter_chunk_d(X, sample_weight, 1, start, stop, bucket, starts, scattered,
-                         scattered_weights, run_lengths)
-    elif d == 2:
-        _scatter_chunk_d(X, sample_weight, 2, start, stop, bucket, starts, scattered,
-                         scattered_weights, run_lengths)
-    elif d == 3:
+    """_scatter_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
         _scatter_chunk_d(X, sample_weight, 3, start, stop, bucket, starts, scattered,
-                         scattered_weights, run_lengths)
-    elif d == 4:
-        _scatter_chunk_d(X, sample_weight, 4, start, stop, bucket, starts, scattered,
                          scattered_weights, run_lengths)
     else:
         _scatter_chunk_d(X, sample_weight, d, start, stop, bucket, starts, scattered,
