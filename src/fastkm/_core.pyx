@@ -3866,7 +3866,7 @@ def distinct_rows(
         raise ValueError("distinct_rows: X must have at least one column")
     if n == 0:
         return np.empty((0, d), dtype=dtype), np.empty(0)
-    cdef Py_ssize_t n_chunks, chunk_rows, c, b, j, f, i, n_distinct
+    cdef Py_ssize_t n_chunks, chunk_rows, c, b, j, f, n_distinct
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d)
     bucket_array = np.empty(n, dtype=np.uint8)
@@ -3962,7 +3962,5 @@ def distinct_rows(
     finally:
         for b in range(ROW_BUCKETS):
             free(bucket_weights[b])
-    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
-            inverse[i] = order[inverse[i]]
+    take_labels(order_array, inverse, inverse, n_threads)  # (in place: each read first)
     return rows_array, weights_array
