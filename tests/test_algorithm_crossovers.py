@@ -26,7 +26,7 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     assert len(lines) == 4
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [row[-1] for row in cells] == ["lloyd", "exponion", "hamerly", "lloyd"]
+    assert [row[-1] for row in cells] == ["lloyd", "lloyd", "hamerly", "lloyd"]
     for row in cells:
         assert all(float(t) > 0 for t in row[2:5])
         assert "/" not in row[5]  # every algorithm ran the same iterations
@@ -37,16 +37,17 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
 
 
 @pytest.mark.parametrize("shape, expected", [
-    ((10**6, 3, 16), "lloyd"),          # few clusters in 3-D: the vectorized pass wins
-    ((10**6, 4, 64), "lloyd"),          # no Hamerly below MID_FEATURES = 5
-    ((10**6, 3, 191), "lloyd"),
-    ((10**6, 3, 192), "exponion"),      # EXPONION_MIN_CLUSTERS below 5 features
-    ((10**6, 2, 500), "exponion"),
-    ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for Exponion
+    ((10**6, 3, 31), "lloyd"),          # below FILTER_MIN_CLUSTERS: the vectorized pass
+    ((10**6, 3, 32), "filter"),         # the filtering algorithm below 5 features
+    ((10**6, 4, 64), "filter"),
+    ((10**6, 2, 500), "filter"),
+    ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for the filter
+    ((256 * 64, 3, 64), "filter"),      # FILTER_MIN_ROWS_PER_CLUSTER
+    ((256 * 64 - 1, 3, 64), "lloyd"),
     ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
     ((10**6, 5, 24), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
-    ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS_MID from 5 features
+    ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS from 5 features
     ((23_000, 8, 24), "lloyd"),         # 958 samples per cluster: too few for Hamerly
     ((10**6, 95, 47), "hamerly"),
     ((10**6, 95, 48), "exponion"),
@@ -63,37 +64,31 @@ def test_auto_algorithm_regions(shape, expected):
 def test_auto_algorithm_bounds_must_fit_in_the_budget_or_in_x():
     # Hamerly's 8 bytes per sample exceed 1 GiB here but not X's 32 bytes per sample.
     assert auto_algorithm(10**9, 8, 30) == "hamerly"
-    # Exponion's 16 bytes per sample exceed both 1 GiB and X's 12; as float64 (28 bytes
-    # against 24) too.
+    # The filter's sorted copy (rows, weights and an 8-byte index: 24 bytes per sample)
+    # exceeds both 1 GiB and X's 12; as float64 (40 bytes against 24) too.
     assert auto_algorithm(10**9, 3, 256) == "lloyd"
     assert auto_algorithm(10**9, 3, 256, itemsize=8) == "lloyd"
-    assert auto_algorithm(10**7, 3, 256, itemsize=8) == "exponion"  # 280 MB: fits 1 GiB
+    assert auto_algorithm(10**7, 3, 256, itemsize=8) == "filter"  # 400 MB: fits 1 GiB
     # Yinyang's 1 + k // 10 values per sample against X's 96.
     assert auto_algorithm(10**8, 96, 1000) == "lloyd"
     assert auto_algorithm(10**8, 96, 900) == "yinyang"
 
 
 def test_auto_algorithm_short_fits_below_five_features_run_lloyd():
-    """Exponion's first passes cost more than Lloyd's below 5 features: a fit allowed few
-    iterations cannot pay them back."""
-    assert auto_algorithm(10**6, 3, 256, max_iter=99) == "lloyd"
-    assert auto_algorithm(10**6, 3, 256, max_iter=100) == "exponion"
-    assert auto_algorithm(10**6, 3, 256, max_iter=None) == "exponion"
-    assert auto_algorithm(10**6, 8, 100, max_iter=10) == "exponion"  # from 5 features: bounds
+    """The filter's set-up (sorting the rows) costs about FILTER_MIN_WORK units a row: a
+    fit allowed max_iter Lloyd passes of PASS_OFFSET + k * d units must be able to save
+    that."""
+    assert auto_algorithm(10**6, 3, 32, max_iter=24) == "lloyd"  # 24 * 160 = 3840
+    assert auto_algorithm(10**6, 3, 32, max_iter=25) == "filter"  # 25 * 160 = 4000
+    assert auto_algorithm(10**6, 3, 256, max_iter=4) == "lloyd"
+    assert auto_algorithm(10**6, 3, 256, max_iter=5) == "filter"
 
 
-def test_short_fit_runs_lloyd_passes(monkeypatch):
-    """KMeans(max_iter=...) hands its iteration limit to auto."""
-    from fastkm import KMeans
-    from fastkm._isa import core
-    from fastkm import _lloyd
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(40_000, 2)).astype(np.float32)
-    called = []
-    monkeypatch.setattr(_lloyd, "core", type("Spy", (), {
-        "__getattr__": lambda self, name: (called.append(name), getattr(core, name))[1]})())
-    KMeans(200, n_init=1, max_iter=5, tol=0, random_state=0).fit(X)
-    assert "lloyd_pass" in called and "exponion_pass" not in called
-    called.clear()
-    KMeans(200, n_init=1, max_iter=100, tol=0, random_state=0).fit(X)
-    assert "exponion_pass" in called
+def test_auto_algorithm_without_sorting_the_rows():
+    """Dask's blocks cannot be sorted as one: below 5 features, Exponion with many
+    clusters in long fits, else Lloyd."""
+    assert auto_algorithm(10**6, 3, 191, sorted_rows=False) == "lloyd"
+    assert auto_algorithm(10**6, 3, 192, sorted_rows=False) == "exponion"
+    assert auto_algorithm(10**6, 3, 256, max_iter=99, sorted_rows=False) == "lloyd"
+    assert auto_algorithm(10**6, 3, 256, max_iter=100, sorted_rows=False) == "exponion"
+    assert auto_algorithm(10**6, 8, 48, sorted_rows=False) == "exponion"

@@ -415,8 +415,8 @@ def test_threadpool_limits_sets_the_default_thread_count():
 
 def test_auto_algorithm_follows_the_measured_crossovers():
     assert auto_algorithm(10**6, 3, 16) == "lloyd"
-    assert auto_algorithm(10**6, 3, 64) == "lloyd"
-    assert auto_algorithm(10**6, 3, 256) == "exponion"
+    assert auto_algorithm(10**6, 3, 64) == "filter"
+    assert auto_algorithm(10**6, 3, 256) == "filter"
     assert auto_algorithm(10**6, 8, 30) == "hamerly"
     assert auto_algorithm(10**6, 8, 64) == "exponion"
     assert auto_algorithm(20_000, 3, 256) == "lloyd"  # too few samples per cluster

@@ -9,8 +9,8 @@ size that numpy would have to copy (an h5py dataset, a zarr array: anything with
 * The iterations are the in-memory ones (:func:`fastkm._lloyd.lloyd`): the same kernel pass
   (``lloyd_pass``) runs on each chunk and the per-chunk partial sums, weights and inertia
   are added, so from the same initial centres the fit gives the in-memory centres (up to
-  float64 rounding of the sums), labels and iteration count. ``algorithm='hamerly'`` runs as
-  'lloyd' here (its bounds would cost two values of X's dtype per row).
+  float64 rounding of the sums), labels and iteration count. Every other ``algorithm`` runs
+  as 'lloyd' here (bounds would cost values of X's dtype per row; 'filter' a sorted copy).
 * X is never copied. Each chunk is read through a fresh, small ``numpy.memmap`` of the file
   that is dropped after use, so the pages of the file do not pile up in the resident memory
   of the process (pages of a mapping count as resident for as long as it is mapped).

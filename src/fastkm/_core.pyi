@@ -28,6 +28,24 @@ def lloyd_pass(
     weight_sums: Float64,
     n_threads: int = 1,
 ) -> tuple[float, int]: ...
+def zorder_keys(X: Floats, n_threads: int = 1) -> npt.NDArray[np.uint32]: ...
+def zorder_sort(
+    X: Floats, sample_weight: Floats, n_threads: int = 1
+) -> tuple[npt.NDArray[np.intp], Floats, Floats]: ...
+FilterTree = tuple[npt.NDArray[np.intp], Float64, Float64, Float64, Float64]
+
+def filter_tree(X: Floats, sample_weight: Floats, n_threads: int = 1) -> FilterTree: ...
+def filter_pass(
+    X: Floats,
+    sample_weight: Floats | None,
+    tree: FilterTree,
+    centers: Floats,
+    labels: Int32,
+    block_labels: Int32,
+    sums: Float64,
+    weight_sums: Float64,
+    n_threads: int = 1,
+) -> tuple[float, int]: ...
 def hamerly_pass(
     X: Floats,
     sample_weight: Floats,

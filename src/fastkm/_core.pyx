@@ -30,7 +30,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
-from libc.stdint cimport int64_t
+from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef extern from *:
     """
@@ -795,6 +796,14 @@ cdef extern from *:
         else if (d == 2) FASTKM_SMALL_CALL(SUFFIX##2)                                         \\
         else if (d == 3) FASTKM_SMALL_CALL(SUFFIX##3)                                         \\
         else FASTKM_SMALL_CALL(SUFFIX##4)                                                     \\
+    }                                                                                         \\
+    static void fastkm_small_block_nearest_##SUFFIX(const T* rows, const T* centers,         \\
+                                                    Py_ssize_t k, Py_ssize_t d, T* best,      \\
+                                                    int* label) {                             \\
+        if (d == 1) fastkm_small_nearest_##SUFFIX##1(rows, centers, k, best, label);           \\
+        else if (d == 2) fastkm_small_nearest_##SUFFIX##2(rows, centers, k, best, label);      \\
+        else if (d == 3) fastkm_small_nearest_##SUFFIX##3(rows, centers, k, best, label);      \\
+        else fastkm_small_nearest_##SUFFIX##4(rows, centers, k, best, label);                  \\
     }
     #define FASTKM_SMALL_CALL(SUFFIX_D)                                                       \\
         fastkm_lloyd_small_##SUFFIX_D(X, sample_weight, centers, k, start, stop, ways, labels, \\
@@ -810,6 +819,13 @@ cdef extern from *:
                               const double* centers, Py_ssize_t k, Py_ssize_t d,
                               Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways, int* labels,
                               double* acc, double* inertia, Py_ssize_t* changed) noexcept nogil
+    # The nearest of k centres (and its distance) of each of the FASTKM_BLOCK_ROWS rows at
+    # rows, in lloyd_pass's arithmetic, ties to the lowest index (filter_pass's blocks).
+    void fastkm_small_block_nearest_f(const float* rows, const float* centers, Py_ssize_t k,
+                                      Py_ssize_t d, float* best, int* label) noexcept nogil
+    void fastkm_small_block_nearest_d(const double* rows, const double* centers,
+                                      Py_ssize_t k, Py_ssize_t d, double* best,
+                                      int* label) noexcept nogil
 
 
 cdef inline void _lloyd_chunk_d(
@@ -1857,6 +1873,582 @@ cdef void _merge_chunk_sums(
 
 
 # ---------------------------------------------------------------------------------------------
+# Filtering (d <= 4): Lloyd's pass on a tree of blocks of rows sorted along a Z-order curve
+# (the filtering algorithm of Pelleg & Moore 1999 and Kanungo et al. 2002, on a fixed tree)
+#
+# zorder sorts the rows once along a Z-order (Morton) curve, so that consecutive rows lie
+# close together. filter_tree cuts the sorted rows into blocks of BLOCK_ROWS rows, and
+# FILTER_FANOUT consecutive nodes of a level make one node of the next, over FILTER_LEVELS
+# levels. A node keeps the bounding box of its rows, their weighted sum and weight, their
+# weighted mean and their weighted squared spread around that mean.
+#
+# filter_pass walks each top node down with a list of candidate centres: a centre whose
+# nearest point of the node's box is farther than the farthest point of the box from another
+# centre cannot be the nearest centre of any row of the node, and is dropped for the node and
+# its children (with room for rounding: see _box_candidates). A node left with one candidate
+# takes it for all its rows: its sums are added at once, its inertia is its spread plus its
+# weight times |mean - centre|^2, and its labels are written only where they change. A block
+# left with several candidates compares its rows with them in lloyd_pass's kernel, in index
+# order. So the labels are lloyd_pass's, ties included; the sums are added in another order,
+# so the centres agree with lloyd_pass's to rounding, not bit for bit.
+
+cdef enum:
+    # Child nodes per node of the filtering tree, and its levels: a top node holds
+    # BLOCK_ROWS * FILTER_FANOUT ** (FILTER_LEVELS - 1) rows (16384) and is a parallel chunk.
+    FILTER_FANOUT = 8
+    FILTER_LEVELS = 4
+    # Bits of a Z-order key; the highest ZORDER_SORTED_BITS are sorted (7 a feature at
+    # d = 3: a cell of 1/128 of each range, finer than a block of the photo's colours), in
+    # digits of RADIX_BITS bits.
+    ZORDER_BITS = 32
+    ZORDER_SORTED_BITS = 22
+    RADIX_BITS = 11
+
+
+cdef inline uint32_t _spread_bits(uint32_t q, Py_ssize_t d) noexcept nogil:
+    """q's bits, each followed by d - 1 zero bits (q below 2 ** (ZORDER_BITS // d))."""
+    if d == 2:
+        q = (q | (q << 8)) & 0x00FF00FF
+        q = (q | (q << 4)) & 0x0F0F0F0F
+        q = (q | (q << 2)) & 0x33333333
+        q = (q | (q << 1)) & 0x55555555
+    elif d == 3:
+        q = (q | (q << 16)) & 0x030000FF
+        q = (q | (q << 8)) & 0x0300F00F
+        q = (q | (q << 4)) & 0x030C30C3
+        q = (q | (q << 2)) & 0x09249249
+    elif d == 4:
+        q = (q | (q << 12)) & 0x000F000F
+        q = (q | (q << 6)) & 0x03030303
+        q = (q | (q << 3)) & 0x11111111
+    return q
+
+
+def zorder_keys(const floating[:, ::1] X, int n_threads=1):
+    """Each row's Z-order key (uint32): every feature scaled from its range in X onto
+    ``32 // d`` bits (d = 1 to 4), the bits interleaved from the key's highest bit down,
+    feature 0's highest first."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, f, n_chunks, chunk_rows, c
+    if not 1 <= d <= MAX_UNROLLED_FEATURES:
+        raise ValueError(f"zorder_keys: X must have 1 to {MAX_UNROLLED_FEATURES} columns, "
+                         f"got {d}")
+    cdef uint32_t[::1] keys = np.empty(n, dtype=np.uint32)
+    if n == 0:
+        return np.asarray(keys)
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d * 8)
+    # (numpy's X.min(axis=0) took 22 ms of one thread on the photo's 855k distinct colours)
+    cdef double[:, ::1] chunk_low = _chunk_buffers(n_chunks, d)
+    cdef double[:, ::1] chunk_high = _chunk_buffers(n_chunks, d)
+    cdef double[::1] low = np.empty(d), scale = np.empty(d)
+    cdef double top = <double>((<uint64_t>1 << (ZORDER_BITS // d)) - 1), q
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for f in range(d):
+            chunk_low[c, f] = X[c * chunk_rows, f]
+            chunk_high[c, f] = X[c * chunk_rows, f]
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            for f in range(d):
+                chunk_low[c, f] = min(chunk_low[c, f], <double>X[i, f])
+                chunk_high[c, f] = max(chunk_high[c, f], <double>X[i, f])
+    for f in range(d):
+        low[f], q = chunk_low[0, f], chunk_high[0, f]
+        for c in range(1, n_chunks):
+            low[f], q = min(low[f], chunk_low[c, f]), max(q, chunk_high[c, f])
+        scale[f] = top / (q - low[f]) if q > low[f] else 0  # (a constant feature: all 0)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        if d == 3:  # colours: the feature loop unrolled
+            _zorder_keys_d(&X[0, 0], 3, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                           &low[0], &scale[0], top, &keys[0])
+        else:
+            _zorder_keys_d(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                           &low[0], &scale[0], top, &keys[0])
+    return np.asarray(keys)
+
+
+cdef inline void _zorder_keys_d(
+        const floating* X, Py_ssize_t d,     # IN  (n, d)
+        Py_ssize_t start, Py_ssize_t stop,   # IN  the rows to key
+        const double* low, const double* scale, double top,  # IN  the features' scaling
+        uint32_t* keys,                      # OUT (n,) rows [start, stop) written
+) noexcept nogil:
+    cdef Py_ssize_t i, f
+    cdef uint32_t key
+    cdef double q
+    for i in range(start, stop):
+        key = 0
+        for f in range(d):
+            q = (X[i * d + f] - low[f]) * scale[f]
+            key = key | (_spread_bits(<uint32_t>(q if q < top else top), d) << (d - 1 - f))
+        keys[i] = key << (ZORDER_BITS % d)  # (from the highest bit: the sort reads those)
+
+
+def zorder_sort(const floating[:, ::1] X, const floating[::1] sample_weight,
+                int n_threads=1):
+    """X's rows sorted along a Z-order (Morton) curve (see zorder_keys), to the highest
+    ZORDER_SORTED_BITS bits of the keys, rows of equal sorted bits in their order in X.
+
+    Returns ``(order, rows, weights)``: np.intp indices into X, ``X[order]`` and
+    ``sample_weight[order]``. A parallel radix sort, whose chunks, hence whose result, do
+    not depend on ``n_threads``; the rows move with their keys (a gather of the rows
+    afterwards, from all over X, took longer).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c, i, f, p, total
+    cdef Py_ssize_t pass_, shift, digit
+    if sample_weight.shape[0] != n:
+        raise ValueError("sample_weight must have one entry per row of X")
+    dtype = np.float32 if floating is float else np.float64
+    keys_out = np.empty(n, dtype=np.uint32)
+    order_out = np.empty(n, dtype=np.intp)
+    rows_out = np.empty((n, d), dtype=dtype)
+    weights_out = np.empty(n, dtype=dtype)
+    if n == 0:
+        return order_out, rows_out, weights_out
+    keys_in = zorder_keys(X, n_threads)
+    order_in = np.empty(n, dtype=np.intp)
+    rows_in = np.empty((n, d), dtype=dtype)
+    weights_in = np.empty(n, dtype=dtype)
+    cdef uint32_t[::1] k0 = keys_in, k1 = keys_out
+    cdef Py_ssize_t[::1] o0 = order_in, o1 = order_out
+    cdef floating[:, ::1] r0 = rows_in, r1 = rows_out
+    cdef floating[::1] w0 = weights_in, w1 = weights_out
+    # Pass 0 reads X itself (order NULL: row i is X's row i) and writes the *_out arrays;
+    # later passes alternate between the *_in and *_out arrays.
+    cdef uint32_t* keys = &k0[0]
+    cdef uint32_t* next_keys = &k1[0]
+    cdef Py_ssize_t* order = NULL
+    cdef Py_ssize_t* next_order = &o1[0]
+    cdef const floating* rows = &X[0, 0]
+    cdef floating* next_rows = &r1[0, 0]
+    cdef const floating* weights = &sample_weight[0]
+    cdef floating* next_weights = &w1[0]
+    cdef Py_ssize_t* spare_order = &o0[0]
+    cdef floating* spare_rows = &r0[0, 0]
+    cdef floating* spare_weights = &w0[0]
+    cdef uint32_t mask = (1 << RADIX_BITS) - 1
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * (d + 4))
+    cdef Py_ssize_t[:, ::1] count = np.empty((n_chunks, 1 << RADIX_BITS), dtype=np.intp)
+    with nogil:
+        for pass_ in range(ZORDER_SORTED_BITS // RADIX_BITS):  # lowest digit first
+            shift = ZORDER_BITS - ZORDER_SORTED_BITS + pass_ * RADIX_BITS
+            for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+                for digit in range(1 << RADIX_BITS):
+                    count[c, digit] = 0
+                for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+                    count[c, (keys[i] >> shift) & mask] += 1
+            # Each chunk's rows of a digit go after the rows of lower digits, and after
+            # those of the same digit in earlier chunks: a stable sort.
+            total = 0
+            for digit in range(1 << RADIX_BITS):
+                for c in range(n_chunks):
+                    p = count[c, digit]
+                    count[c, digit] = total
+                    total += p
+            for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+                for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+                    digit = (keys[i] >> shift) & mask
+                    p = count[c, digit]
+                    count[c, digit] = p + 1
+                    next_keys[p] = keys[i]
+                    next_order[p] = order[i] if order != NULL else i
+                    for f in range(d):
+                        next_rows[p * d + f] = rows[i * d + f]
+                    next_weights[p] = weights[i]
+            if pass_ == 0:
+                keys, next_keys = next_keys, keys
+                order, next_order = next_order, spare_order
+                rows, next_rows = next_rows, spare_rows
+                weights, next_weights = next_weights, spare_weights
+            else:
+                keys, next_keys = next_keys, keys
+                order, next_order = next_order, order
+                rows, next_rows = next_rows, <floating*>rows
+                weights, next_weights = next_weights, <floating*>weights
+    if order == &o1[0]:
+        return order_out, rows_out, weights_out
+    return order_in, rows_in, weights_in
+
+
+cdef inline void _block_summary_d(
+        const floating* X,                   # IN  (n, d) d <= MAX_UNROLLED_FEATURES
+        const floating* sample_weight,       # IN  (n,)
+        Py_ssize_t n, Py_ssize_t d, Py_ssize_t block,
+        double* box,                         # OUT (2, d) lowest, then highest values
+        double* sums,                        # OUT (d + 1,) weighted sum of the rows, weight
+        double* mean,                        # OUT (d,) weighted mean (low corner if no weight)
+        double* spread,                      # OUT weighted sum of |x - mean|^2
+) noexcept nogil:
+    """filter_tree's summary of one block of rows (kept in local variables: through the
+    output arrays, each row's updates waited for the previous row's)."""
+    cdef double low[MAX_UNROLLED_FEATURES], high[MAX_UNROLLED_FEATURES]
+    cdef double total[MAX_UNROLLED_FEATURES + 1]
+    cdef double w, t, spread_sum = 0
+    cdef Py_ssize_t r, f, start = block * BLOCK_ROWS, stop = min(n, (block + 1) * BLOCK_ROWS)
+    for f in range(d):
+        low[f] = X[start * d + f]
+        high[f] = low[f]
+        total[f] = 0
+    total[d] = 0
+    for r in range(start, stop):
+        w = sample_weight[r]
+        for f in range(d):
+            low[f] = min(low[f], <double>X[r * d + f])
+            high[f] = max(high[f], <double>X[r * d + f])
+            total[f] += w * X[r * d + f]
+        total[d] += w
+    for f in range(d):
+        box[f] = low[f]
+        box[d + f] = high[f]
+        sums[f] = total[f]
+        mean[f] = total[f] / total[d] if total[d] > 0 else low[f]
+    sums[d] = total[d]
+    for r in range(start, stop):
+        for f in range(d):
+            t = X[r * d + f] - mean[f]
+            spread_sum += sample_weight[r] * t * t
+    spread[0] = spread_sum
+
+
+def filter_tree(const floating[:, ::1] X, const floating[::1] sample_weight,
+                int n_threads=1):
+    """The nodes of filter_pass's tree over X's rows (sorted by zorder).
+
+    Returns ``(offsets, boxes, sums, means, spreads)``: the nodes of level l (0: blocks of
+    BLOCK_ROWS rows) are offsets[l] to offsets[l + 1] - 1; boxes (n_nodes, 2, d) the lowest,
+    then the highest value of each feature; sums (n_nodes, d + 1) the weighted sum of the
+    rows, then their weight; means (n_nodes, d) their weighted mean (the box's low corner
+    when the weight is 0); spreads (n_nodes,) their weighted sum of |x - mean|^2. All but
+    offsets in float64.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], level, node, child, first, last, b
+    cdef Py_ssize_t r, f, n_nodes
+    if n == 0:
+        raise ValueError("filter_tree: X has no rows")
+    if sample_weight.shape[0] != n:
+        raise ValueError("sample_weight must have one entry per row of X")
+    cdef Py_ssize_t[::1] offsets = np.zeros(FILTER_LEVELS + 1, dtype=np.intp)
+    cdef Py_ssize_t size = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    for level in range(FILTER_LEVELS):
+        offsets[level + 1] = offsets[level] + size
+        size = (size + FILTER_FANOUT - 1) // FILTER_FANOUT
+    n_nodes = offsets[FILTER_LEVELS]
+    cdef double[:, :, ::1] boxes = np.empty((n_nodes, 2, d))
+    cdef double[:, ::1] sums = np.zeros((n_nodes, d + 1))
+    cdef double[:, ::1] means = np.empty((n_nodes, d))
+    cdef double[::1] spreads = np.zeros(n_nodes)
+    cdef double w, t
+    cdef Py_ssize_t n_blocks = offsets[1]
+    n_threads = _threads_for(n_blocks, n_threads, n * d * 8)
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        if d == 3:  # colours: the feature loops unrolled
+            _block_summary_d(&X[0, 0], &sample_weight[0], n, 3, b, &boxes[b, 0, 0],
+                             &sums[b, 0], &means[b, 0], &spreads[b])
+        else:
+            _block_summary_d(&X[0, 0], &sample_weight[0], n, d, b, &boxes[b, 0, 0],
+                             &sums[b, 0], &means[b, 0], &spreads[b])
+    for level in range(1, FILTER_LEVELS):
+        for node in range(offsets[level], offsets[level + 1]):
+            first = offsets[level - 1] + (node - offsets[level]) * FILTER_FANOUT
+            last = min(first + FILTER_FANOUT, offsets[level])
+            boxes[node, :, :] = boxes[first, :, :]
+            for child in range(first, last):
+                for f in range(d):
+                    boxes[node, 0, f] = min(boxes[node, 0, f], boxes[child, 0, f])
+                    boxes[node, 1, f] = max(boxes[node, 1, f], boxes[child, 1, f])
+                for f in range(d + 1):
+                    sums[node, f] += sums[child, f]
+            for f in range(d):
+                means[node, f] = sums[node, f] / sums[node, d] if sums[node, d] > 0 \
+                    else boxes[node, 0, f]
+            for child in range(first, last):  # spread around the node's mean
+                t = 0
+                for f in range(d):
+                    t += (means[child, f] - means[node, f]) ** 2
+                spreads[node] += spreads[child] + sums[child, d] * t
+    return (np.asarray(offsets), np.asarray(boxes), np.asarray(sums), np.asarray(means),
+            np.asarray(spreads))
+
+
+cdef struct _FilterTree:
+    const Py_ssize_t* offsets        # (FILTER_LEVELS + 1,) see filter_tree
+    const double* boxes              # (n_nodes, 2, d)
+    const double* sums               # (n_nodes, d + 1)
+    const double* means              # (n_nodes, d)
+    const double* spreads            # (n_nodes,)
+    const double* centres            # (k, d) the centres in float64
+    Py_ssize_t n, k, d
+    double relative_slack            # see _box_candidates
+    double absolute_slack
+    double max_threshold
+    int* block_labels                # (n_blocks,) IN/OUT j >= 0: every row of the block
+                                     #     is labelled j; -1: not known
+
+
+cdef inline Py_ssize_t _box_candidates_d(
+        const _FilterTree* t, Py_ssize_t node, Py_ssize_t d,
+        const int* among, Py_ssize_t n_among,    # IN  candidates of the node's parent
+        int* out,                                # OUT the node's candidates, in index order
+) noexcept nogil:
+    """The centres of ``among`` that may be nearest to a row of the node's box.
+
+    Kanungo et al.'s test: with z the centre of ``among`` nearest to the box's midpoint,
+    a centre c is dropped when even the corner v of the box farthest in the direction of
+    c - z is nearer to z, since |x - c|^2 - |x - z|^2 is linear in x, lowest at v over the
+    box. It is computed in float64 as sum (z - c) (2 v - c - z), within a few units in
+    the last place of float64 of |v - c|^2 - |v - z|^2, and c is dropped only when that
+    exceeds relative_slack times the largest |x - z|^2 over the box (1e-5 in float32,
+    1e-12 in float64) plus absolute_slack: then, for every row x of the box, the kernels'
+    squared distances, within (d + 2) units in the last place of X's dtype of the true
+    ones (a few of its smallest normal numbers at underflow), still rank c after z. Where
+    the distances near X's dtype's overflow, nothing is dropped."""
+    cdef const double* low = t.boxes + node * 2 * d
+    cdef const double* high = low + d
+    cdef const double* c
+    cdef const double* z
+    cdef double nearest = INFINITY, dist, far = 0, gap, slack, a, b
+    cdef Py_ssize_t i, f, n_out = 0
+    cdef int nearest_index = among[0]
+    for i in range(n_among):
+        c = t.centres + among[i] * d
+        dist = 0
+        for f in range(d):
+            a = 0.5 * (low[f] + high[f]) - c[f]
+            dist += a * a
+        if dist < nearest:
+            nearest, nearest_index = dist, among[i]
+    z = t.centres + nearest_index * d
+    for f in range(d):
+        a = max(z[f] - low[f], high[f] - z[f])
+        far += a * a
+    if far >= t.max_threshold:
+        for i in range(n_among):
+            out[i] = among[i]
+        return n_among
+    slack = far * t.relative_slack + t.absolute_slack
+    for i in range(n_among):
+        c = t.centres + among[i] * d
+        gap = 0
+        for f in range(d):
+            a = z[f] - c[f]
+            b = high[f] if a < 0 else low[f]  # (the corner farthest towards c)
+            gap += a * (2 * b - c[f] - z[f])
+        out[n_out] = among[i]
+        n_out += not gap > slack
+    return n_out
+
+
+cdef inline void _take_node(
+        const _FilterTree* t, Py_ssize_t level, Py_ssize_t node, int label,
+        int* labels,                         # IN/OUT (n,)
+        double* acc,                         # IN/OUT (k, d + 1)
+        double* inertia,                     # IN/OUT
+        Py_ssize_t* changed,                 # IN/OUT
+) noexcept nogil:
+    """Every row of the node goes to centre ``label``."""
+    cdef Py_ssize_t d = t.d, node_id = t.offsets[level] + node, f, b, r, span = 1
+    cdef const double* s = t.sums + node_id * (d + 1)
+    cdef const double* m = t.means + node_id * d
+    cdef const double* c = t.centres + label * d
+    cdef double dist = 0
+    for f in range(d + 1):
+        acc[label * (d + 1) + f] += s[f]
+    for f in range(d):
+        dist += (m[f] - c[f]) * (m[f] - c[f])
+    inertia[0] += t.spreads[node_id] + s[d] * dist
+    for f in range(level):
+        span *= FILTER_FANOUT
+    for b in range(node * span, min((node + 1) * span, t.offsets[1])):
+        if t.block_labels[b] != label:
+            for r in range(b * BLOCK_ROWS, min(t.n, (b + 1) * BLOCK_ROWS)):
+                changed[0] += labels[r] != label
+                labels[r] = label
+            t.block_labels[b] = label
+
+
+cdef inline void _filter_block_d(
+        const _FilterTree* t,
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,) or NULL: all 1
+        const floating* centers,             # IN  (k, d)
+        Py_ssize_t block, Py_ssize_t d,
+        const int* candidates, Py_ssize_t n_candidates,
+        floating* scratch,                   # (n_candidates * d + BLOCK_ROWS * d,)
+        int* labels,                         # IN/OUT (n,)
+        double* acc,                         # IN/OUT (k, d + 1)
+        double* inertia,                     # IN/OUT
+        Py_ssize_t* changed,                 # IN/OUT
+) noexcept nogil:
+    """The rows of a block compared with its candidates in lloyd_pass's kernel."""
+    cdef Py_ssize_t start = block * BLOCK_ROWS, i, f, n_real, n_changed = 0
+    cdef floating* chosen = scratch
+    cdef const floating* rows = X + start * d
+    cdef floating best[BLOCK_ROWS]
+    cdef int label[BLOCK_ROWS]
+    cdef int j, uniform
+    cdef double w, block_inertia = 0
+    cdef double* cluster
+    n_real = min(<Py_ssize_t>BLOCK_ROWS, t.n - start)
+    for i in range(n_candidates):
+        for f in range(d):
+            chosen[i * d + f] = centers[candidates[i] * d + f]
+    if n_real < BLOCK_ROWS:  # lanes past the end repeat the last row, as in lloyd_pass
+        for i in range(BLOCK_ROWS):
+            for f in range(d):
+                scratch[(n_candidates + i) * d + f] = rows[min(i, n_real - 1) * d + f]
+        rows = scratch + n_candidates * d
+    if floating is float:
+        fastkm_small_block_nearest_f(rows, chosen, n_candidates, d, best, label)
+    else:
+        fastkm_small_block_nearest_d(rows, chosen, n_candidates, d, best, label)
+    # Neighbouring rows mostly share a centre: their sums run in registers (run, at most 4
+    # features and the weight), added to the centre's when the centre changes. (Added to
+    # memory row by row, each waited for the previous one's store.)
+    cdef double run[MAX_UNROLLED_FEATURES + 1]
+    cdef int run_label = candidates[label[0]]
+    uniform = run_label
+    for f in range(d + 1):
+        run[f] = 0
+    for i in range(n_real):
+        j = candidates[label[i]]
+        if j != run_label:
+            cluster = acc + run_label * (d + 1)
+            for f in range(d + 1):
+                cluster[f] += run[f]
+                run[f] = 0
+            run_label = j
+            uniform = -1
+        w = sample_weight[start + i] if sample_weight != NULL else 1
+        n_changed += labels[start + i] != j
+        labels[start + i] = j
+        for f in range(d):
+            run[f] = fastkm_madd(w, X[(start + i) * d + f], run[f])
+        run[d] += w
+        block_inertia += w * best[i]
+    cluster = acc + run_label * (d + 1)
+    for f in range(d + 1):
+        cluster[f] += run[f]
+    t.block_labels[block] = uniform
+    changed[0] += n_changed
+    inertia[0] += block_inertia
+
+
+cdef void _filter_node(
+        const _FilterTree* t,
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,) or NULL: all 1
+        const floating* centers,             # IN  (k, d)
+        Py_ssize_t level, Py_ssize_t node,   # IN  the node: its level and index in it
+        const int* among, Py_ssize_t n_among,  # IN the parent's candidates
+        int* lists,                          # scratch (FILTER_LEVELS, k)
+        floating* scratch,                   # scratch ((k + BLOCK_ROWS) * d,)
+        int* labels,                         # IN/OUT (n,)
+        double* acc,                         # IN/OUT (k, d + 1)
+        double* inertia,                     # IN/OUT
+        Py_ssize_t* changed,                 # IN/OUT
+) noexcept nogil:
+    cdef int* candidates = lists + level * t.k
+    cdef Py_ssize_t n_candidates, child
+    if t.d == 3:  # colours: the feature loops unrolled
+        n_candidates = _box_candidates_d(t, t.offsets[level] + node, 3, among, n_among,
+                                         candidates)
+    else:
+        n_candidates = _box_candidates_d(t, t.offsets[level] + node, t.d, among, n_among,
+                                         candidates)
+    if n_candidates == 1:
+        _take_node(t, level, node, candidates[0], labels, acc, inertia, changed)
+    elif level == 0 and t.d == 3:
+        _filter_block_d(t, X, sample_weight, centers, node, 3, candidates, n_candidates,
+                        scratch, labels, acc, inertia, changed)
+    elif level == 0:
+        _filter_block_d(t, X, sample_weight, centers, node, t.d, candidates, n_candidates,
+                        scratch, labels, acc, inertia, changed)
+    else:
+        for child in range(node * FILTER_FANOUT,
+                           min((node + 1) * FILTER_FANOUT,
+                               t.offsets[level] - t.offsets[level - 1])):
+            _filter_node(t, X, sample_weight, centers, level - 1, child, candidates,
+                         n_candidates, lists, scratch, labels, acc, inertia, changed)
+
+
+def filter_pass(
+        const floating[:, ::1] X,            # IN  (n, d) rows, d <= 4, sorted by zorder
+        const floating[::1] sample_weight,   # IN  (n,) or None: all 1
+        tuple tree,                          # IN  filter_tree(X, sample_weight or ones)
+        const floating[:, ::1] centers,      # IN  (k, d) current centres
+        int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
+        int[::1] block_labels,               # IN/OUT (n_blocks,) j >= 0: every row of the
+                                             #     block is labelled j; -1 (start): not known
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        int n_threads=1,
+):
+    """lloyd_pass on the tree of filter_tree: the same labels, inertia and sums up to the
+    order of the additions. Returns ``(inertia, n_changed)`` as lloyd_pass does.
+
+    ``labels`` and ``block_labels`` must be those the previous pass left (or ``labels`` all
+    -1 and ``block_labels`` all -1): a label changed elsewhere needs ``block_labels`` reset
+    to -1.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0], top, c
+    cdef const floating* weights = NULL
+    cdef const Py_ssize_t[::1] offsets = tree[0]
+    cdef const double[:, :, ::1] boxes = tree[1]
+    cdef const double[:, ::1] node_sums = tree[2]
+    cdef const double[:, ::1] means = tree[3]
+    cdef const double[::1] spreads = tree[4]
+    if not 1 <= d <= MAX_UNROLLED_FEATURES or n == 0:
+        raise ValueError(f"filter_pass: X must have rows and 1 to {MAX_UNROLLED_FEATURES} "
+                         "columns")
+    if sample_weight is not None:
+        _check_shapes(X, sample_weight, centers)
+        weights = &sample_weight[0]
+    elif centers.shape[1] != d or k < 1:
+        raise ValueError("centers must have as many columns as X, and one row at least")
+    if offsets.shape[0] != FILTER_LEVELS + 1 or offsets[1] != (n + BLOCK_ROWS - 1) // BLOCK_ROWS \
+            or boxes.shape[0] != offsets[FILTER_LEVELS] or boxes.shape[2] != d \
+            or node_sums.shape[0] != boxes.shape[0] or node_sums.shape[1] != d + 1 \
+            or means.shape[0] != boxes.shape[0] or means.shape[1] != d \
+            or spreads.shape[0] != boxes.shape[0]:
+        raise ValueError("filter_pass: tree does not match X (see filter_tree)")
+    if labels.shape[0] != n or block_labels.shape[0] != offsets[1] or sums.shape[0] != k \
+            or sums.shape[1] != d or weight_sums.shape[0] != k:
+        raise ValueError("filter_pass: output arrays do not match X and centers")
+    cdef Py_ssize_t n_top = offsets[FILTER_LEVELS] - offsets[FILTER_LEVELS - 1]
+    n_threads = _threads_for(n_top, n_threads, n * d * 8)
+    cdef double[:, ::1] centres = np.asarray(centers, dtype=np.float64)
+    cdef int[::1] everyone = np.arange(k, dtype=np.int32)
+    cdef int[:, ::1] lists = np.empty((n_threads, FILTER_LEVELS * k), dtype=np.int32)
+    cdef floating[:, ::1] scratch = np.empty(
+        (n_threads, (k + BLOCK_ROWS) * d), dtype=np.float32 if floating is float else np.float64)
+    cdef double[:, ::1] top_acc = _chunk_buffers(n_top, k * (d + 1))
+    cdef double[:, ::1] top_inertia = _chunk_buffers(n_top, 1)
+    cdef Py_ssize_t[::1] top_changed = np.zeros(n_top, dtype=np.intp)
+    cdef _FilterTree t
+    t.offsets = &offsets[0]
+    t.boxes = &boxes[0, 0, 0]
+    t.sums = &node_sums[0, 0]
+    t.means = &means[0, 0]
+    t.spreads = &spreads[0]
+    t.centres = &centres[0, 0]
+    t.n, t.k, t.d = n, k, d
+    if floating is float:
+        t.relative_slack, t.absolute_slack, t.max_threshold = 1e-5, 4 * d * FLT_MIN, 1e37
+    else:
+        t.relative_slack, t.absolute_slack, t.max_threshold = 1e-12, 4 * d * DBL_MIN, 1e307
+    t.block_labels = &block_labels[0]
+    cdef double inertia = 0
+    for top in prange(n_top, nogil=True, schedule="dynamic", num_threads=n_threads):
+        c = threadid()
+        _filter_node(&t, &X[0, 0], weights, &centers[0, 0], FILTER_LEVELS - 1, top,
+                     &everyone[0], k, &lists[c, 0], &scratch[c, 0],
+                     &labels[0], &top_acc[top, 0], &top_inertia[top, 0], &top_changed[top])
+    _merge_chunk_sums(top_acc, n_top, 1, sums, weight_sums)
+    for top in range(n_top):
+        inertia += top_inertia[top, 0]
+    return inertia, int(np.sum(top_changed))
+
+
+# ---------------------------------------------------------------------------------------------
 # Yinyang: the Lloyd pass with one upper bound per row and one lower bound per group of centres
 # (simplified Yinyang: Ding et al. 2015, "Yinyang K-means", as simplified by Newling & Fleuret
 # 2016, "Fast k-means with accurate bounds")
@@ -1881,8 +2473,6 @@ cdef void _merge_chunk_sums(
 # of both (see _Slack). The scores that survive are compared with ties to the lowest index, so
 # the result is lloyd_pass's argmin over all centres. The sums are accumulated as in
 # _lloyd_chunk_d, hence bit-identical.
-
-from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
 
 cdef extern from *:
     """
@@ -3145,7 +3735,6 @@ cdef extern from *:
     void fastkm_atomic_increment(unsigned int* counter) noexcept nogil
 
 ctypedef unsigned char uint8_t
-ctypedef unsigned int uint32_t
 
 cdef enum:
     RGB_KEYS = 1 << 24
@@ -3495,7 +4084,6 @@ cdef void _dither_rows(
 # is not moved at all: it counts for one more in its run's first row. The distinct rows come
 # out in the order of their first occurrence in X, whatever the thread count.
 
-from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 

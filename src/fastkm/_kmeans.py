@@ -27,7 +27,7 @@ from ._validation import (
     effective_n_threads,
 )
 
-ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion", "yinyang")
+ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion", "yinyang", "filter")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -380,16 +380,24 @@ default='k-means++'
         variance of the features (as scikit-learn). A run also stops when no label changes.
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'filter', 'hamerly', 'exponion', 'yinyang'}, default='auto'
         The exact algorithm to run; all give the same centres and labels (ties aside: from
         5 features on, where 'lloyd' sums distances in another order, a sample within
         rounding of two centres may go to either, and the runs then drift apart slightly).
-        'auto' runs 'yinyang' from 96 features and 32 clusters on; below, 'exponion' with
-        many clusters (from 192 in fits allowed 100 iterations or more, or from 48 with 5
-        features or more) and at least 100 samples per cluster, and from 5 features
-        'hamerly' with fewer clusters, from 24, and at least 1000 samples per cluster; each
-        while its per-sample state fits in 1 GiB or X's size; else 'lloyd': the crossovers
-        measured in BENCHMARKS.md.
+        'auto' runs, below 5 features, 'filter' from 32 clusters and 256 samples per
+        cluster in fits that can pay for its set-up (``max_iter * (64 + n_clusters *
+        n_features) >= 4000``); from 5 features, 'yinyang' from 96 features and 32
+        clusters on, else 'exponion' from 48 clusters and 100 samples per cluster, and
+        'hamerly' from 24 clusters and 1000 samples per cluster; each while its per-sample
+        state fits in 1 GiB or X's size; else 'lloyd': the crossovers measured in
+        BENCHMARKS.md.
+        'filter' (the filtering algorithm of Pelleg & Moore 1999 and Kanungo et al. 2002;
+        at most 4 features, as colours have: with more it runs as 'lloyd') sorts the
+        samples once along a Z-order curve and compares each block of 32 with only the
+        centres that Kanungo et al.'s test leaves for the boxes holding it; a box left with
+        one centre is assigned whole. Its labels are those of 'lloyd', ties included; its
+        sums are added in another order, so the centres agree to rounding. It keeps a
+        sorted copy of X and the weights and an 8-byte index per sample.
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster (from 5 features on,
         it searches the others with the kernel of 'lloyd'): faster once few samples move,
@@ -504,7 +512,7 @@ default='k-means++'
             Lloyd chunk by chunk, never loading or copying X, in memory of about one chunk
             (16 MiB) plus the labels (4 bytes per row); 'k-means++' and 'random' then run on
             a sample of ``init_size`` rows (default ``max(65536, 20 * n_clusters)``) and
-            the bounded algorithms run as 'lloyd' (see ``fastkm._chunked``).
+            the other algorithms run as 'lloyd' (see ``fastkm._chunked``).
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample; a weight of 2 counts as the sample twice.

@@ -11,66 +11,94 @@ from ._yinyang import centre_groups
 # The kernels of the exact algorithms that keep distance bounds.
 BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
                   "yinyang": "yinyang_pass"}
-# algorithm='auto' (see auto_algorithm), below YINYANG_MIN_FEATURES features: plain Lloyd
-# with few clusters, whose vectorized pass then beats the bounds' bookkeeping; from
-# MID_FEATURES features on (where the full searches of the rows that fail their bounds run
-# in lloyd_pass's panel kernel), Hamerly from HAMERLY_MIN_CLUSTERS clusters; Exponion, whose
-# ball search pays with more clusters, from EXPONION_MIN_CLUSTERS_MID clusters, and below
-# MID_FEATURES from EXPONION_MIN_CLUSTERS (there, lloyd_pass's register-blocked kernel beats
-# Hamerly at every k measured, and Exponion from between 128 and 256 clusters). Each
-# bounded algorithm needs enough samples per cluster: few iterations cannot amortize the
-# bounds' first pass. BENCHMARKS.md, "Choosing the algorithm", has the measurements.
+# algorithm='auto' (see auto_algorithm). Below MID_FEATURES features: the filtering
+# algorithm ('filter', filter_pass) from FILTER_MIN_CLUSTERS clusters and
+# FILTER_MIN_ROWS_PER_CLUSTER samples per cluster, in fits allowed max_iter iterations with
+# max_iter * (PASS_OFFSET + k * d) >= FILTER_MIN_WORK (a Lloyd pass costs about PASS_OFFSET
+# + k * d units a row): its set-up, sorting the rows along a Z-order curve (about 30 ns a
+# row on two threads), must be paid back. Two threads, photo pixels, uniform and blob data
+# in 2 to 4 dimensions (BENCHMARKS.md section 9): to convergence, the filter 1.5x to 2.4x
+# faster than Lloyd at k=64 and 1.4x to 4x at k=256 (where it also beats Exponion 3x), but
+# from 1.3x faster to 1.6x slower at k=16; over 10 iterations, Lloyd 1.2x to 2x faster up
+# to k=64, the filter 1.7x to 2x faster at k=256 (a tie on 50k rows).
+# From MID_FEATURES features on (where the full searches of the rows that fail their
+# bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
+# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS; from
+# YINYANG_MIN_FEATURES features, simplified Yinyang from YINYANG_MIN_CLUSTERS clusters,
+# whose group bounds skip more of the now costly distances, and Lloyd below (the bounds
+# lose on MNIST's digits). Each bounded algorithm needs enough samples per cluster: few
+# iterations cannot amortize the bounds' first pass. BENCHMARKS.md, "Choosing the
+# algorithm", has the measurements.
 MID_FEATURES = 5
+FILTER_MAX_FEATURES = MID_FEATURES - 1  # (lloyd_pass's small-d kernel: see filter_pass)
+FILTER_MIN_CLUSTERS = 32
+FILTER_MIN_ROWS_PER_CLUSTER = 256
+FILTER_MIN_WORK = 4000
+PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 24
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
-EXPONION_MIN_CLUSTERS = 192
-EXPONION_MIN_CLUSTERS_MID = 48
+EXPONION_MIN_CLUSTERS = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
-# Below MID_FEATURES, Exponion only in fits allowed EXPONION_MIN_ITERATIONS iterations or
-# more: its first passes compare most rows with every centre in a kernel slower than
-# lloyd_pass's, which the later, mostly skipped passes pay back slowly (photo pixels,
-# k=256, two threads: Lloyd 1.33x faster over 10 iterations, 1.19x over 45; Exponion 1.1x
-# to 1.5x faster to convergence, after 113 to 224).
+# Without the filter (Dask), below MID_FEATURES: Exponion from EXPONION_MIN_CLUSTERS_LOW
+# clusters, in fits allowed EXPONION_MIN_ITERATIONS iterations (its first passes cost more
+# than Lloyd's there: photo pixels, k=256, Lloyd 1.33x faster over 10 iterations).
+EXPONION_MIN_CLUSTERS_LOW = 192
 EXPONION_MIN_ITERATIONS = 100
-# From YINYANG_MIN_FEATURES features on: simplified Yinyang from YINYANG_MIN_CLUSTERS
-# clusters, whose group bounds skip more of the now costly distances, and Lloyd below (the
-# bounds lose on MNIST's digits).
 YINYANG_MIN_FEATURES = 96
 YINYANG_MIN_CLUSTERS = 32
-# Each only while its per-sample state (Hamerly 8, Exponion 16, Yinyang 4 * (1 + k // 10)
-# bytes in float32) fits in this many bytes or in X's own size, whichever is larger.
+# Each only while its per-sample state (Hamerly 8, Exponion 16, Yinyang 4 * (1 + k // 10),
+# the filter's sorted copy of the rows and weights and their order 8 + 4 (d + 1) bytes in
+# float32) fits in this many bytes or in X's own size, whichever is larger.
 BOUNDS_MEMORY_BUDGET = 1 << 30
 
 
-def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None):
+def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
+                   sorted_rows=True):
     """The exact algorithm that algorithm='auto' runs for data of this shape.
 
     The crossovers were measured to convergence on photo pixels, blobs and MNIST digits
     (BENCHMARKS.md, "Choosing the algorithm"). ``max_iter``: the iterations the fit may run
-    (None: as many as it needs).
+    (None: as many as it needs). ``sorted_rows=False``: the fit cannot sort all rows
+    (Dask's blocks), so 'filter' is out; below 5 features, 'exponion' then runs from
+    EXPONION_MIN_CLUSTERS_LOW clusters in fits allowed EXPONION_MIN_ITERATIONS iterations.
 
     Examples
     --------
     >>> [auto_algorithm(1_000_000, 3, k) for k in (16, 64, 256)]
-    ['lloyd', 'lloyd', 'exponion']
-    >>> auto_algorithm(1_000_000, 3, 256, max_iter=10)
-    'lloyd'
+    ['lloyd', 'filter', 'filter']
+    >>> auto_algorithm(1_000_000, 3, 64, max_iter=10), auto_algorithm(1_000_000, 3, 256, 4, 10)
+    ('lloyd', 'filter')
     >>> auto_algorithm(1_000_000, 8, 24), auto_algorithm(200_000, 128, 256)
     ('hamerly', 'yinyang')
+    >>> auto_algorithm(1_000_000, 3, 256, sorted_rows=False)
+    'exponion'
     """
     mid = n_features >= MID_FEATURES
-    if n_features >= YINYANG_MIN_FEATURES:
+    if not mid and not sorted_rows:  # (Dask's blocks): Exponion with many clusters
+        if n_clusters < EXPONION_MIN_CLUSTERS_LOW or \
+                n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters or (
+                    max_iter is not None and max_iter < EXPONION_MIN_ITERATIONS):
+            return "lloyd"
+        algorithm, state_bytes = "exponion", 3 * itemsize + 4
+    elif not mid:
+        if n_clusters < FILTER_MIN_CLUSTERS or \
+                n_samples < FILTER_MIN_ROWS_PER_CLUSTER * n_clusters or (
+                    max_iter is not None and
+                    max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK):
+            return "lloyd"
+        # The sorted rows and weights, and their order (intp).
+        algorithm, state_bytes = "filter", (n_features + 1) * itemsize + 8
+    elif n_features >= YINYANG_MIN_FEATURES:
         if n_clusters < YINYANG_MIN_CLUSTERS:
             return "lloyd"
         # An upper bound and one lower bound per group of about ten centres.
         algorithm, state_bytes = "yinyang", (1 + max(1, n_clusters // 10)) * itemsize
-    elif n_clusters >= (EXPONION_MIN_CLUSTERS_MID if mid else EXPONION_MIN_CLUSTERS):
-        if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters or (
-                not mid and max_iter is not None and max_iter < EXPONION_MIN_ITERATIONS):
+    elif n_clusters >= EXPONION_MIN_CLUSTERS:
+        if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
             return "lloyd"
         # Three bounds and the second-nearest centre (int32).
         algorithm, state_bytes = "exponion", 3 * itemsize + 4
-    elif mid and n_clusters >= HAMERLY_MIN_CLUSTERS:
+    elif n_clusters >= HAMERLY_MIN_CLUSTERS:
         if n_samples < HAMERLY_MIN_ROWS_PER_CLUSTER * n_clusters:
             return "lloyd"
         algorithm, state_bytes = "hamerly", 2 * itemsize  # an upper and a lower bound
@@ -124,6 +152,11 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     and group of centres (at most ``1 + max(1, k // 10)`` values of X's dtype; see
     ``fastkm._yinyang``), and compares the samples whose bounds fail only with the groups
     they cannot rule out.
+    ``algorithm='filter'`` (at most 4 features; with more it runs as 'lloyd') sorts the
+    samples once along a Z-order curve and groups them in a tree of boxes (see
+    ``fastkm._core.filter_pass``): a box whose candidate centres narrow to one is assigned
+    whole. It keeps a sorted copy of X and sample_weight and an index per sample; the
+    labels are 'lloyd''s, ties included, and the sums agree to float64 rounding.
 
     ``centres_only=True`` skips the pass that labels the final centres (labels and inertia
     are then None).
@@ -146,6 +179,14 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     weight_sums = np.empty(k)
     labels_match_centers = False
     use_bounds = algorithm in BOUNDED_PASSES and callback is None and not verbose
+    use_filter = algorithm == "filter" and 1 <= d <= FILTER_MAX_FEATURES and n > 0
+    if use_filter:  # the rows sorted along a Z-order curve, and their tree
+        order, X, sample_weight = core.zorder_sort(X, sample_weight, n_threads)
+        pass_weights = None if pass_weights is None else sample_weight
+        tree = core.filter_tree(X, sample_weight, n_threads)
+        block_labels = np.full(tree[0][1], -1, dtype=np.int32)
+        if callback is not None:
+            callback = _with_unsorted_labels(callback, order)
     if use_bounds:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
@@ -159,6 +200,9 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             n_changed = bounded_pass(X, sample_weight, centers, moved, labels, *bounds, sums,
                                      weight_sums, n_threads)
             inertia = float("nan")
+        elif use_filter:
+            inertia, n_changed = core.filter_pass(X, pass_weights, tree, centers, labels,
+                                                  block_labels, sums, weight_sums, n_threads)
         else:
             inertia, n_changed = core.lloyd_pass(X, pass_weights, centers, labels, sums,
                                                  weight_sums, n_threads)
@@ -172,6 +216,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             moved = bound_shifts(shifts, d, X.dtype)
             if relocated:  # re-seeded samples changed cluster outside the bounds' view
                 bounds = _unknown_bounds(algorithm, n, X.dtype, k, d, groups)
+        if use_filter and relocated:  # labels changed outside filter_pass's view
+            block_labels[:] = -1
         centers = new_centers
         # Same labels as the previous pass: the update reproduced the same centres.
         done, labels_match_centers = end_of_iteration(
@@ -181,10 +227,29 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             break
     if centres_only:  # the caller wants the centres: no pass to label the last ones
         return centers, None, None, n_iter
-    if not labels_match_centers or use_bounds:
+    if use_filter:
+        if not labels_match_centers:
+            inertia = core.filter_pass(X, pass_weights, tree, centers, labels, block_labels,
+                                       sums, weight_sums, n_threads)[0]
+        labels = _unsorted(labels, order)
+    elif not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
     return centers, labels, float(inertia), n_iter
+
+
+def _unsorted(labels, order):
+    """Labels of rows sorted by ``order``, given back in the rows' own order."""
+    out = np.empty_like(labels)
+    out[order] = labels
+    return out
+
+
+def _with_unsorted_labels(callback, order):
+    """``callback`` seeing the labels in the rows' own order."""
+    def with_unsorted_labels(info):
+        return callback(info._replace(labels=_unsorted(info.labels, order)))
+    return with_unsorted_labels
 
 
 def bound_shifts(sq_shifts, n_features, dtype):

@@ -650,10 +650,11 @@ class KMeans(_InMemoryKMeans):
         'random': fastkm's in-memory initialization on ``init_size`` rows drawn at random
         and brought to the client. An array: the initial centres. A callable:
         ``init(X, n_clusters, random_state=random_state)`` with X the dask array.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'yinyang'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'filter', 'hamerly', 'exponion', 'yinyang'}, default='auto'
         As in :class:`fastkm.KMeans`: 'auto' runs 'hamerly' or 'exponion' with enough
         clusters and samples per cluster ('yinyang' with many features too), else 'lloyd',
-        by ``fastkm._lloyd.auto_algorithm``; all give the same result. The bounded ones
+        by ``fastkm._lloyd.auto_algorithm``; all give the same result. 'filter', which
+        sorts all rows, runs as 'lloyd' on Dask blocks. The bounded ones
         keep their per-row bounds on the workers (module docstring), also with a
         ``callback`` or ``verbose``, whose iterations then report a NaN inertia (their
         passes do not compute it).
@@ -771,7 +772,7 @@ class KMeans(_InMemoryKMeans):
         algorithm = self.algorithm
         if algorithm == "auto":
             algorithm = auto_algorithm(n_samples, n_features, k, X.dtype.itemsize,
-                                       max_iter)
+                                       max_iter, sorted_rows=False)
 
         best = None
         for run in range(n_init):
