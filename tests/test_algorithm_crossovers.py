@@ -64,11 +64,11 @@ def test_auto_algorithm_regions(shape, expected):
 def test_auto_algorithm_bounds_must_fit_in_the_budget_or_in_x():
     # Hamerly's 8 bytes per sample exceed 1 GiB here but not X's 32 bytes per sample.
     assert auto_algorithm(10**9, 8, 30) == "hamerly"
-    # The filter's sorted copy (rows, weights and an 8-byte index: 24 bytes per sample)
-    # exceeds both 1 GiB and X's 12; as float64 (40 bytes against 24) too.
+    # The filter's sorted copy of the rows and weights and its sort's keys and indices
+    # (44 bytes per sample) exceed both 1 GiB and X's 12; as float64 (60 against 24) too.
     assert auto_algorithm(10**9, 3, 256) == "lloyd"
     assert auto_algorithm(10**9, 3, 256, itemsize=8) == "lloyd"
-    assert auto_algorithm(10**7, 3, 256, itemsize=8) == "filter"  # 400 MB: fits 1 GiB
+    assert auto_algorithm(10**7, 3, 256, itemsize=8) == "filter"  # 600 MB: fits 1 GiB
     # Yinyang's 1 + k // 10 values per sample against X's 96.
     assert auto_algorithm(10**8, 96, 1000) == "lloyd"
     assert auto_algorithm(10**8, 96, 900) == "yinyang"

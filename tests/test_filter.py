@@ -139,7 +139,7 @@ def test_filter_tree_against_numpy(n):
             np.testing.assert_array_equal(boxes[node], [x.min(0), x.max(0)])
             np.testing.assert_allclose(sums[node], [*(v @ x), v.sum()], rtol=1e-12)
             mean = v @ x / v.sum() if v.sum() > 0 else x.min(0)
-            np.testing.assert_allclose(means[node], mean, rtol=1e-10)
+            np.testing.assert_allclose(means[node], mean - x.min(0), rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(spreads[node], v @ ((x - mean) ** 2).sum(1),
                                        rtol=1e-9, atol=1e-12)
         rows_per_node *= 8
@@ -149,7 +149,7 @@ def test_filter_tree_against_numpy(n):
 @pytest.mark.parametrize("k", [1, 2, 7, 64, 300])
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
 def test_same_labels_as_lloyd_pass_every_iteration(d, k, dtype):
-    n = 20_000
+    n = 20_003  # (a last block of 3 rows)
     X = blobs(n, d, max(1, k // 3), seed=d * 1000 + k, dtype=dtype)
     rng = np.random.default_rng(k)
     w = rng.uniform(0.5, 2, size=n).astype(dtype)
@@ -266,3 +266,55 @@ def test_kmeans_filter_with_empty_clusters_and_many_features():
     fits = [KMeans(5, n_init=1, random_state=0, algorithm=a).fit(X8)
             for a in ("lloyd", "filter")]
     assert np.array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_float64_far_from_the_origin(d):
+    """Coordinates thousands of times the distances between centres, straddling a power
+    of two: the test's rounding must follow the distances, not the coordinates (a review
+    found a row near 2**14 whose nearest centre was dropped)."""
+    X = np.array([[16383.889466844761, 16383.770662760588],
+                  [16384.065191741476, 16384.067065969073]])
+    C = np.array([[16383.770325066393, 16383.78075538961],
+                  [16383.888351826894, 16383.89022605449]])
+    np.testing.assert_array_equal(
+        next(filter_iterations(X, np.ones(2), C, 1))[1], lloyd_pass(X, None, C)[0])
+    rng = np.random.default_rng(d)
+    for offset in (2.0**14, 2.0**30):
+        X = blobs(20_000, d, 30, seed=d) * 0.01 + offset
+        X[rng.random(len(X)) < 0.5] -= 0.05  # half of them below the power of two
+        C = X[rng.choice(len(X), size=60, replace=False)].copy()
+        check_against_lloyd(X, np.ones(len(X)), C, n_iter=3)
+
+
+def test_reseeding_breaks_ties_in_the_rows_own_order():
+    """An empty cluster takes the farthest sample, the lowest index of X among equally far
+    ones, as 'lloyd' does (not the lowest position in the sorted rows)."""
+    X = np.array([[1.0], [-1.0], [0.0], [0.1], [-0.1], [10.0], [10.2]])
+    init = np.array([[0.0], [10.1], [100.0]])  # cluster 2 empty; rows 0 and 1 tie
+    fits = [KMeans(3, init=init, n_init=1, algorithm=a).fit(X) for a in ("lloyd", "filter")]
+    np.testing.assert_array_equal(fits[0].labels_, [2, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(fits[1].labels_, fits[0].labels_)
+    np.testing.assert_allclose(fits[1].cluster_centers_, fits[0].cluster_centers_)
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (5, 8), (31, 3), (33, 40), (100, 1)])
+def test_few_rows_and_more_centres_than_rows(n, k):
+    X = blobs(n, 3, 2, seed=n)
+    C = blobs(k, 3, 2, seed=k + 1)
+    w = np.random.default_rng(n).uniform(0, 2, size=n)
+    check_against_lloyd(X, w, C, n_iter=2)
+
+
+def test_kmeans_auto_runs_the_filter_with_lloyds_result():
+    """'auto' picks the filter for colours with many clusters; with n_init > 1 too, the
+    labels are 'lloyd''s and the centres agree to rounding."""
+    from fastkm._lloyd import auto_algorithm
+    X = blobs(40_000, 3, 40, seed=9, dtype=np.float32)
+    assert auto_algorithm(*X.shape, 40, 4, 300) == "filter"
+    fits = [KMeans(40, n_init=2, random_state=1, algorithm=a).fit(X)
+            for a in ("lloyd", "auto")]
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, rtol=1e-5)
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    assert fits[0].inertia_ == pytest.approx(fits[1].inertia_, rel=1e-5)

@@ -1903,6 +1903,8 @@ cdef enum:
     ZORDER_BITS = 32
     ZORDER_SORTED_BITS = 22
     RADIX_BITS = 11
+    # zorder_sort's gather: rows prefetched this many rows ahead.
+    GATHER_AHEAD = 16
 
 
 cdef inline uint32_t _spread_bits(uint32_t q, Py_ssize_t d) noexcept nogil:
@@ -1988,54 +1990,45 @@ def zorder_sort(const floating[:, ::1] X, const floating[::1] sample_weight,
     ZORDER_SORTED_BITS bits of the keys, rows of equal sorted bits in their order in X.
 
     Returns ``(order, rows, weights)``: np.intp indices into X, ``X[order]`` and
-    ``sample_weight[order]``. A parallel radix sort, whose chunks, hence whose result, do
-    not depend on ``n_threads``; the rows move with their keys (a gather of the rows
-    afterwards, from all over X, took longer).
+    ``sample_weight[order]``. A parallel radix sort of each row's sorted bits and index,
+    packed in 64 bits (one array to move: with the rows moving too, 4 arrays, the passes
+    took twice as long), whose chunks, hence whose result, do not depend on ``n_threads``;
+    then a parallel gather of the rows. X may have at most 2**32 rows.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c, i, f, p, total
-    cdef Py_ssize_t pass_, shift, digit
+    cdef Py_ssize_t pass_, digit, j
     if sample_weight.shape[0] != n:
         raise ValueError("sample_weight must have one entry per row of X")
+    if n > 0xFFFFFFFF:
+        raise ValueError("zorder_sort: X has more than 2**32 rows")
     dtype = np.float32 if floating is float else np.float64
-    keys_out = np.empty(n, dtype=np.uint32)
-    order_out = np.empty(n, dtype=np.intp)
-    rows_out = np.empty((n, d), dtype=dtype)
-    weights_out = np.empty(n, dtype=dtype)
+    cdef Py_ssize_t[::1] order = np.empty(n, dtype=np.intp)
+    cdef floating[:, ::1] rows = np.empty((n, d), dtype=dtype)
+    cdef floating[::1] weights = np.empty(n, dtype=dtype)
     if n == 0:
-        return order_out, rows_out, weights_out
-    keys_in = zorder_keys(X, n_threads)
-    order_in = np.empty(n, dtype=np.intp)
-    rows_in = np.empty((n, d), dtype=dtype)
-    weights_in = np.empty(n, dtype=dtype)
-    cdef uint32_t[::1] k0 = keys_in, k1 = keys_out
-    cdef Py_ssize_t[::1] o0 = order_in, o1 = order_out
-    cdef floating[:, ::1] r0 = rows_in, r1 = rows_out
-    cdef floating[::1] w0 = weights_in, w1 = weights_out
-    # Pass 0 reads X itself (order NULL: row i is X's row i) and writes the *_out arrays;
-    # later passes alternate between the *_in and *_out arrays.
-    cdef uint32_t* keys = &k0[0]
-    cdef uint32_t* next_keys = &k1[0]
-    cdef Py_ssize_t* order = NULL
-    cdef Py_ssize_t* next_order = &o1[0]
-    cdef const floating* rows = &X[0, 0]
-    cdef floating* next_rows = &r1[0, 0]
-    cdef const floating* weights = &sample_weight[0]
-    cdef floating* next_weights = &w1[0]
-    cdef Py_ssize_t* spare_order = &o0[0]
-    cdef floating* spare_rows = &r0[0, 0]
-    cdef floating* spare_weights = &w0[0]
-    cdef uint32_t mask = (1 << RADIX_BITS) - 1
+        return np.asarray(order), np.asarray(rows), np.asarray(weights)
+    cdef uint32_t[::1] keys = zorder_keys(X, n_threads)
+    cdef uint64_t[::1] packed = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] spare = np.empty(n, dtype=np.uint64)
+    cdef uint64_t* source = &packed[0]
+    cdef uint64_t* target = &spare[0]
+    cdef uint64_t* swap
+    cdef uint64_t mask = (1 << RADIX_BITS) - 1, index_mask = 0xFFFFFFFF
+    cdef int shift
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * (d + 4))
     cdef Py_ssize_t[:, ::1] count = np.empty((n_chunks, 1 << RADIX_BITS), dtype=np.intp)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            source[i] = (<uint64_t>(keys[i] >> (ZORDER_BITS - ZORDER_SORTED_BITS)) << 32) | i
     with nogil:
         for pass_ in range(ZORDER_SORTED_BITS // RADIX_BITS):  # lowest digit first
-            shift = ZORDER_BITS - ZORDER_SORTED_BITS + pass_ * RADIX_BITS
+            shift = 32 + pass_ * RADIX_BITS
             for c in prange(n_chunks, schedule="static", num_threads=n_threads):
                 for digit in range(1 << RADIX_BITS):
                     count[c, digit] = 0
                 for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
-                    count[c, (keys[i] >> shift) & mask] += 1
+                    count[c, (source[i] >> shift) & mask] += 1
             # Each chunk's rows of a digit go after the rows of lower digits, and after
             # those of the same digit in earlier chunks: a stable sort.
             total = 0
@@ -2046,27 +2039,22 @@ def zorder_sort(const floating[:, ::1] X, const floating[::1] sample_weight,
                     total += p
             for c in prange(n_chunks, schedule="static", num_threads=n_threads):
                 for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
-                    digit = (keys[i] >> shift) & mask
+                    digit = (source[i] >> shift) & mask
                     p = count[c, digit]
                     count[c, digit] = p + 1
-                    next_keys[p] = keys[i]
-                    next_order[p] = order[i] if order != NULL else i
-                    for f in range(d):
-                        next_rows[p * d + f] = rows[i * d + f]
-                    next_weights[p] = weights[i]
-            if pass_ == 0:
-                keys, next_keys = next_keys, keys
-                order, next_order = next_order, spare_order
-                rows, next_rows = next_rows, spare_rows
-                weights, next_weights = next_weights, spare_weights
-            else:
-                keys, next_keys = next_keys, keys
-                order, next_order = next_order, order
-                rows, next_rows = next_rows, <floating*>rows
-                weights, next_weights = next_weights, <floating*>weights
-    if order == &o1[0]:
-        return order_out, rows_out, weights_out
-    return order_in, rows_in, weights_in
+                    target[p] = source[i]
+            swap, source, target = source, target, source
+        for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+            for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+                if i + GATHER_AHEAD < n:  # rows from all over X: fetch them early
+                    fastkm_prefetch(&X[source[i + GATHER_AHEAD] & index_mask, 0])
+                    fastkm_prefetch(&sample_weight[source[i + GATHER_AHEAD] & index_mask])
+                j = <Py_ssize_t>(source[i] & index_mask)
+                order[i] = j
+                for f in range(d):
+                    rows[i, f] = X[j, f]
+                weights[i] = sample_weight[j]
+    return np.asarray(order), np.asarray(rows), np.asarray(weights)
 
 
 cdef inline void _block_summary_d(
@@ -2075,19 +2063,22 @@ cdef inline void _block_summary_d(
         Py_ssize_t n, Py_ssize_t d, Py_ssize_t block,
         double* box,                         # OUT (2, d) lowest, then highest values
         double* sums,                        # OUT (d + 1,) weighted sum of the rows, weight
-        double* mean,                        # OUT (d,) weighted mean (low corner if no weight)
+        double* mean,                        # OUT (d,) weighted mean less the low corner
         double* spread,                      # OUT weighted sum of |x - mean|^2
 ) noexcept nogil:
     """filter_tree's summary of one block of rows (kept in local variables: through the
     output arrays, each row's updates waited for the previous row's)."""
     cdef double low[MAX_UNROLLED_FEATURES], high[MAX_UNROLLED_FEATURES]
+    cdef double first[MAX_UNROLLED_FEATURES], shifted[MAX_UNROLLED_FEATURES]
     cdef double total[MAX_UNROLLED_FEATURES + 1]
     cdef double w, t, spread_sum = 0
     cdef Py_ssize_t r, f, start = block * BLOCK_ROWS, stop = min(n, (block + 1) * BLOCK_ROWS)
     for f in range(d):
-        low[f] = X[start * d + f]
-        high[f] = low[f]
+        first[f] = X[start * d + f]
+        low[f] = first[f]
+        high[f] = first[f]
         total[f] = 0
+        shifted[f] = 0
     total[d] = 0
     for r in range(start, stop):
         w = sample_weight[r]
@@ -2095,16 +2086,17 @@ cdef inline void _block_summary_d(
             low[f] = min(low[f], <double>X[r * d + f])
             high[f] = max(high[f], <double>X[r * d + f])
             total[f] += w * X[r * d + f]
+            shifted[f] += w * (X[r * d + f] - first[f])  # (small numbers: see filter_tree)
         total[d] += w
     for f in range(d):
         box[f] = low[f]
         box[d + f] = high[f]
         sums[f] = total[f]
-        mean[f] = total[f] / total[d] if total[d] > 0 else low[f]
+        mean[f] = shifted[f] / total[d] + (first[f] - low[f]) if total[d] > 0 else 0
     sums[d] = total[d]
     for r in range(start, stop):
         for f in range(d):
-            t = X[r * d + f] - mean[f]
+            t = (X[r * d + f] - low[f]) - mean[f]
             spread_sum += sample_weight[r] * t * t
     spread[0] = spread_sum
 
@@ -2116,9 +2108,12 @@ def filter_tree(const floating[:, ::1] X, const floating[::1] sample_weight,
     Returns ``(offsets, boxes, sums, means, spreads)``: the nodes of level l (0: blocks of
     BLOCK_ROWS rows) are offsets[l] to offsets[l + 1] - 1; boxes (n_nodes, 2, d) the lowest,
     then the highest value of each feature; sums (n_nodes, d + 1) the weighted sum of the
-    rows, then their weight; means (n_nodes, d) their weighted mean (the box's low corner
-    when the weight is 0); spreads (n_nodes,) their weighted sum of |x - mean|^2. All but
-    offsets in float64.
+    rows, then their weight; means (n_nodes, d) their weighted mean less the box's low
+    corner (0 when the weight is 0); spreads (n_nodes,) their weighted sum of
+    |x - mean|^2. All but offsets in float64. The means and spreads are computed from
+    differences within the box (x - low), so that they keep their precision far from the
+    origin (float64 rows near 2**30 that span 0.03: the inertia of nodes was 1e-6 off
+    with absolute means).
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], level, node, child, first, last, b
     cdef Py_ssize_t r, f, n_nodes
@@ -2157,13 +2152,17 @@ def filter_tree(const floating[:, ::1] X, const floating[::1] sample_weight,
                     boxes[node, 1, f] = max(boxes[node, 1, f], boxes[child, 1, f])
                 for f in range(d + 1):
                     sums[node, f] += sums[child, f]
-            for f in range(d):
-                means[node, f] = sums[node, f] / sums[node, d] if sums[node, d] > 0 \
-                    else boxes[node, 0, f]
+            for f in range(d):  # the children's means less this node's low corner
+                means[node, f] = 0
+                for child in range(first, last):
+                    means[node, f] += sums[child, d] * (
+                        (boxes[child, 0, f] - boxes[node, 0, f]) + means[child, f])
+                means[node, f] = means[node, f] / sums[node, d] if sums[node, d] > 0 else 0
             for child in range(first, last):  # spread around the node's mean
                 t = 0
                 for f in range(d):
-                    t += (means[child, f] - means[node, f]) ** 2
+                    t += ((boxes[child, 0, f] - boxes[node, 0, f]) + means[child, f]
+                          - means[node, f]) ** 2
                 spreads[node] += spreads[child] + sums[child, d] * t
     return (np.asarray(offsets), np.asarray(boxes), np.asarray(sums), np.asarray(means),
             np.asarray(spreads))
@@ -2194,13 +2193,15 @@ cdef inline Py_ssize_t _box_candidates_d(
     Kanungo et al.'s test: with z the centre of ``among`` nearest to the box's midpoint,
     a centre c is dropped when even the corner v of the box farthest in the direction of
     c - z is nearer to z, since |x - c|^2 - |x - z|^2 is linear in x, lowest at v over the
-    box. It is computed in float64 as sum (z - c) (2 v - c - z), within a few units in
-    the last place of float64 of |v - c|^2 - |v - z|^2, and c is dropped only when that
-    exceeds relative_slack times the largest |x - z|^2 over the box (1e-5 in float32,
-    1e-12 in float64) plus absolute_slack: then, for every row x of the box, the kernels'
-    squared distances, within (d + 2) units in the last place of X's dtype of the true
-    ones (a few of its smallest normal numbers at underflow), still rank c after z. Where
-    the distances near X's dtype's overflow, nothing is dropped."""
+    box. It is computed in float64 as sum (z - c) ((v - c) + (v - z)), within a few units
+    in the last place of float64 of |v - c|^2 + |v - z|^2 (written 2 v - c - z, its
+    rounding grew with |v| instead, far from the origin: a review found float64 rows near
+    2**14 whose nearest centre was dropped), and c is dropped only when that exceeds
+    relative_slack times the largest |x - z|^2 over the box (1e-5 in float32, 1e-12 in
+    float64) plus absolute_slack: then, for every row x of the box, the kernels' squared
+    distances, within (d + 2) units in the last place of X's dtype of the true ones (a few
+    of its smallest normal numbers at underflow), still rank c after z. Where the
+    distances near X's dtype's overflow, nothing is dropped."""
     cdef const double* low = t.boxes + node * 2 * d
     cdef const double* high = low + d
     cdef const double* c
@@ -2231,7 +2232,7 @@ cdef inline Py_ssize_t _box_candidates_d(
         for f in range(d):
             a = z[f] - c[f]
             b = high[f] if a < 0 else low[f]  # (the corner farthest towards c)
-            gap += a * (2 * b - c[f] - z[f])
+            gap += a * ((b - c[f]) + (b - z[f]))
         out[n_out] = among[i]
         n_out += not gap > slack
     return n_out
@@ -2248,12 +2249,14 @@ cdef inline void _take_node(
     cdef Py_ssize_t d = t.d, node_id = t.offsets[level] + node, f, b, r, span = 1
     cdef const double* s = t.sums + node_id * (d + 1)
     cdef const double* m = t.means + node_id * d
+    cdef const double* low = t.boxes + node_id * 2 * d
     cdef const double* c = t.centres + label * d
-    cdef double dist = 0
+    cdef double dist = 0, a
     for f in range(d + 1):
         acc[label * (d + 1) + f] += s[f]
     for f in range(d):
-        dist += (m[f] - c[f]) * (m[f] - c[f])
+        a = (low[f] - c[f]) + m[f]
+        dist += a * a
     inertia[0] += t.spreads[node_id] + s[d] * dist
     for f in range(level):
         span *= FILTER_FANOUT

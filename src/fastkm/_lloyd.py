@@ -47,8 +47,9 @@ EXPONION_MIN_ITERATIONS = 100
 YINYANG_MIN_FEATURES = 96
 YINYANG_MIN_CLUSTERS = 32
 # Each only while its per-sample state (Hamerly 8, Exponion 16, Yinyang 4 * (1 + k // 10),
-# the filter's sorted copy of the rows and weights and their order 8 + 4 (d + 1) bytes in
-# float32) fits in this many bytes or in X's own size, whichever is larger.
+# the filter's sorted copy of the rows and weights, and the keys, indices and order of its
+# sort 28 + 4 (d + 1) bytes in float32) fits in this many bytes or in X's own size,
+# whichever is larger.
 BOUNDS_MEMORY_BUDGET = 1 << 30
 
 
@@ -86,8 +87,9 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
                     max_iter is not None and
                     max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK):
             return "lloyd"
-        # The sorted rows and weights, and their order (intp).
-        algorithm, state_bytes = "filter", (n_features + 1) * itemsize + 8
+        # The sorted rows and weights, and while they are sorted 28 bytes of keys,
+        # indices and their order.
+        algorithm, state_bytes = "filter", (n_features + 1) * itemsize + 28
     elif n_features >= YINYANG_MIN_FEATURES:
         if n_clusters < YINYANG_MIN_CLUSTERS:
             return "lloyd"
@@ -207,7 +209,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             inertia, n_changed = core.lloyd_pass(X, pass_weights, centers, labels, sums,
                                                  weight_sums, n_threads)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
-                                                  weight_sums, n_threads)
+                                                  weight_sums, n_threads,
+                                                  order if use_filter else None)
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
         # (A bounded pass's first pass counts every row as changed.)
@@ -238,10 +241,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     return centers, labels, float(inertia), n_iter
 
 
-def _unsorted(labels, order):
-    """Labels of rows sorted by ``order``, given back in the rows' own order."""
-    out = np.empty_like(labels)
-    out[order] = labels
+def _unsorted(values, order):
+    """Values of rows sorted by ``order``, given back in the rows' own order."""
+    out = np.empty_like(values)
+    out[order] = values
     return out
 
 
@@ -306,17 +309,20 @@ def end_of_iteration(n_iter, inertia, center_shift, centers, labels, *, unchange
     return stop, False
 
 
-def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
+def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_threads,
+                     order=None):
     """Centres as weighted means of their clusters; empty clusters re-seeded.
 
     An empty cluster (zero total weight) takes the sample farthest from its assigned centre
     (ties broken by the lower index), which leaves that sample's cluster; then the next
     farthest, and so on. Never produces a NaN centre. Returns the centres and whether any
-    cluster was re-seeded.
+    cluster was re-seeded. ``order``: X's rows are those of the caller's data in this
+    order ('filter' sorts them), whose indices then break the ties.
     """
     empty = np.flatnonzero(weight_sums == 0)
     if len(empty):
-        far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads)
+        far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads,
+                                order)
         for cluster, row in zip(empty, far):
             old = labels[row]
             w = float(sample_weight[row])
@@ -378,12 +384,17 @@ def assigned_sq_distances(X, centers, labels, n_threads):
     return out
 
 
-def _farthest_samples(X, sample_weight, centers, labels, count, n_threads):
-    """Indices of the ``count`` positively weighted samples farthest from their centres."""
+def _farthest_samples(X, sample_weight, centers, labels, count, n_threads, order=None):
+    """Indices of the ``count`` positively weighted samples farthest from their centres
+    (ties: the lower index, in the caller's order of the rows; see _updated_centers)."""
     distances = assigned_sq_distances(X, centers, labels, n_threads)
     distances[sample_weight == 0] = 0
-    order = _largest_first(distances, count)
-    if len(order) < count or distances[order[-1]] <= 0:
-        n_distinct = len(centers) - count + int((distances[order] > 0).sum())
+    if order is not None:
+        distances = _unsorted(distances, order)
+    farthest = _largest_first(distances, count)
+    if len(farthest) < count or distances[farthest[-1]] <= 0:
+        n_distinct = len(centers) - count + int((distances[farthest] > 0).sum())
         raise fewer_distinct_points_error(n_distinct, len(centers))
-    return order
+    if order is not None:  # back to positions in X
+        return _unsorted(np.arange(len(order)), order)[farthest]
+    return farthest
