@@ -2193,7 +2193,7 @@ cdef inline Py_ssize_t _box_candidates_d(
     Kanungo et al.'s test: with z the centre of ``among`` nearest to the box's midpoint,
     a centre c is dropped when even the corner v of the box farthest in the direction of
     c - z is nearer to z, since |x - c|^2 - |x - z|^2 is linear in x, lowest at v over the
-    box. It is computed in float64 as sum (z - c) ((v - c) + (v - z)), within a few units
+    box. It is computed in float64 as sum (z - c) ((z - c) + 2 (v - z)), within a few units
     in the last place of float64 of |v - c|^2 + |v - z|^2 (written 2 v - c - z, its
     rounding grew with |v| instead, far from the origin: a review found float64 rows near
     2**14 whose nearest centre was dropped), and c is dropped only when that exceeds
@@ -2206,7 +2206,7 @@ cdef inline Py_ssize_t _box_candidates_d(
     cdef const double* high = low + d
     cdef const double* c
     cdef const double* z
-    cdef double nearest = INFINITY, dist, far = 0, gap, slack, a, b
+    cdef double nearest = INFINITY, dist, far = 0, gap, slack, a
     cdef Py_ssize_t i, f, n_out = 0
     cdef int nearest_index = among[0]
     for i in range(n_among):
@@ -2230,9 +2230,10 @@ cdef inline Py_ssize_t _box_candidates_d(
         c = t.centres + among[i] * d
         gap = 0
         for f in range(d):
+            # (v - c) = (z - c) + (v - z), v_f the low or the high side, whichever gives
+            # the lower term: a min, not a branch (which mispredicted: 1.4x slower passes)
             a = z[f] - c[f]
-            b = high[f] if a < 0 else low[f]  # (the corner farthest towards c)
-            gap += a * ((b - c[f]) + (b - z[f]))
+            gap += min(a * (a + 2 * (low[f] - z[f])), a * (a + 2 * (high[f] - z[f])))
         out[n_out] = among[i]
         n_out += not gap > slack
     return n_out
