@@ -42,8 +42,10 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     ((10**6, 4, 64), "filter"),
     ((10**6, 2, 500), "filter"),
     ((20_000, 3, 256), "lloyd"),        # 78 samples per cluster: too few for the filter
-    ((256 * 64, 3, 64), "filter"),      # FILTER_MIN_ROWS_PER_CLUSTER
-    ((256 * 64 - 1, 3, 64), "lloyd"),
+    ((256 * 400, 3, 400), "filter"),    # FILTER_MIN_ROWS_PER_CLUSTER
+    ((256 * 400 - 1, 3, 400), "lloyd"),
+    ((100_000, 3, 64), "filter"),       # FILTER_MIN_ROWS
+    ((99_999, 3, 64), "lloyd"),
     ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
     ((10**6, 5, 24), "hamerly"),
     ((10**6, 64, 47), "hamerly"),

@@ -310,7 +310,7 @@ def test_kmeans_auto_runs_the_filter_with_lloyds_result():
     """'auto' picks the filter for colours with many clusters; with n_init > 1 too, the
     labels are 'lloyd''s and the centres agree to rounding."""
     from fastkm._lloyd import auto_algorithm
-    X = blobs(40_000, 3, 40, seed=9, dtype=np.float32)
+    X = blobs(100_000, 3, 40, seed=9, dtype=np.float32)
     assert auto_algorithm(*X.shape, 40, 4, 300) == "filter"
     fits = [KMeans(40, n_init=2, random_state=1, algorithm=a).fit(X)
             for a in ("lloyd", "auto")]

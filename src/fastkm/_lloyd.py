@@ -12,15 +12,16 @@ from ._yinyang import centre_groups
 BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
                   "yinyang": "yinyang_pass"}
 # algorithm='auto' (see auto_algorithm). Below MID_FEATURES features: the filtering
-# algorithm ('filter', filter_pass) from FILTER_MIN_CLUSTERS clusters and
-# FILTER_MIN_ROWS_PER_CLUSTER samples per cluster, in fits allowed max_iter iterations with
-# max_iter * (PASS_OFFSET + k * d) >= FILTER_MIN_WORK (a Lloyd pass costs about PASS_OFFSET
-# + k * d units a row): its set-up, sorting the rows along a Z-order curve (about 30 ns a
-# row on two threads), must be paid back. Two threads, photo pixels, uniform and blob data
-# in 2 to 4 dimensions (BENCHMARKS.md section 9): to convergence, the filter 1.5x to 2.4x
-# faster than Lloyd at k=64 and 1.4x to 4x at k=256 (where it also beats Exponion 3x), but
-# from 1.3x faster to 1.6x slower at k=16; over 10 iterations, Lloyd 1.2x to 2x faster up
-# to k=64, the filter 1.7x to 2x faster at k=256 (a tie on 50k rows).
+# algorithm ('filter', filter_pass) from FILTER_MIN_ROWS samples, FILTER_MIN_CLUSTERS
+# clusters and FILTER_MIN_ROWS_PER_CLUSTER samples per cluster, in fits allowed max_iter
+# iterations with max_iter * (PASS_OFFSET + k * d) >= FILTER_MIN_WORK (a Lloyd pass costs
+# about PASS_OFFSET + k * d units a row): its set-up, sorting the rows along a Z-order
+# curve (about 30 ns a row on two threads), must be paid back. Two threads, photo pixels,
+# uniform data and blobs in 2 to 4 dimensions, 200k to 1M rows (BENCHMARKS.md section 9):
+# to convergence, the filter is 1.1x to 2.6x faster than Lloyd from k=32 to 64 and 2.1x
+# to 4.5x at k=256 (and 3x faster than Exponion there), but from 1.2x faster to 1.2x
+# slower at k=16; over 10 iterations Lloyd wins up to k=64 (by up to 3x at k=16), the
+# filter from k=128 (1.1x to 2.5x). On 50k rows it only ties at best.
 # From MID_FEATURES features on (where the full searches of the rows that fail their
 # bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
 # Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS; from
@@ -31,6 +32,7 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # algorithm", has the measurements.
 MID_FEATURES = 5
 FILTER_MAX_FEATURES = MID_FEATURES - 1  # (lloyd_pass's small-d kernel: see filter_pass)
+FILTER_MIN_ROWS = 100_000
 FILTER_MIN_CLUSTERS = 32
 FILTER_MIN_ROWS_PER_CLUSTER = 256
 FILTER_MIN_WORK = 4000
@@ -82,7 +84,7 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
             return "lloyd"
         algorithm, state_bytes = "exponion", 3 * itemsize + 4
     elif not mid:
-        if n_clusters < FILTER_MIN_CLUSTERS or \
+        if n_samples < FILTER_MIN_ROWS or n_clusters < FILTER_MIN_CLUSTERS or \
                 n_samples < FILTER_MIN_ROWS_PER_CLUSTER * n_clusters or (
                     max_iter is not None and
                     max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK):
