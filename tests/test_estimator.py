@@ -489,6 +489,9 @@ def test_largest_first_matches_a_stable_sort():
         values = rng.integers(0, 20, n).astype(float)  # many ties
         np.testing.assert_array_equal(_largest_first(values, count),
                                       np.argsort(-values, kind="stable")[:count])
+        ties = rng.permutation(n)  # ties broken by another order of the rows
+        np.testing.assert_array_equal(_largest_first(values, count, ties),
+                                      np.lexsort((ties, -values))[:count])
 
 
 @pytest.mark.parametrize("algorithm", ["lloyd", "exponion"])

@@ -355,20 +355,28 @@ def centres_from_sums(centers, sums, weight_sums, dtype):
     return new_centers
 
 
-def _largest_first(values, count):
-    """Indices of the ``count`` largest values, largest first, ties by lower index.
+def _largest_first(values, count, ties=None):
+    """Indices of the ``count`` largest values, largest first, ties by lower index (or by
+    lower ``ties[i]``, a permutation of the indices: see _updated_centers).
 
-    The same as ``np.argsort(-values, kind="stable")[:count]`` without sorting all n.
+    The same as ``np.argsort(-values, kind="stable")[:count]`` (``np.lexsort((ties,
+    -values))[:count]``) without sorting all n.
     """
     if count >= len(values):
-        return np.argsort(-values, kind="stable")
+        return np.argsort(-values, kind="stable") if ties is None else \
+            np.lexsort((ties, -values))
     if count == 1:  # the usual case, one empty cluster: no partition of all n values
-        return np.array([np.argmax(values)])
+        if ties is None:
+            return np.array([np.argmax(values)])
+        top = np.flatnonzero(values == values.max())
+        return top[[np.argmin(ties[top])]]
     threshold = np.partition(values, len(values) - count)[len(values) - count]
     above = np.flatnonzero(values > threshold)
-    at = np.flatnonzero(values == threshold)[:count - len(above)]
-    chosen = np.concatenate([above, at])
-    return chosen[np.lexsort((chosen, -values[chosen]))]
+    at = np.flatnonzero(values == threshold)
+    if ties is not None:
+        at = at[np.argsort(ties[at], kind="stable")]
+    chosen = np.concatenate([above, at[:count - len(above)]])
+    return chosen[np.lexsort((chosen if ties is None else ties[chosen], -values[chosen]))]
 
 
 def assigned_sq_distances(X, centers, labels, n_threads):
@@ -391,12 +399,8 @@ def _farthest_samples(X, sample_weight, centers, labels, count, n_threads, order
     (ties: the lower index, in the caller's order of the rows; see _updated_centers)."""
     distances = assigned_sq_distances(X, centers, labels, n_threads)
     distances[sample_weight == 0] = 0
-    if order is not None:
-        distances = _unsorted(distances, order)
-    farthest = _largest_first(distances, count)
+    farthest = _largest_first(distances, count, order)
     if len(farthest) < count or distances[farthest[-1]] <= 0:
         n_distinct = len(centers) - count + int((distances[farthest] > 0).sum())
         raise fewer_distinct_points_error(n_distinct, len(centers))
-    if order is not None:  # back to positions in X
-        return _unsorted(np.arange(len(order)), order)[farthest]
     return farthest
