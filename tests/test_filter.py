@@ -318,3 +318,18 @@ def test_kmeans_auto_runs_the_filter_with_lloyds_result():
     np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, rtol=1e-5)
     assert fits[0].n_iter_ == fits[1].n_iter_
     assert fits[0].inertia_ == pytest.approx(fits[1].inertia_, rel=1e-5)
+
+
+def test_put_labels():
+    rng = np.random.default_rng(0)
+    order = rng.permutation(100_003)
+    labels = rng.integers(0, 50, size=len(order)).astype(np.int32)
+    expected = np.empty_like(labels)
+    expected[order] = labels
+    for n_threads in (1, 2):
+        out = np.full_like(labels, -1)
+        core.put_labels(labels, order, out, n_threads)
+        np.testing.assert_array_equal(out, expected)
+    order[5] = len(order)
+    with pytest.raises(ValueError, match="out of range"):
+        core.put_labels(labels, order, out)

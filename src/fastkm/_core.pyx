@@ -3587,6 +3587,32 @@ def take_labels(
         raise ValueError("take_labels: index out of range")
 
 
+def put_labels(
+        const int[::1] labels,               # IN  (n,)
+        const Py_ssize_t[::1] index,         # IN  (n,) a permutation of [0, n)
+        int[::1] out,                        # OUT (n,) out[index] = labels
+        int n_threads=1,
+):
+    """``out[index[i]] = labels[i]`` in parallel: the labels of rows that were sorted by
+    ``index`` (zorder_sort's order) in their own order. (numpy's scatter is serial: 5 ms
+    for the photo's 855k colours.) Every entry of ``index`` must be distinct."""
+    cdef Py_ssize_t n = index.shape[0], n_chunks, chunk_rows, c, i, j
+    cdef Py_ssize_t out_of_range = 0
+    if labels.shape[0] != n or out.shape[0] != n:
+        raise ValueError("put_labels: labels, index and out must have the same length")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            j = index[i]
+            if j < 0 or j >= n:
+                out_of_range += 1  # (a reduction over the threads)
+            else:
+                out[j] = labels[i]
+    if out_of_range:
+        raise ValueError("put_labels: index out of range")
+
+
 def mean_variance(const floating[:, ::1] X, int n_threads=1):
     """Mean over the features of each feature's variance (the population variance), in
     float64: two passes over X, each summing its chunks of rows in parallel and the chunks'

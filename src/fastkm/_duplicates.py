@@ -54,7 +54,7 @@ def pays_off(n_clusters, n_features, max_passes):
     return max_passes * (PASS_OFFSET + n_clusters * n_features) / 2 >= SEARCH_COST
 
 
-def distinct_rows(X, sample_weight, n_threads):
+def distinct_rows(X, sample_weight, n_threads, unit_weights=None):
     """X's distinct rows and their weights, or None when they would not save enough.
 
     Parameters
@@ -62,6 +62,8 @@ def distinct_rows(X, sample_weight, n_threads):
     X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
     sample_weight : ndarray of shape (n_samples,), X's dtype
     n_threads : int
+    unit_weights : bool or None
+        Whether every weight is 1 (None: look; two passes over the weights).
 
     Returns
     -------
@@ -92,7 +94,8 @@ def distinct_rows(X, sample_weight, n_threads):
     if len(sample) - len(found[0]) < REPEATS_TO_TRY * len(sample) ** 2 / (
             SAMPLE_FACTOR ** 2 * n):
         return None
-    unit = sample_weight.min() == 1 == sample_weight.max()
+    unit = unit_weights if unit_weights is not None else \
+        sample_weight.min() == 1 == sample_weight.max()
     inverse = np.empty(n, dtype=np.int32)
     found = core.distinct_rows(X, None if unit else sample_weight, n // MAX_DISTINCT_SHARE,
                                inverse, n_threads)

@@ -126,6 +126,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     n_threads = effective_n_threads(n_threads)
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+    unit_weights = sample_weight is None
     if reader is None or sample_weight is not None:
         sample_weight = check_sample_weight(sample_weight, n_samples, dtype)
     init_array = _check_init(init, n_clusters, n_features, dtype)
@@ -139,7 +140,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None
     if reader is None and pays_off(n_clusters, n_features, n_init * max_iter):
-        distinct = distinct_rows(X, sample_weight, n_threads)
+        distinct = distinct_rows(X, sample_weight, n_threads, unit_weights or None)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if distinct is not None and callback is not None:
         callback = _with_all_labels(callback, distinct.inverse, n_threads)

@@ -190,7 +190,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         tree = core.filter_tree(X, sample_weight, n_threads)
         block_labels = np.full(tree[0][1], -1, dtype=np.int32)
         if callback is not None:
-            callback = _with_unsorted_labels(callback, order)
+            callback = _with_unsorted_labels(callback, order, n_threads)
     if use_bounds:
         bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
         labels[:] = 0
@@ -236,24 +236,24 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         if not labels_match_centers:
             inertia = core.filter_pass(X, pass_weights, tree, centers, labels, block_labels,
                                        sums, weight_sums, n_threads)[0]
-        labels = _unsorted(labels, order)
+        labels = _unsorted(labels, order, n_threads)
     elif not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
     return centers, labels, float(inertia), n_iter
 
 
-def _unsorted(values, order):
-    """Values of rows sorted by ``order``, given back in the rows' own order."""
-    out = np.empty_like(values)
-    out[order] = values
+def _unsorted(labels, order, n_threads):
+    """Labels of rows sorted by ``order``, given back in the rows' own order."""
+    out = np.empty_like(labels)
+    core.put_labels(labels, order, out, n_threads)
     return out
 
 
-def _with_unsorted_labels(callback, order):
+def _with_unsorted_labels(callback, order, n_threads):
     """``callback`` seeing the labels in the rows' own order."""
     def with_unsorted_labels(info):
-        return callback(info._replace(labels=_unsorted(info.labels, order)))
+        return callback(info._replace(labels=_unsorted(info.labels, order, n_threads)))
     return with_unsorted_labels
 
 
