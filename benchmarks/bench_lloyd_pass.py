@@ -1,5 +1,10 @@
 """Time one Lloyd pass (``core.lloyd_pass``) per workload, and scikit-learn's iteration.
 
+``--filter`` also times ``core.filter_pass`` (algorithm='filter', up to 4 features) on the
+same rows sorted by ``core.zorder_sort``, and that sort plus ``core.filter_tree`` once
+("set-up"); ``--settle N`` first moves the centres by N Lloyd iterations (the filter skips
+more once centres settle).
+
 Run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (those variables slow numpy's BLAS
 on the shared machines, see GUIDE section 5). Timings are the minimum of ``--repeat`` runs:
 the machines are shared and noisy. Example::
@@ -54,22 +59,49 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn")
+    parser.add_argument("--filter", action="store_true", help="also time filter_pass")
+    parser.add_argument("--settle", type=int, default=0,
+                        help="Lloyd iterations applied to the initial centres first")
     args = parser.parse_args()
     print(f"kernels: {level_name(core)} ({core.__file__})")
     for name, X, ks in workloads(args.workloads):
         rng = np.random.default_rng(1)
         w = np.ones(len(X), dtype=X.dtype)
         labels = np.empty(len(X), dtype=np.int32)
+        sorted_rows = None
+        if args.filter and X.shape[1] <= core.lloyd_layout()[0]:
+            def set_up():
+                order, rows, row_weights = core.zorder_sort(X, w, max(args.threads))
+                return rows, row_weights, core.filter_tree(rows, row_weights, max(args.threads))
+            set_up_sec = best_time(set_up, max(2, args.repeat // 3))
+            sorted_rows = set_up()
+            print(f"{name:>18} filter set-up (sort and tree, {max(args.threads)}T) "
+                  f"{set_up_sec * 1e3:8.1f} ms")
         for k in ks:
             C = X[rng.choice(len(X), k, replace=False)].copy()
             sums = np.empty((k, X.shape[1]))
             weights = np.empty(k)
+            for _ in range(args.settle):
+                core.lloyd_pass(X, w, C, labels, sums, weights, max(args.threads))
+                filled = weights > 0
+                C[filled] = (sums[filled] / weights[filled, None]).astype(X.dtype)
             row = [f"{name:>18} k={k:<4}"]
             for t in args.threads:
                 core.lloyd_pass(X, w, C, labels, sums, weights, t)
                 sec = best_time(lambda: core.lloyd_pass(X, w, C, labels, sums, weights, t),
                                 args.repeat)
                 row.append(f"{t}T {sec * 1e3:8.1f} ms")
+            if sorted_rows is not None:
+                rows, row_weights, tree = sorted_rows
+                sorted_labels = np.full(len(X), -1, dtype=np.int32)
+                block_labels = np.full(tree[0][1], -1, dtype=np.int32)
+                for t in args.threads:
+                    def one_pass():
+                        core.filter_pass(rows, None, tree, C, sorted_labels, block_labels,
+                                         sums, weights, t)
+                    one_pass()
+                    sec = best_time(one_pass, args.repeat)
+                    row.append(f"filter {t}T {sec * 1e3:8.1f} ms")
             if args.sklearn:
                 from sklearn.cluster import KMeans
                 from threadpoolctl import threadpool_limits

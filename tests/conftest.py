@@ -44,3 +44,29 @@ def reference_lloyd(X, centers, n_iter, sample_weight=None):
             if w[mask].sum() > 0:
                 centers[j] = (w[mask, None] * X[mask]).sum(0) / w[mask].sum()
     return centers, labels
+
+
+def blobs(n, d, n_blobs, seed, dtype=np.float64):
+    """Gaussian blobs of unit spread around ``n_blobs`` centres drawn with spread 3."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_blobs, d)) * 3
+    X = centres[rng.integers(n_blobs, size=n)] + rng.normal(size=(n, d))
+    return X.astype(dtype)
+
+
+def near_ties(d, n_rows, dtype, seed):
+    """40 centres (7 and 30 the same) and rows on the bisectors of pairs of them, then the
+    two duplicates' own point: rows whose nearest centre rounding decides, and two exact
+    ties that go to the lower index, 7. Returns ``(X, C)``."""
+    rng = np.random.default_rng(seed)
+    k = 40
+    C = (rng.normal(size=(k, d)) * 2 + 5).astype(dtype)
+    C[7] = C[30]  # an exact duplicate
+    a, b = rng.integers(k, size=(2, n_rows))
+    b[a == b] = (b[a == b] + 1) % k
+    mid = (C[a].astype(np.float64) + C[b]) / 2
+    axis = C[a].astype(np.float64) - C[b]
+    noise = rng.normal(size=mid.shape) * 0.3
+    axis_sq = np.maximum((axis * axis).sum(1), 1e-300)  # 0 for the duplicate pair
+    noise -= axis * ((noise * axis).sum(1) / axis_sq)[:, None]
+    return np.concatenate([mid + noise, C[[7, 30]]]).astype(dtype), C

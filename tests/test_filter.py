@@ -11,15 +11,9 @@ import pytest
 from fastkm import KMeans
 from fastkm._isa import core
 from fastkm._lloyd import lloyd
+from tests.conftest import blobs, near_ties
 
 BLOCK_ROWS = 32
-
-
-def blobs(n, d, n_blobs, seed, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_blobs, d)) * 3
-    X = centres[rng.integers(n_blobs, size=n)] + rng.normal(size=(n, d))
-    return X.astype(dtype)
 
 
 def reference_keys(X):
@@ -173,19 +167,9 @@ def test_ties_broken_as_lloyd_pass(d, dtype):
     """Rows on the bisectors of pairs of centres, and on an integer grid where many
     distances tie exactly: rounding decides, so the surviving candidates must be compared
     as lloyd_pass compares them. Duplicate centres tie exactly: the lower index."""
-    rng = np.random.default_rng(d)
-    k = 40
-    C = (rng.normal(size=(k, d)) * 2 + 5).astype(dtype)
-    C[7] = C[30]  # an exact duplicate
-    a, b = rng.integers(k, size=(2, 20_000))
-    b[a == b] = (b[a == b] + 1) % k
-    mid = (C[a].astype(np.float64) + C[b]) / 2
-    axis = C[a].astype(np.float64) - C[b]
-    noise = rng.normal(size=mid.shape) * 0.3
-    axis_sq = np.maximum((axis * axis).sum(1), 1e-300)
-    noise -= axis * ((noise * axis).sum(1) / axis_sq)[:, None]
-    X = np.concatenate([mid + noise, C[[7, 30]]]).astype(dtype)
+    X, C = near_ties(d, 20_000, dtype, seed=d)
     check_against_lloyd(X, np.ones(len(X), dtype), C, n_iter=1)
+    rng = np.random.default_rng(d)
     grid = np.stack(np.meshgrid(*[np.arange(12)] * d), -1).reshape(-1, d).astype(dtype)
     centres = grid[rng.choice(len(grid), size=9, replace=False)] + 0.5
     check_against_lloyd(grid, np.ones(len(grid), dtype), centres.astype(dtype), n_iter=2)

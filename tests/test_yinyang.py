@@ -10,16 +10,10 @@ import pytest
 from fastkm import KMeans
 from fastkm._isa import core
 from fastkm._yinyang import centre_groups
+from tests.conftest import blobs, near_ties
 
 # lloyd_pass's unrolled direct form up to this many features, its dot-form panels above.
 MAX_UNROLLED_D = core.lloyd_layout()[0]
-
-
-def blobs(n, d, n_blobs, seed, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_blobs, d)) * 3
-    X = centres[rng.integers(n_blobs, size=n)] + rng.normal(size=(n, d))
-    return X.astype(dtype)
 
 
 def lloyd_pass(X, w, C, n_threads=2):
@@ -95,18 +89,7 @@ def test_same_labels_and_sums_as_lloyd_pass_every_iteration(d, k, dtype):
 def test_near_ties_broken_as_lloyd_pass(d, dtype):
     """Rows on the bisectors of pairs of centres: rounding decides, so every score must be
     computed as lloyd_pass computes it. Duplicate centres tie exactly: the lower index."""
-    rng = np.random.default_rng(d)
-    k = 40
-    C = (rng.normal(size=(k, d)) * 2 + 5).astype(dtype)
-    C[7] = C[30]  # an exact duplicate
-    a, b = rng.integers(k, size=(2, 3000))
-    b[a == b] = (b[a == b] + 1) % k
-    mid = (C[a].astype(np.float64) + C[b]) / 2
-    axis = C[a].astype(np.float64) - C[b]
-    noise = rng.normal(size=mid.shape) * 0.3
-    axis_sq = np.maximum((axis * axis).sum(1), 1e-300)  # 0 for the duplicate pair
-    noise -= axis * ((noise * axis).sum(1) / axis_sq)[:, None]
-    X = np.concatenate([mid + noise, C[[7, 30]]]).astype(dtype)
+    X, C = near_ties(d, 3_000, dtype, seed=d)
     check_against_lloyd(X, np.ones(len(X), dtype), C, n_iter=1)
     labels = lloyd_pass(X, np.ones(len(X), dtype), C)[0]
     assert labels[-1] == labels[-2] == 7
