@@ -70,3 +70,12 @@ def near_ties(d, n_rows, dtype, seed):
     axis_sq = np.maximum((axis * axis).sum(1), 1e-300)  # 0 for the duplicate pair
     noise -= axis * ((noise * axis).sum(1) / axis_sq)[:, None]
     return np.concatenate([mid + noise, C[[7, 30]]]).astype(dtype), C
+
+
+def assert_runs_identical(runs):
+    """Every run (a list of iterations, each a tuple of arrays) equals the first, bit for
+    bit: thread counts must not change results."""
+    for other in runs[1:]:
+        assert len(other) == len(runs[0])
+        for a, b in zip(runs[0], other):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))

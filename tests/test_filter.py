@@ -11,7 +11,7 @@ import pytest
 from fastkm import KMeans
 from fastkm._isa import core
 from fastkm._lloyd import lloyd
-from tests.conftest import blobs, near_ties
+from tests.conftest import assert_runs_identical, blobs, near_ties
 
 BLOCK_ROWS = 32
 
@@ -188,10 +188,7 @@ def test_bit_identical_for_any_thread_count():
     X = blobs(100_000, 3, 30, seed=5, dtype=np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:60].copy()
-    runs = [list(filter_iterations(X, w, C, 4, n_threads=t)) for t in (1, 2, 5)]
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert_runs_identical([list(filter_iterations(X, w, C, 4, n_threads=t)) for t in (1, 2, 5)])
 
 
 def test_filter_pass_rejects_bad_input():

@@ -10,7 +10,7 @@ import pytest
 from fastkm import KMeans
 from fastkm._isa import core
 from fastkm._yinyang import centre_groups
-from tests.conftest import blobs, near_ties
+from tests.conftest import assert_runs_identical, blobs, near_ties
 
 # lloyd_pass's unrolled direct form up to this many features, its dot-form panels above.
 MAX_UNROLLED_D = core.lloyd_layout()[0]
@@ -99,10 +99,7 @@ def test_bit_identical_for_any_thread_count():
     X = blobs(30_000, 20, 30, seed=5, dtype=np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:60].copy()
-    runs = [list(yinyang_iterations(X, w, C, 5, n_threads=t)) for t in (1, 2, 5)]
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert_runs_identical([list(yinyang_iterations(X, w, C, 5, n_threads=t)) for t in (1, 2, 5)])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
