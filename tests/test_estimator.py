@@ -414,7 +414,8 @@ def test_threadpool_limits_sets_the_default_thread_count():
 
 
 def test_auto_algorithm_follows_the_measured_crossovers():
-    assert auto_algorithm(10**6, 3, 16) == "lloyd"
+    assert auto_algorithm(10**6, 3, 8) == "lloyd"
+    assert auto_algorithm(10**6, 3, 16) == "filter"
     assert auto_algorithm(10**6, 3, 64) == "filter"
     assert auto_algorithm(10**6, 3, 256) == "filter"
     assert auto_algorithm(10**6, 8, 30) == "hamerly"

@@ -385,7 +385,7 @@ default='k-means++'
         The exact algorithm to run; all give the same centres and labels (ties aside: from
         5 features on, where 'lloyd' sums distances in another order, a sample within
         rounding of two centres may go to either, and the runs then drift apart slightly).
-        'auto' runs, below 5 features, 'filter' from 100k samples, 32 clusters and 256
+        'auto' runs, below 5 features, 'filter' from 100k samples, 16 clusters and 256
         samples per cluster in fits that can pay for its set-up (``max_iter * (64 + n_clusters *
         n_features) >= 4000``); from 5 features, 'yinyang' from 96 features and 32
         clusters on, else 'exponion' from 48 clusters and 100 samples per cluster, and

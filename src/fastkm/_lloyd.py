@@ -16,12 +16,13 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # clusters and FILTER_MIN_ROWS_PER_CLUSTER samples per cluster, in fits allowed max_iter
 # iterations with max_iter * (PASS_OFFSET + k * d) >= FILTER_MIN_WORK (a Lloyd pass costs
 # about PASS_OFFSET + k * d units a row): its set-up, sorting the rows along a Z-order
-# curve (about 30 ns a row on two threads), must be paid back. Two threads, photo pixels,
-# uniform data and blobs in 2 to 4 dimensions, 200k to 1M rows (BENCHMARKS.md section 9):
-# to convergence, the filter is 1.1x to 2.6x faster than Lloyd from k=32 to 64 and 2.1x
-# to 4.5x at k=256 (and 3x faster than Exponion there), but from 1.2x faster to 1.2x
-# slower at k=16; over 10 iterations Lloyd wins up to k=64 (by up to 3x at k=16), the
-# filter from k=128 (1.1x to 2.5x). On 50k rows it only ties at best.
+# curve (about 30 ns a row on two threads), must be paid back. BENCHMARKS.md section 9: to
+# convergence, on one thread (photos, blobs of 200k and 1M rows in 2 to 4 dimensions), the
+# filter was the fastest in 25 of 27 fits from k=16 to 500 (1.1x to 3.7x faster than Lloyd
+# on the photos), Lloyd in the other two, by 1.1x (15 and 31 iterations); on two threads,
+# 1.1x to 1.2x faster at k=16 but on 4-D blobs (1.2x slower), 1.1x to 4.5x from k=32. Over
+# 10 iterations Lloyd wins up to k=64 (by up to 3x at k=16), the filter from k=128 (1.1x
+# to 2.5x). On 50k rows it only ties at best.
 # From MID_FEATURES features on (where the full searches of the rows that fail their
 # bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
 # Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS; from
@@ -33,7 +34,7 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 MID_FEATURES = 5
 FILTER_MAX_FEATURES = MID_FEATURES - 1  # (lloyd_pass's small-d kernel: see filter_pass)
 FILTER_MIN_ROWS = 100_000
-FILTER_MIN_CLUSTERS = 32
+FILTER_MIN_CLUSTERS = 16
 FILTER_MIN_ROWS_PER_CLUSTER = 256
 FILTER_MIN_WORK = 4000
 PASS_OFFSET = 64
@@ -67,7 +68,7 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
 
     Examples
     --------
-    >>> [auto_algorithm(1_000_000, 3, k) for k in (16, 64, 256)]
+    >>> [auto_algorithm(1_000_000, 3, k) for k in (8, 64, 256)]
     ['lloyd', 'filter', 'filter']
     >>> auto_algorithm(1_000_000, 3, 64, max_iter=10), auto_algorithm(1_000_000, 3, 256, 4, 10)
     ('lloyd', 'filter')
