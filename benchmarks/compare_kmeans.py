@@ -5,7 +5,7 @@ with ``--workloads``):
 
   per-iter  ms per iteration: 10 iterations from the same initial centres, tol=0
   converge  seconds to convergence from the same centres, each library's own stopping rule
-            with its default tol and max_iter, after an untimed 2-iteration warm-up fit;
+            with its default tol and max_iter, after an untimed 20-iteration warm-up fit;
             iterations and final inertia shown (faiss has no tolerance, so it is left out)
   init      greedy k-means++, same number of local trials (2 + ln k): fastkm's parallel
             kernel (the init stage of ``fastkm.KMeans(init='k-means++')``) against
@@ -53,7 +53,9 @@ N_ITER = 10
 # Iterations of the untimed fit that warms each library up before the timed fits to
 # convergence (with --repeat 1, the first fit in the process also paid for fresh memory
 # and thread start-up: fastkm's photo fit at k=16 took 0.3 to 0.9 s cold, 0.16 s warm).
-WARM_UP_ITER = 2
+# Enough for fastkm to take the paths of a long fit (the search for repeated rows, the
+# filter's sort): 2 did not.
+WARM_UP_ITER = 20
 SEED = 0
 SECTIONS = ("per-iter", "converge", "init", "memory", "threads")
 

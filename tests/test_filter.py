@@ -314,3 +314,42 @@ def test_put_labels():
     order[5] = len(order)
     with pytest.raises(ValueError, match="out of range"):
         core.put_labels(labels, order, out)
+
+
+def test_auto_sorts_only_once_lloyd_passes_have_cost_the_sort(monkeypatch):
+    """'auto' with tol > 0: Lloyd passes until FILTER_SWITCH_WORK, then the sort and the
+    filter; the labels of every iteration are still 'lloyd''s. A fit that converges first
+    never sorts."""
+    import fastkm._lloyd as lloyd_module
+    from fastkm._lloyd import FILTER_SWITCH_WORK, PASS_OFFSET
+
+    sorts = []
+    real_sort = core.zorder_sort
+
+    def counting_sort(*args):
+        sorts.append(len(seen["auto"]))
+        return real_sort(*args)
+
+    monkeypatch.setattr(lloyd_module.core, "zorder_sort", counting_sort, raising=False)
+    X = blobs(120_000, 3, 60, seed=4, dtype=np.float32)
+    k = 40
+    C = X[:k].copy()
+    w = np.ones(len(X), np.float32)
+    seen = {"lloyd": [], "auto": []}
+    for algorithm in seen:
+        lloyd(X, w, C, max_iter=60, tol=1e-9, n_threads=2, algorithm=algorithm,
+              callback=lambda info, a=algorithm: seen[a].append(info.labels))
+    switch = -(-FILTER_SWITCH_WORK // (PASS_OFFSET + k * 3))
+    assert len(seen["auto"]) > switch and sorts == [switch]  # once, after `switch` passes
+    assert len(seen["auto"]) == len(seen["lloyd"])
+    for a, b in zip(seen["lloyd"], seen["auto"]):
+        np.testing.assert_array_equal(a, b)
+    sorts.clear()
+    seen["auto"] = []
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(16, 3)) * 100  # far apart, and started near: a short fit
+    separated = (centres[rng.integers(16, size=len(X))] + rng.normal(size=(len(X), 3)))
+    start = (centres + rng.normal(size=centres.shape)).astype(np.float32)
+    lloyd(separated.astype(np.float32), w, start, max_iter=300, tol=1e-4, n_threads=2,
+          algorithm="auto", callback=lambda info: seen["auto"].append(info.labels))
+    assert len(seen["auto"]) <= switch and sorts == []
