@@ -387,7 +387,8 @@ default='k-means++'
         rounding of two centres may go to either, and the runs then drift apart slightly).
         'auto' runs, below 5 features, 'filter' from 100k samples, 16 clusters and 256
         samples per cluster in fits that can pay for its set-up (``max_iter * (64 + n_clusters *
-        n_features) >= 4000``); from 5 features, 'yinyang' from 96 features and 32
+        n_features) >= 4000``; with ``tol > 0``, only after Lloyd iterations that cost
+        about as much, so that short fits never sort); from 5 features, 'yinyang' from 96 features and 32
         clusters on, else 'exponion' from 48 clusters and 100 samples per cluster, and
         'hamerly' from 24 clusters and 1000 samples per cluster; each while its per-sample
         state fits in 1 GiB or X's size; else 'lloyd': the crossovers measured in
