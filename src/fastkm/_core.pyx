@@ -13,7 +13,8 @@ work that touches every row. Every kernel:
 * works on any slice of rows and returns partial sums for it, so a chunked or distributed fit
   can call it unchanged and add the partials up itself;
 * never allocates an (n, k) array: extra memory is O(chunks x k x d) plus a small buffer per
-  thread.
+  thread (the kernels that reorder rows, distinct_rows and zorder_sort, also O(n); and
+  filter_pass needs the tree of filter_tree, O(n / 32 x d)).
 
 Rows go in vector lanes: a block of ``BLOCK_ROWS`` rows is transposed into a per-thread
 buffer, then each centre is compared with the whole block at once. The comparisons are
