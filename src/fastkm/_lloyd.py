@@ -40,8 +40,9 @@ FILTER_MIN_WORK = 4000
 # In fits of unknown length (tol > 0), 'auto' runs Lloyd passes until they have cost
 # FILTER_SWITCH_WORK units a row (about what the sort costs, over what a filter pass saves
 # on a Lloyd pass), then sorts and goes on with the filter: fits that converge sooner
-# (well separated blobs: 2 to 6 iterations, where sorting first made them 1.4x to 2.9x
-# slower) never sort, and longer ones pay at most twice the sort.
+# (well separated blobs converging in 2 to 11 iterations, which sorting first made 1.3x to
+# 3.4x slower: BENCHMARKS.md section 9) never sort, and longer ones pay at most twice the
+# sort.
 FILTER_SWITCH_WORK = 2000
 PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 24
