@@ -96,7 +96,7 @@ def test_zorder_keys_and_sort(d, dtype):
     np.testing.assert_array_equal(keys, reference_keys(X))
     w = np.arange(len(X), dtype=dtype)
     order, rows, weights = core.zorder_sort(X, w, 2)
-    sorted_bits = (keys >> np.uint32(10)).astype(np.int64)  # the highest 22 bits
+    sorted_bits = (keys >> np.uint32(8)).astype(np.int64)  # the highest 24 bits
     np.testing.assert_array_equal(order, np.argsort(sorted_bits, kind="stable"))
     np.testing.assert_array_equal(rows, X[order])
     np.testing.assert_array_equal(weights, w[order])
