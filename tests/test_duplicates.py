@@ -121,6 +121,119 @@ def test_kernel_rejects_mismatched_arrays():
         core.distinct_rows(X, np.ones(9), 10, np.empty(10, dtype=np.int32))
 
 
+def zorder_of_ranks(rows):
+    """Each row's cell as grid_distinct_rows numbers it: the ranks of its values among
+    their column's, bits interleaved from the highest, column 0's first."""
+    ranks = [np.unique(column, return_inverse=True) for column in rows.T]
+    widths = [int(len(values) - 1).bit_length() for values, _ in ranks]
+    cells = np.zeros(len(rows), dtype=np.int64)
+    for level in range(max(widths) - 1, -1, -1):
+        for (_, rank), width in zip(ranks, widths):
+            if width > level:
+                cells = (cells << 1) | ((rank.ravel() >> level) & 1)
+    return cells
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d):
+    # Values of both signs (and -0.0 for 0.0), as many as 24 bits for a row allow.
+    half = 2 ** (min(12, 24 // d) - 1)
+    rng = np.random.default_rng(d)
+    palette = rng.integers(-half + 1, half, size=(900, d)).astype(dtype) / 255
+    palette[palette == 0] = -0.0
+    X = palette[rng.integers(0, len(palette), size=30_000)]
+    X[::5] = 0.0
+    results = []
+    for n_threads in (1, 2, 3):
+        inverse = np.empty(len(X), dtype=np.int32)
+        rows, counts = core.grid_distinct_rows(X, len(X), inverse, n_threads)
+        results.append((rows, counts, inverse))
+    rows, counts, inverse = results[0]
+    assert rows.dtype == dtype and counts.dtype == np.float64
+    np.testing.assert_array_equal(rows[inverse], X)
+    expected_rows, expected_counts = reference_distinct(X, None)
+    order = np.lexsort(rows.T[::-1])
+    np.testing.assert_array_equal(rows[order], expected_rows)
+    np.testing.assert_array_equal(counts[order], expected_counts)
+    assert (np.diff(zorder_of_ranks(rows)) > 0).all()
+    for other in results[1:]:  # whatever the thread count
+        for a, b in zip(other, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_grid_kernel_counts_runs_across_chunks():
+    rng = np.random.default_rng(3)
+    palette = rng.integers(0, 4, size=(40, 3)).astype(np.float32) / 3
+    lengths = rng.integers(1, 3000, size=60)
+    X = np.repeat(palette[rng.integers(0, len(palette), size=len(lengths))], lengths, axis=0)
+    assert core.row_chunks(len(X))[0] > 4
+    expected_rows, expected_counts = reference_distinct(X, None)
+    for n_threads in (1, 2, 3):
+        inverse = np.empty(len(X), dtype=np.int32)
+        rows, counts = core.grid_distinct_rows(X, len(X), inverse, n_threads)
+        np.testing.assert_array_equal(rows[inverse], X)
+        order = np.lexsort(rows.T[::-1])
+        np.testing.assert_array_equal(rows[order], expected_rows)
+        np.testing.assert_array_equal(counts[order], expected_counts)
+
+
+def _values_of_bits(bits, dtype):
+    return np.array(bits, dtype=np.uint32 if dtype == np.float32 else np.uint64).view(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_kernel_declines_rows_off_the_grid(dtype):
+    rng = np.random.default_rng(5)
+    one_bit = 12 if dtype == np.float32 else 41  # the lowest bit of a value's bucket
+    one = np.ones(1, dtype).view(np.uint32 if dtype == np.float32 else np.uint64)[0]
+    off_grid = {
+        "too many columns": np.zeros((100, 5), dtype),
+        "too many values in a column": np.arange(4097, dtype=dtype)[:, None],
+        "too many bits for a row": rng.permutation(
+            np.repeat(np.arange(300, dtype=dtype), 2))[:, None].repeat(3, axis=1)
+        + np.arange(3, dtype=dtype),
+        "two values in a bucket": _values_of_bits(
+            [one, one + (1 << one_bit) - 1, one], dtype)[:, None],
+        "values 2**16 times apart": np.array([[1.0], [2.0**16], [1.0]], dtype),
+    }
+    for name, X in off_grid.items():
+        X = np.ascontiguousarray(X)
+        inverse = np.full(len(X), -7, dtype=np.int32)
+        assert core.grid_distinct_rows(X, len(X), inverse, 2) is False, name
+        assert (inverse == -7).all(), name
+    # At the limits, on the grid: 4096 values in a column, and 24 bits for a row.
+    for X in [np.arange(4096, dtype=dtype)[::-1, None],
+              rng.integers(0, 256, size=(20_000, 3)).astype(dtype)]:
+        X = np.ascontiguousarray(X)
+        inverse = np.empty(len(X), dtype=np.int32)
+        rows, counts = core.grid_distinct_rows(X, len(X), inverse, 2)
+        np.testing.assert_array_equal(rows[inverse], X)
+        assert len(rows) == len(np.unique(X, axis=0)) and counts.sum() == len(X)
+
+
+def test_grid_kernel_merges_signed_zeros_gives_up_and_checks_arrays():
+    X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 0.5], [0.0, 1.0]], dtype=np.float32)
+    inverse = np.empty(4, dtype=np.int32)
+    rows, counts = core.grid_distinct_rows(X, 16, inverse)
+    assert len(rows) == 2 and inverse[0] == inverse[1] == inverse[3] != inverse[2]
+    np.testing.assert_array_equal(counts[[inverse[0], inverse[2]]], [3, 1])
+    assert core.grid_distinct_rows(X, 1, inverse) is None
+    # 0.0 beside the values whose bits are 0 where a bucket looks (2.0, -2.0).
+    X = np.array([[0.0], [2.0], [-2.0], [-0.0], [2.0]])
+    inverse = np.empty(5, dtype=np.int32)
+    rows, counts = core.grid_distinct_rows(X, 16, inverse)
+    np.testing.assert_array_equal(rows.ravel(), [-2.0, 0.0, 2.0])
+    np.testing.assert_array_equal(counts, [1, 2, 2])
+    np.testing.assert_array_equal(inverse, [1, 2, 0, 1, 2])
+    rows, counts = core.grid_distinct_rows(np.empty((0, 2)), 1, np.empty(0, np.int32))
+    assert rows.shape == (0, 2) and counts.shape == (0,)
+    with pytest.raises(ValueError, match="inverse"):
+        core.grid_distinct_rows(X, 16, np.empty(3, dtype=np.int32))
+    with pytest.raises(ValueError, match="column"):
+        core.grid_distinct_rows(np.empty((3, 0)), 16, np.empty(3, dtype=np.int32))
+
+
 def test_few_repeats_are_left_alone():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(_duplicates.MIN_ROWS, 3))  # all rows distinct
@@ -149,17 +262,28 @@ def never_collapse(monkeypatch):
     return fit_without
 
 
-@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "yinyang"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "exponion", "yinyang", "filter"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fit_of_repeated_rows_is_the_fit_of_all_rows(never_collapse, algorithm, dtype):
     X = repeated_rows(100_000, 3_000, 3, dtype)
     init = X[np.random.default_rng(2).choice(len(X), 24, replace=False)]
     init = np.unique(init, axis=0)[:16]
-    assert _duplicates.distinct_rows(X, np.ones(len(X), dtype), 2) is not None
-    collapsed = fastkm.kmeans(X, 16, init=init, algorithm=algorithm, tol=0, max_iter=40)
-    reference = never_collapse(X, 16, init=init, algorithm="lloyd", tol=0, max_iter=40)
+    found = _duplicates.distinct_rows(X, np.ones(len(X), dtype), 2)
+    assert found.zordered  # (the grid search's rows: the filter takes them as they are)
+    # (With a callback, the bounded passes run as Lloyd's: the filter's alone gets one.)
+    iterations = []
+    collapsed = fastkm.kmeans(
+        X, 16, init=init, algorithm=algorithm, tol=0, max_iter=40,
+        callback=(lambda info: iterations.append(info.labels)) if algorithm == "filter"
+        else None)
+    reference_iterations = []
+    reference = never_collapse(X, 16, init=init, algorithm="lloyd", tol=0, max_iter=40,
+                               callback=lambda info: reference_iterations.append(info.labels))
     np.testing.assert_array_equal(collapsed.labels, reference.labels)
     assert collapsed.n_iter == reference.n_iter
+    for labels, reference_labels in zip(iterations, reference_iterations[:len(iterations)]):
+        np.testing.assert_array_equal(labels, reference_labels)
+    assert len(iterations) == (len(reference_iterations) if algorithm == "filter" else 0)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(collapsed.centers, reference.centers, rtol=rtol)
     assert collapsed.inertia == pytest.approx(reference.inertia, rel=rtol)
@@ -200,16 +324,45 @@ def test_swap_refinement_and_restarts_on_repeated_rows():
     assert km.inertia_ == pytest.approx(inertia, rel=1e-9)
 
 
-def test_short_fits_skip_the_search(monkeypatch):
-    from fastkm import _kmeans
-
-    calls = []
-    search = _kmeans.distinct_rows
-    monkeypatch.setattr(_kmeans, "distinct_rows",
-                        lambda *args: calls.append(1) or search(*args))
+@pytest.mark.parametrize("on_grid, short, long", [(True, 5, 10), (False, 10, 40)])
+def test_short_fits_skip_the_search(monkeypatch, on_grid, short, long):
+    """The search runs only in fits long enough to pay for it: the grid search, cheaper,
+    in shorter fits than the hash search."""
     X = repeated_rows(_duplicates.MIN_ROWS, 500, 3, np.float32, seed=7)
+    if not on_grid:  # 500 values a column: 27 bits for a row's ranks
+        rng = np.random.default_rng(7)
+        X = rng.normal(size=(500, 3)).astype(np.float32)[rng.integers(0, 500, size=len(X))]
+    searches = []
+    for name in ("distinct_rows", "grid_distinct_rows"):
+        def counted(rows, *args, kernel=getattr(core, name), name=name):
+            if len(rows) == len(X):  # (not the sample's)
+                searches.append(name)
+            return kernel(rows, *args)
+        monkeypatch.setattr(core, name, counted)
     init = np.unique(X[:100], axis=0)[:16]
-    fastkm.kmeans(X, 16, init=init, max_iter=10)  # 10 passes at k=16, d=3: not worth it
-    assert calls == []
-    fastkm.kmeans(X, 16, init=init, max_iter=40)
-    assert calls == [1]
+    fastkm.kmeans(X, 16, init=init, max_iter=short)  # at k=16, d=3: not worth it
+    assert searches == []
+    fastkm.kmeans(X, 16, init=init, max_iter=long)
+    assert searches == ["grid_distinct_rows" if on_grid else "distinct_rows"]
+
+
+def test_auto_runs_the_filter_on_the_grid_search_rows_without_sorting(monkeypatch,
+                                                                      never_collapse):
+    from fastkm import _lloyd
+
+    X = repeated_rows(100_000, 10_000, 3, np.float32, seed=8)
+    init = np.unique(X[:300], axis=0)[:16]
+    reference = never_collapse(X, 16, init=init, algorithm="lloyd", max_iter=10)
+    monkeypatch.setattr(_lloyd, "FILTER_MIN_ROWS", 1000)
+    n_distinct = len(np.unique(X, axis=0))
+    assert _lloyd.auto_algorithm(n_distinct, 3, 16, max_iter=10, zordered=True) == "filter"
+    filtered = []
+    real_filter_pass = core.filter_pass
+    monkeypatch.setattr(core, "filter_pass",
+                        lambda *args: filtered.append(1) or real_filter_pass(*args))
+    monkeypatch.setattr(core, "zorder_sort", None)  # (rows in Z-order need no sort)
+    fit = fastkm.kmeans(X, 16, init=init, max_iter=10)
+    assert len(filtered) >= fit.n_iter
+    np.testing.assert_array_equal(fit.labels, reference.labels)
+    np.testing.assert_allclose(fit.centers, reference.centers, rtol=1e-5)
+    assert fit.n_iter == reference.n_iter

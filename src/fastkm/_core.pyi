@@ -4,6 +4,8 @@ Arrays are C-contiguous; every floating argument of one call has the same dtype,
 float64 (``Floats``). Outputs are written in place.
 """
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
@@ -144,3 +146,6 @@ def distinct_rows(
     X: Floats, sample_weight: Floats | None, max_distinct: int, inverse: Int32,
     n_threads: int = 1,
 ) -> tuple[Floats, Float64] | None: ...
+def grid_distinct_rows(
+    X: Floats, max_distinct: int, inverse: Int32, n_threads: int = 1,
+) -> tuple[Floats, Float64] | None | Literal[False]: ...

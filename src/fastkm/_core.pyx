@@ -32,7 +32,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
 from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from *:
     """
@@ -4563,6 +4563,347 @@ cdef void _rank_first_chunk(
     for i in range(start, stop):  # (branch-free: a fifth of a photo's rows are firsts)
         order[inverse[i] if is_first[i] else spare] = <int>rank
         rank += is_first[i]
+
+
+# Rows on a grid (pixels: each column takes at most a few hundred distinct values). When
+# the columns' values need at most GRID_BITS bits together, every row is a cell of the grid
+# of its columns' values, numbered along a Z-order curve (the bits of the ranks of its
+# values, interleaved), and the distinct rows are the cells set in a bitmap of up to
+# 2**GRID_BITS bits (2 MiB): no row is moved, and none is hashed. A value is found by its
+# bucket, VALUE_BUCKET_BITS of its bits (its sign, the exponent's lowest 4 and the
+# mantissa's highest 11: values 1/2048 of their size apart, over 16 binades), which must
+# hold one value each.
+# Four passes over X, without a branch on the data in any: (0) each column's values, by
+# bucket (a table per column and thread); (A) each row's cell, written to ``inverse``, and
+# its bit set (a bitmap per thread); (B) the bitmap's running counts, and the distinct
+# rows decoded from its bits; (C) each row's index among them (its cell's rank among the
+# bits set), and their counts. The distinct rows come out in Z-order of their values,
+# whatever the thread count, so that similar rows stay together.
+
+cdef enum:
+    # At most this many bits a cell, and values in a column.
+    GRID_BITS = 24
+    GRID_COLUMN_VALUES = 4096
+    VALUE_BUCKET_BITS = 16
+    # A column's table: a slot per bucket, and one for 0.0.
+    ZERO_SLOT = 1 << VALUE_BUCKET_BITS
+    VALUE_SLOTS = ZERO_SLOT + 1
+    # Columns at most (the census takes 8 * VALUE_SLOTS bytes a column and thread).
+    GRID_MAX_FEATURES = 4
+    # Bits of a cell decoded by one table lookup (two lookups for GRID_BITS).
+    GRID_DECODE_BITS = 12
+    # Words after a thread's bitmap (and counts after its counts) that rows in runs update
+    # in turn (a power of two).
+    SPARE_WORDS = 8
+
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastkm_popcount64(v) ((Py_ssize_t)__builtin_popcountll(v))
+    #else
+    static Py_ssize_t fastkm_popcount64(uint64_t v) {
+        v = v - ((v >> 1) & 0x5555555555555555ULL);
+        v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+        v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return (Py_ssize_t)((v * 0x0101010101010101ULL) >> 56);
+    }
+    #endif
+    """
+    Py_ssize_t fastkm_popcount64(uint64_t v) noexcept nogil
+
+
+cdef inline Py_ssize_t _value_bits_needed(Py_ssize_t count) noexcept nogil:
+    """Bits of the rank of one of ``count`` values."""
+    cdef Py_ssize_t b = 0
+    while (<Py_ssize_t>1 << b) < count:
+        b += 1
+    return b
+
+
+cdef inline uint64_t _value_bits(floating v) noexcept nogil:
+    """A value's bits, the same for -0.0 and 0.0 (which compare equal)."""
+    cdef uint32_t bits32
+    cdef uint64_t bits
+    v = v + 0  # -0.0 + 0 is +0.0 (round to nearest); every other value is unchanged
+    if floating is float:
+        memcpy(&bits32, &v, 4)
+        return bits32
+    memcpy(&bits, &v, 8)
+    return bits
+
+
+cdef inline Py_ssize_t _value_slot(uint64_t bits, bint single) noexcept nogil:
+    """The slot of a value's bits in a column's table: ZERO_SLOT for 0.0, else its bucket:
+    its sign, the exponent's lowest 4 bits, then the mantissa's highest 11 (float32: bits
+    31 and 12 to 26; float64: 63 and 41 to 55). (0.0 in a bucket would share it with 2.0.)
+    """
+    cdef Py_ssize_t bucket
+    if single:
+        bucket = <Py_ssize_t>(((bits >> 12) & 0x7FFF) | ((bits >> 16) & 0x8000))
+    else:
+        bucket = <Py_ssize_t>(((bits >> 41) & 0x7FFF) | ((bits >> 48) & 0x8000))
+    return bucket if bits != 0 else ZERO_SLOT
+
+
+cdef inline void _census_chunk_d(
+        const floating* X, Py_ssize_t d,     # IN  (n, d)
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        uint64_t* table,                     # IN/OUT (d, VALUE_SLOTS) the bits of the value
+                                             #     seen in each bucket (0: none; ZERO_SLOT's
+                                             #     stays 0)
+        uint64_t* zero,                      # IN/OUT (d,) nonzero where a 0.0 was seen
+        uint64_t* clash,                     # IN/OUT nonzero once two values of a column
+                                             #     were seen in one bucket
+) noexcept nogil:
+    cdef Py_ssize_t i, f, slot
+    cdef uint64_t bits, entry, clashed = clash[0]
+    cdef uint64_t zero_seen[MAX_UNROLLED_FEATURES]
+    for f in range(d):
+        zero_seen[f] = zero[f]
+    for i in range(start, stop):
+        for f in range(d):
+            bits = _value_bits(X[i * d + f])
+            slot = f * VALUE_SLOTS + _value_slot(bits, floating is float)
+            entry = table[slot]
+            if entry != bits:  # (rare: a value first seen, or a clash)
+                clashed = clashed | (entry != 0)
+                table[slot] = entry | bits  # (bits where the slot was empty)
+            zero_seen[f] = zero_seen[f] | (bits == 0)
+    for f in range(d):
+        zero[f] = zero_seen[f]
+    clash[0] = clashed
+
+
+cdef void _census_chunk(const floating* X, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
+                        uint64_t* table, uint64_t* zero, uint64_t* clash) noexcept nogil:
+    """_census_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
+        _census_chunk_d(X, 3, start, stop, table, zero, clash)
+    else:
+        _census_chunk_d(X, d, start, stop, table, zero, clash)
+
+
+cdef inline void _grid_cells_chunk_d(
+        const floating* X, Py_ssize_t d,     # IN  (n, d)
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        const uint32_t* codes,               # IN  (d, VALUE_SLOTS) the cell bits of
+                                             #     the value in each bucket
+        int* cells,                          # OUT (n,) rows [start, stop): each row's cell
+        uint64_t* bitmap,                    # IN/OUT (n_words + SPARE_WORDS,) the thread's:
+                                             #     bit c set for each cell c seen
+        Py_ssize_t n_words,
+) noexcept nogil:
+    # Consecutive rows often fall in one word of the bitmap (runs of equal pixels, and of
+    # similar ones), and or-ing each into it would chain each row's update to the
+    # previous row's store. So a word's bits are gathered in a register and or-ed into it
+    # when the rows leave it; meanwhile, each row or-s into one of SPARE_WORDS words past
+    # the bitmap's end in turn (no branch: which word is unpredictable).
+    cdef Py_ssize_t i, f, word, current = n_words, same
+    cdef uint32_t cell
+    cdef uint64_t gathered = 0
+    for i in range(start, stop):
+        cell = 0
+        for f in range(d):
+            cell = cell | codes[f * VALUE_SLOTS
+                                + _value_slot(_value_bits(X[i * d + f]), floating is float)]
+        cells[i] = <int>cell
+        word = cell >> 6
+        same = word == current  # (arithmetic: gcc made a branch of the conditionals)
+        bitmap[current + same * (n_words + (i & (SPARE_WORDS - 1)) - current)] |= gathered
+        gathered = (gathered & (<uint64_t>0 - <uint64_t>same)) | (<uint64_t>1 << (cell & 63))
+        current = word
+    bitmap[current] |= gathered
+
+
+cdef void _grid_cells_chunk(const floating* X, Py_ssize_t d, Py_ssize_t start,
+                            Py_ssize_t stop, const uint32_t* codes, int* cells,
+                            uint64_t* bitmap, Py_ssize_t n_words) noexcept nogil:
+    """_grid_cells_chunk_d, compiled separately for colours (d = 3)."""
+    if d == 3:
+        _grid_cells_chunk_d(X, 3, start, stop, codes, cells, bitmap, n_words)
+    else:
+        _grid_cells_chunk_d(X, d, start, stop, codes, cells, bitmap, n_words)
+
+
+cdef void _grid_rows_chunk(
+        const uint64_t* bitmap,              # IN  (n_words,) the cells seen
+        Py_ssize_t first_word, Py_ssize_t stop_word,  # IN  this chunk's words
+        Py_ssize_t rank,                     # IN  cells set before first_word
+        Py_ssize_t d,
+        const uint16_t* decode_low,          # IN  (d, 2**GRID_DECODE_BITS) rank bits of
+        const uint16_t* decode_high,         #     each column in a cell's low (high) bits
+        const floating* values,              # IN  (d, GRID_COLUMN_VALUES) each column's
+                                             #     values, by rank
+        uint32_t* word_ranks,                # OUT (n_words,) cells set before each word
+        floating* rows,                      # OUT (m, d) the distinct rows of this chunk's
+                                             #     cells, from row ``rank`` on
+) noexcept nogil:
+    cdef Py_ssize_t w, f
+    cdef uint64_t word
+    cdef uint32_t cell, low, high
+    for w in range(first_word, stop_word):
+        word_ranks[w] = <uint32_t>rank
+        word = bitmap[w]
+        while word:
+            cell = <uint32_t>(w * 64 + fastkm_popcount64((word & (~word + 1)) - 1))
+            word = word & (word - 1)
+            low = cell & ((1 << GRID_DECODE_BITS) - 1)
+            high = cell >> GRID_DECODE_BITS
+            for f in range(d):
+                rows[rank * d + f] = values[f * GRID_COLUMN_VALUES
+                                            + (decode_low[f << GRID_DECODE_BITS | low]
+                                               | decode_high[f << GRID_DECODE_BITS | high])]
+            rank += 1
+
+
+cdef void _grid_ranks_chunk(
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        const uint64_t* bitmap,              # IN  the cells seen
+        const uint32_t* word_ranks,          # IN  cells set before each word of the bitmap
+        int* inverse,                        # IN/OUT (n,) rows [start, stop): in, each row's
+                                             #     cell; out, its index among the distinct rows
+        int* counts,                         # IN/OUT (m + SPARE_WORDS,) the thread's rows of
+                                             #     each distinct row
+        Py_ssize_t m,
+) noexcept nogil:
+    # Rows in runs are counted in a register, and added when the run ends (meanwhile, 0
+    # is added to a spare count in turn: see _grid_cells_chunk_d).
+    cdef Py_ssize_t i, same, current = m
+    cdef uint32_t cell, index, run = 0
+    for i in range(start, stop):
+        cell = <uint32_t>inverse[i]
+        index = word_ranks[cell >> 6] + <uint32_t>fastkm_popcount64(
+            bitmap[cell >> 6] & ((<uint64_t>1 << (cell & 63)) - 1))
+        inverse[i] = <int>index
+        same = index == current  # (arithmetic, as in _grid_cells_chunk_d)
+        counts[current + same * (m + (i & (SPARE_WORDS - 1)) - current)] += <int>(
+            run * (1 - same))
+        run = run * same + 1
+        current = index
+    counts[current] += <int>run
+
+
+def grid_distinct_rows(
+        const floating[:, ::1] X,            # IN  (n, d)
+        Py_ssize_t max_distinct,             # IN  give up beyond this many distinct rows
+        int[::1] inverse,                    # OUT (n,) the index of each row of X among the
+                                             #     distinct rows
+        int n_threads=1,
+):
+    """distinct_rows with unit weights, for rows on a grid (see above): X's distinct rows
+    and how many times each occurs, with the index of each row among them.
+
+    Returns ``(rows, counts)``: the (m, d) distinct rows, in X's dtype, in Z-order of the
+    ranks of their values (whatever ``n_threads``), and their (m,) counts, in float64.
+    Or None when there are more than ``max_distinct`` of them, or False when X is not on a
+    grid: more than GRID_MAX_FEATURES columns, more than GRID_COLUMN_VALUES values in a
+    column, more than GRID_BITS bits for the ranks of a row's values, or two values of a
+    column in one bucket (``inverse`` is then left as it was; with None, it is not). Extra
+    memory while it runs: 3.5 MiB a thread (at d = 3), and up to ``n / m`` arrays of m
+    int32 counts (no more than ``inverse``), besides the result.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c, f, level, rank
+    if inverse.shape[0] != n:
+        raise ValueError("grid_distinct_rows: inverse must have one entry per row of X")
+    if d == 0:
+        raise ValueError("grid_distinct_rows: X must have at least one column")
+    if d > GRID_MAX_FEATURES:
+        return False
+    dtype = np.float32 if floating is float else np.float64
+    if n == 0:
+        return np.empty((0, d), dtype=dtype), np.empty(0)
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d * 4)
+    bits_dtype = np.uint32 if floating is float else np.uint64
+    # 0. Each column's values, by bucket.
+    census_array = np.zeros((n_threads, d, VALUE_SLOTS), dtype=np.uint64)
+    zero_array = np.zeros((n_threads, d), dtype=np.uint64)
+    clash_array = np.zeros(n_threads, dtype=np.uint64)
+    cdef uint64_t[:, :, ::1] census = census_array
+    cdef uint64_t[:, ::1] zero = zero_array
+    cdef uint64_t[::1] clash = clash_array
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        _census_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                      &census[threadid(), 0, 0], &zero[threadid(), 0],
+                      &clash[threadid()])
+    if clash_array.any():
+        return False
+    table = census_array.max(axis=0)
+    if ((census_array != 0) & (census_array != table)).any():  # (threads that disagree)
+        return False
+    has_zero = zero_array.any(axis=0)
+    columns = []
+    for f in range(d):
+        bits = table[f][table[f] != 0].astype(bits_dtype).view(dtype)
+        columns.append(np.sort(np.concatenate([bits, np.zeros(int(has_zero[f]), dtype)])))
+    widths = [_value_bits_needed(len(column)) for column in columns]
+    if sum(widths) > GRID_BITS or max(len(column) for column in columns) > GRID_COLUMN_VALUES:
+        return False
+    # The cell's bits from the top: the highest rank bit of each column in turn, then the
+    # next; each value's cell bits (codes), and the tables that decode them.
+    cdef Py_ssize_t cell_bits = sum(widths), next_bit = cell_bits
+    codes_array = np.zeros((d, VALUE_SLOTS), dtype=np.uint32)
+    values_array = np.zeros((d, GRID_COLUMN_VALUES), dtype=dtype)
+    decode_array = np.zeros((2, d, 1 << GRID_DECODE_BITS), dtype=np.uint16)
+    fragment = np.arange(1 << GRID_DECODE_BITS, dtype=np.int64)
+    spreads = [np.zeros(len(column), dtype=np.int64) for column in columns]
+    for level in range(max(widths) - 1, -1, -1):
+        for f in range(d):
+            if widths[f] > level:
+                next_bit -= 1
+                spreads[f] |= ((np.arange(len(columns[f])) >> level) & 1) << next_bit
+                half = int(next_bit >= GRID_DECODE_BITS)
+                decode_array[half, f] |= (((fragment >> (next_bit - GRID_DECODE_BITS * half))
+                                           & 1) << level).astype(np.uint16)
+    for f in range(d):
+        values_array[f, :len(columns[f])] = columns[f]
+        for rank in range(len(columns[f])):
+            codes_array[f, _value_slot(_value_bits(<floating>columns[f][rank]),
+                                         floating is float)] = spreads[f][rank]
+    cdef const uint32_t[:, ::1] codes = codes_array
+    # A. Each row's cell, and the bitmaps of the cells seen.
+    cdef Py_ssize_t n_words = max(1, (<Py_ssize_t>1 << cell_bits) // 64)
+    bitmaps_array = np.zeros((n_threads, n_words + SPARE_WORDS), dtype=np.uint64)
+    cdef uint64_t[:, ::1] bitmaps = bitmaps_array
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        _grid_cells_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                          &codes[0, 0], &inverse[0], &bitmaps[threadid(), 0], n_words)
+    # B. The distinct rows, in the order of their cells.
+    bitmap_array = np.bitwise_or.reduce(bitmaps_array[:, :n_words], axis=0)
+    del bitmaps_array
+    cdef const uint64_t[::1] bitmap = bitmap_array
+    cdef Py_ssize_t n_word_chunks, word_chunk, w
+    _row_chunks(n_words, &n_word_chunks, &word_chunk)
+    word_firsts_array = np.zeros(n_word_chunks + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] word_firsts = word_firsts_array
+    for c in prange(n_word_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for w in range(c * word_chunk, min(n_words, (c + 1) * word_chunk)):
+            word_firsts[c + 1] += fastkm_popcount64(bitmap[w])
+    np.cumsum(word_firsts_array, out=word_firsts_array)
+    cdef Py_ssize_t m = word_firsts[n_word_chunks]
+    if m > max_distinct:
+        return None
+    rows_array = np.empty((m, d), dtype=dtype)
+    word_ranks_array = np.empty(n_words, dtype=np.uint32)
+    cdef floating[:, ::1] rows = rows_array
+    cdef uint32_t[::1] word_ranks = word_ranks_array
+    cdef const uint16_t[:, :, ::1] decode = decode_array
+    cdef const floating[:, ::1] values = values_array
+    cdef floating* rows_ptr = &rows[0, 0] if m else NULL
+    for c in prange(n_word_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        _grid_rows_chunk(&bitmap[0], c * word_chunk, min(n_words, (c + 1) * word_chunk),
+                         word_firsts[c], d, &decode[0, 0, 0], &decode[1, 0, 0],
+                         &values[0, 0], &word_ranks[0], rows_ptr)
+    # C. Each row's index among the distinct rows, and their counts (one array a thread:
+    #    at most n / m of them, so that they take no more memory than ``inverse``).
+    cdef int count_threads = max(1, min(n_threads, n // max(1, m)))
+    counts_array = np.zeros((count_threads, m + SPARE_WORDS), dtype=np.int32)
+    cdef int[:, ::1] counts = counts_array
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
+        _grid_ranks_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bitmap[0],
+                          &word_ranks[0], &inverse[0], &counts[threadid(), 0], m)
+    return rows_array, counts_array[:, :m].sum(axis=0, dtype=np.float64)
 
 
 def distinct_rows(

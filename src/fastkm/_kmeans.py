@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _chunked
-from ._duplicates import distinct_rows, pays_off
+from ._duplicates import distinct_rows
 from ._init import initial_centers
 from ._isa import core
 from ._lloyd import lloyd
@@ -139,8 +139,9 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
 
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None
-    if reader is None and pays_off(n_clusters, n_features, n_init * max_iter):
-        distinct = distinct_rows(X, sample_weight, n_threads, unit_weights or None)
+    if reader is None:
+        distinct = distinct_rows(X, sample_weight, n_threads, unit_weights or None,
+                                 n_clusters, n_init * max_iter)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if distinct is not None and callback is not None:
         callback = _with_all_labels(callback, distinct.inverse, n_threads)
@@ -171,7 +172,8 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         else:
             result = KMeansResult(*lloyd(fit_X, fit_weight, centers, max_iter=max_iter,
                                          tol=tol, n_threads=n_threads, callback=callback,
-                                         verbose=verbose, algorithm=algorithm))
+                                         verbose=verbose, algorithm=algorithm,
+                                         zordered=distinct is not None and distinct.zordered))
         if swap_trials:
             result = KMeansResult(*swap_refine(
                 fit_X, fit_weight, result.centers, max_trials=swap_trials, tol=tol,

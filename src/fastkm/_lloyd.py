@@ -64,7 +64,7 @@ BOUNDS_MEMORY_BUDGET = 1 << 30
 
 
 def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
-                   sorted_rows=True):
+                   sorted_rows=True, zordered=False):
     """The exact algorithm that algorithm='auto' runs for data of this shape.
 
     The crossovers were measured to convergence on photo pixels, blobs and MNIST digits
@@ -72,6 +72,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     (None: as many as it needs). ``sorted_rows=False``: the fit cannot sort all rows
     (Dask's blocks), so 'filter' is out; below 5 features, 'exponion' then runs from
     EXPONION_MIN_CLUSTERS_LOW clusters in fits allowed EXPONION_MIN_ITERATIONS iterations.
+    ``zordered=True``: the rows are in Z-order already (the grid search's distinct rows),
+    so the filter has no sort to pay back, and runs however few iterations the fit has.
 
     Examples
     --------
@@ -83,6 +85,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     ('hamerly', 'yinyang')
     >>> auto_algorithm(1_000_000, 3, 256, sorted_rows=False)
     'exponion'
+    >>> auto_algorithm(1_000_000, 3, 16, max_iter=10, zordered=True)
+    'filter'
     """
     mid = n_features >= MID_FEATURES
     if not mid and not sorted_rows:  # (Dask's blocks): Exponion with many clusters
@@ -94,12 +98,12 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     elif not mid:
         if n_samples < FILTER_MIN_ROWS or n_clusters < FILTER_MIN_CLUSTERS or \
                 n_samples < FILTER_MIN_ROWS_PER_CLUSTER * n_clusters or (
-                    max_iter is not None and
+                    max_iter is not None and not zordered and
                     max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK):
             return "lloyd"
         # The sorted rows and weights, and while they are sorted 28 bytes of keys,
-        # indices and their order.
-        algorithm, state_bytes = "filter", (n_features + 1) * itemsize + 28
+        # indices and their order (none of it for rows in Z-order already).
+        algorithm, state_bytes = "filter", 0 if zordered else (n_features + 1) * itemsize + 28
     elif n_features >= YINYANG_MIN_FEATURES:
         if n_clusters < YINYANG_MIN_CLUSTERS:
             return "lloyd"
@@ -146,7 +150,7 @@ class IterationInfo(NamedTuple):
 
 
 def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=None,
-          verbose=0, algorithm="lloyd", centres_only=False):
+          verbose=0, algorithm="lloyd", centres_only=False, zordered=False):
     """Run Lloyd's algorithm from ``centers_init``.
 
     Stops when an iteration leaves every label unchanged, when the centres move by at most
@@ -172,6 +176,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     'auto' picks it for a fit with ``tol > 0``, the first iterations run as 'lloyd' (see
     FILTER_SWITCH_WORK).
 
+    ``zordered=True``: X's rows are in Z-order already (the grid search's distinct rows,
+    see ``fastkm._duplicates``); the filter then uses them as they are, without a sort or
+    its copy.
+
     ``centres_only=True`` skips the pass that labels the final centres (labels and inertia
     are then None).
 
@@ -185,8 +193,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     # the sort once they have cost what it costs (a fit that converges sooner never sorts).
     sort_after = None
     if algorithm == "auto":
-        algorithm = auto_algorithm(n, d, k, X.dtype.itemsize, max_iter)
-        if algorithm == "filter" and tol > 0:
+        algorithm = auto_algorithm(n, d, k, X.dtype.itemsize, max_iter, zordered=zordered)
+        if algorithm == "filter" and tol > 0 and not zordered:
             algorithm, sort_after = "lloyd", -(-FILTER_SWITCH_WORK // (PASS_OFFSET + k * d))
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     # Every pass counts the labels it changes, so -1 (no centre) makes the first count n.
@@ -213,13 +221,15 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         if n_iter > (max_iter if sort_after is None else sort_after):
             # The rows sorted along a Z-order curve, and their tree (the labels so far
             # move with their rows).
-            order, X, sample_weight = core.zorder_sort(X, sample_weight, n_threads)
-            pass_weights = None if pass_weights is None else sample_weight
-            labels = labels[order]
+            order = None
+            if not zordered:
+                order, X, sample_weight = core.zorder_sort(X, sample_weight, n_threads)
+                pass_weights = None if pass_weights is None else sample_weight
+                labels = labels[order]
+                if callback is not None:
+                    callback = _with_unsorted_labels(callback, order, n_threads)
             tree = core.filter_tree(X, sample_weight, n_threads)
             block_labels = np.full(tree[0][1], -1, dtype=np.int32)
-            if callback is not None:
-                callback = _with_unsorted_labels(callback, order, n_threads)
             use_filter, sort_after = True, None
         if use_bounds:
             n_changed = bounded_pass(X, sample_weight, centers, moved, labels, *bounds, sums,
@@ -257,7 +267,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         if not labels_match_centers:
             inertia = core.filter_pass(X, pass_weights, tree, centers, labels, block_labels,
                                        sums, weight_sums, n_threads)[0]
-        labels = _unsorted(labels, order, n_threads)
+        if order is not None:
+            labels = _unsorted(labels, order, n_threads)
     elif not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
