@@ -63,17 +63,15 @@ def pays_off(n_clusters, n_features, max_passes, on_grid=False):
     return max_passes * (PASS_OFFSET + n_clusters * n_features) / 2 >= cost
 
 
-def distinct_rows(X, sample_weight, n_threads, unit_weights=None, n_clusters=1,
-                  max_passes=None):
+def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
     """X's distinct rows and their weights, or None when they would not save enough.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
-    sample_weight : ndarray of shape (n_samples,), X's dtype
+    sample_weight : ndarray of shape (n_samples,), X's dtype, or None
+        None: every weight is 1.
     n_threads : int
-    unit_weights : bool or None
-        Whether every weight is 1 (None: look; two passes over the weights).
     n_clusters, max_passes : int
         The fit's clusters and its most Lloyd passes (None: any number), for
         :func:`pays_off`.
@@ -102,8 +100,7 @@ def distinct_rows(X, sample_weight, n_threads, unit_weights=None, n_clusters=1,
     n = X.shape[0]
     if not MIN_ROWS <= n < 2**31 - 1:  # (the kernel's indices are int32)
         return None
-    unit = unit_weights if unit_weights is not None else \
-        sample_weight.min() == 1 == sample_weight.max()
+    unit = sample_weight is None or sample_weight.min() == 1 == sample_weight.max()
     sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
     sample_inverse = np.empty(len(sample), np.int32)
     found = core.grid_distinct_rows(sample, len(sample), sample_inverse) if unit else False

@@ -126,8 +126,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     n_threads = effective_n_threads(n_threads)
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
-    unit_weights = sample_weight is None
-    if reader is None or sample_weight is not None:
+    if sample_weight is not None:  # (None: unit weights, made below where needed)
         sample_weight = check_sample_weight(sample_weight, n_samples, dtype)
     init_array = _check_init(init, n_clusters, n_features, dtype)
     n_init = _check_n_init(n_init, init)
@@ -140,8 +139,9 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None
     if reader is None:
-        distinct = distinct_rows(X, sample_weight, n_threads, unit_weights or None,
-                                 n_clusters, n_init * max_iter)
+        distinct = distinct_rows(X, sample_weight, n_threads, n_clusters, n_init * max_iter)
+        if sample_weight is None and (distinct is None or init_size is not None):
+            sample_weight = check_sample_weight(None, n_samples, dtype)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if distinct is not None and callback is not None:
         callback = _with_all_labels(callback, distinct.inverse, n_threads)
@@ -180,14 +180,16 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
                 max_iter=max_iter, random_state=random_state, n_threads=n_threads))
         if best is None or result.inertia < best.inertia:
             best = result
-    if distinct is not None:
-        best = best._replace(labels=_all_labels(best.labels, distinct.inverse, n_threads))
+    if distinct is not None:  # (in inverse's memory: no longer needed)
+        best = best._replace(labels=_all_labels(best.labels, distinct.inverse, n_threads,
+                                                out=distinct.inverse))
     return best
 
 
-def _all_labels(labels, inverse, n_threads):
-    """The labels of all rows, from those of the distinct rows."""
-    out = np.empty(len(inverse), dtype=np.int32)
+def _all_labels(labels, inverse, n_threads, out=None):
+    """The labels of all rows, from those of the distinct rows (``out`` may be
+    ``inverse``)."""
+    out = np.empty(len(inverse), dtype=np.int32) if out is None else out
     core.take_labels(labels, inverse, out, n_threads)
     return out
 
