@@ -366,3 +366,21 @@ def test_auto_runs_the_filter_on_the_grid_search_rows_without_sorting(monkeypatc
     np.testing.assert_array_equal(fit.labels, reference.labels)
     np.testing.assert_allclose(fit.centers, reference.centers, rtol=1e-5)
     assert fit.n_iter == reference.n_iter
+
+
+def test_tolerance_scales_with_the_variance_of_all_rows(monkeypatch, never_collapse):
+    """With repeated rows, tol scales by the variance of X's rows, from the distinct rows
+    weighted by their counts: the fits stop at the same iteration."""
+    X = repeated_rows(100_000, 3_000, 3, np.float64, seed=9)
+    init = np.unique(X[:300], axis=0)[:12]
+    scales = []
+    real_mean_variance = core.mean_variance
+    monkeypatch.setattr(core, "mean_variance",
+                        lambda *args: scales.append(real_mean_variance(*args)) or scales[-1])
+    collapsed = fastkm.kmeans(X, 12, init=init, tol=1e-3, algorithm="lloyd")
+    reference = never_collapse(X, 12, init=init, tol=1e-3, algorithm="lloyd")
+    assert len(scales) == 2
+    assert scales[0] == pytest.approx(X.var(axis=0).mean(), rel=1e-12)
+    assert scales[0] == pytest.approx(scales[1], rel=1e-12)
+    assert collapsed.n_iter == reference.n_iter < 300
+    np.testing.assert_array_equal(collapsed.labels, reference.labels)

@@ -703,6 +703,17 @@ def test_mean_variance_is_numpys_and_thread_independent(dtype, n, d):
     assert results[1] == results[0] and results[2] == results[0]
     with pytest.raises(ValueError, match="rows and columns"):
         core.mean_variance(np.empty((0, 3), dtype=dtype))
+    # Weighted by counts: the variance of the rows repeated that many times.
+    counts = rng.integers(0, 5, size=n).astype(dtype)
+    counts[0] = 1
+    repeated = np.repeat(X, counts.astype(np.int64), axis=0)
+    weighted = [core.mean_variance(X, n_threads, counts) for n_threads in (1, 2, 3)]
+    assert weighted[0] == pytest.approx(core.mean_variance(repeated), rel=1e-12, abs=1e-300)
+    assert weighted[1] == weighted[0] and weighted[2] == weighted[0]
+    with pytest.raises(ValueError, match="positive sum"):
+        core.mean_variance(X, 1, np.zeros(n, dtype))
+    with pytest.raises(ValueError, match="one entry per row"):
+        core.mean_variance(X, 1, np.ones(n + 1, dtype))
 
 
 def test_take_labels_is_numpys_gather():

@@ -133,8 +133,6 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     random_state = check_random_state(random_state)
     if reader is not None:
         tol = _chunked.scan(reader, tol)
-    else:
-        tol = tol * core.mean_variance(X, n_threads) if tol > 0 else 0.0
 
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
     distinct = None
@@ -143,6 +141,12 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         if sample_weight is None and (distinct is None or init_size is not None):
             sample_weight = check_sample_weight(None, n_samples, dtype)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
+    if reader is None and tol > 0:  # (X's variance: with unit weights, the distinct rows'
+        counted = distinct is not None and sample_weight is None  # weighted by their counts)
+        tol = tol * core.mean_variance(fit_X if counted else X, n_threads,
+                                       fit_weight if counted else None)
+    elif reader is None:
+        tol = 0.0
     if distinct is not None and callback is not None:
         callback = _with_all_labels(callback, distinct.inverse, n_threads)
 
