@@ -4614,6 +4614,12 @@ cdef enum:
     SPARE_WORDS = 8
 
 
+def grid_limits():
+    """grid_distinct_rows's limits: ``(max_features, max_bits, max_column_values)``: the
+    most columns, bits for the ranks of a row's values, and values in a column."""
+    return GRID_MAX_FEATURES, GRID_BITS, GRID_COLUMN_VALUES
+
+
 cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
@@ -4846,9 +4852,20 @@ def grid_distinct_rows(
                       &clash[threadid()])
     if clash_array.any():
         return False
-    table = census_array.max(axis=0)
-    if ((census_array != 0) & (census_array != table)).any():  # (threads that disagree)
-        return False
+    # The threads' tables merged into the first (two values in a bucket: a clash).
+    cdef Py_ssize_t slot, t, n_slots = d * VALUE_SLOTS
+    cdef uint64_t* merged = &census[0, 0, 0]
+    cdef uint64_t entry, clashed = 0
+    if n_threads > 1:
+        for slot in prange(n_slots, nogil=True, schedule="static", num_threads=n_threads):
+            for t in range(1, n_threads):
+                entry = merged[t * n_slots + slot]
+                if entry != 0 and merged[slot] != entry:
+                    clashed += merged[slot] != 0  # (a reduction over the threads)
+                    merged[slot] = entry
+        if clashed:
+            return False
+    table = census_array[0]
     has_zero = zero_array.any(axis=0)
     columns = []
     for f in range(d):
@@ -4887,15 +4904,15 @@ def grid_distinct_rows(
         _grid_cells_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
                           &codes[0, 0], &inverse[0], &bitmaps[threadid(), 0], n_words)
     # B. The distinct rows, in the order of their cells.
-    bitmap_array = np.bitwise_or.reduce(bitmaps_array[:, :n_words], axis=0)
-    del bitmaps_array
-    cdef const uint64_t[::1] bitmap = bitmap_array
+    cdef uint64_t* bitmap = &bitmaps[0, 0]  # (the threads' bitmaps merged into the first)
     cdef Py_ssize_t n_word_chunks, word_chunk, w
     _row_chunks(n_words, &n_word_chunks, &word_chunk)
     word_firsts_array = np.zeros(n_word_chunks + 1, dtype=np.intp)
     cdef Py_ssize_t[::1] word_firsts = word_firsts_array
     for c in prange(n_word_chunks, nogil=True, schedule="static", num_threads=n_threads):
         for w in range(c * word_chunk, min(n_words, (c + 1) * word_chunk)):
+            for t in range(1, n_threads):
+                bitmap[w] |= bitmaps[t, w]
             word_firsts[c + 1] += fastkm_popcount64(bitmap[w])
     np.cumsum(word_firsts_array, out=word_firsts_array)
     cdef Py_ssize_t m = word_firsts[n_word_chunks]
@@ -4920,7 +4937,14 @@ def grid_distinct_rows(
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
         _grid_ranks_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bitmap[0],
                           &word_ranks[0], &inverse[0], &counts[threadid(), 0], m)
-    return rows_array, counts_array[:, :m].sum(axis=0, dtype=np.float64)
+    counts_total_array = np.empty(m)
+    cdef double[::1] counts_total = counts_total_array
+    cdef Py_ssize_t j
+    for j in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+        counts_total[j] = counts[0, j]
+        for t in range(1, count_threads):
+            counts_total[j] += counts[t, j]
+    return rows_array, counts_total_array
 
 
 def distinct_rows(

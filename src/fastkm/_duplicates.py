@@ -102,14 +102,16 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
         return None
     unit = sample_weight is None or sample_weight.min() == 1 == sample_weight.max()
     sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
-    sample_inverse = np.empty(len(sample), np.int32)
-    found = core.grid_distinct_rows(sample, len(sample), sample_inverse) if unit else False
-    on_grid = found is not False
-    if not on_grid:
-        found = core.distinct_rows(sample, None, len(sample), sample_inverse)
+    found = core.distinct_rows(sample, None, len(sample), np.empty(len(sample), np.int32))
     if len(sample) - len(found[0]) < REPEATS_TO_TRY * len(sample) ** 2 / (
             SAMPLE_FACTOR ** 2 * n):
         return None
+    # (The grid search's bitmap costs milliseconds to set up: too much for the sample,
+    # which only says whether X looks like a grid.)
+    max_features, max_bits, max_column_values = core.grid_limits()
+    values = [len(np.unique(column)) for column in found[0].T]
+    on_grid = unit and X.shape[1] <= max_features and max(values) <= max_column_values \
+        and sum((count - 1).bit_length() for count in values) <= max_bits
     if max_passes is not None and not pays_off(n_clusters, X.shape[1], max_passes,
                                                on_grid):
         return None
