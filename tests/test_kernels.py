@@ -716,6 +716,22 @@ def test_mean_variance_is_numpys_and_thread_independent(dtype, n, d):
         core.mean_variance(X, 1, np.ones(n + 1, dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_any_nan_or_infinity(dtype):
+    info = np.finfo(dtype)
+    X = np.full((300_000, 3), info.max, dtype=dtype)  # (work for 2 threads)
+    X[::2] = -info.tiny / 2  # (subnormal)
+    X[1] = 0.0
+    for n_threads in (1, 2):
+        assert core.all_finite(X, n_threads)
+        for bad in (np.nan, np.inf, -np.inf):
+            for where in [(0, 0), (150_000, 1), (-1, 2)]:
+                Y = X.copy()
+                Y[where] = bad
+                assert not core.all_finite(Y, n_threads), (bad, where)
+    assert core.all_finite(np.empty((0, 3), dtype))
+
+
 def test_take_labels_is_numpys_gather():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 50, size=1000).astype(np.int32)

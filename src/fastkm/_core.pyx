@@ -33,6 +33,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
 from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 cdef extern from *:
     """
@@ -3786,6 +3787,37 @@ def mean_variance(const floating[:, ::1] X, int n_threads=1, sample_weight=None)
     return t / d
 
 
+cdef uint64_t _non_finite(const floating* values, Py_ssize_t count) noexcept nogil:
+    """Nonzero when a value is NaN or infinite: its exponent's bits all ones (integer tests
+    that the compiler vectorizes, unlike a branch on isfinite)."""
+    cdef uint64_t bad = 0, bits, exponent = 0x7FF
+    cdef uint32_t bits32
+    cdef Py_ssize_t i
+    exponent = exponent << 52
+    for i in range(count):
+        if floating is float:
+            memcpy(&bits32, &values[i], 4)
+            bad = bad | ((bits32 & 0x7F800000) == 0x7F800000)
+        else:
+            memcpy(&bits, &values[i], 8)
+            bad = bad | ((bits & exponent) == exponent)
+    return bad
+
+
+def all_finite(const floating[:, ::1] X, int n_threads=1):
+    """Whether every value of X is finite (chunks of rows in parallel)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c
+    cdef uint64_t bad = 0
+    if n == 0 or d == 0:
+        return True
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d // 4)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        bad |= _non_finite(&X[c * chunk_rows, 0], (min(n, (c + 1) * chunk_rows)
+                                                   - c * chunk_rows) * d)
+    return bad == 0
+
+
 def sq_distances(
         const floating[:, ::1] X,            # IN  (n, d)
         const floating[:, ::1] centers,      # IN  (k, d)
@@ -4251,7 +4283,6 @@ cdef void _dither_rows(
 # out in the order of their first occurrence in X, whatever the thread count.
 
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy
 
 cdef enum:
     ROW_BUCKETS = 255
@@ -4846,11 +4877,15 @@ def grid_distinct_rows(
     cdef uint64_t[:, :, ::1] census = census_array
     cdef uint64_t[:, ::1] zero = zero_array
     cdef uint64_t[::1] clash = clash_array
+    cdef Py_ssize_t give_up = 0  # (shared: rows off a grid show it in their first chunks)
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        _census_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
-                      &census[threadid(), 0, 0], &zero[threadid(), 0],
-                      &clash[threadid()])
-    if clash_array.any():
+        if not fastkm_read_shared(&give_up):
+            _census_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                          &census[threadid(), 0, 0], &zero[threadid(), 0],
+                          &clash[threadid()])
+            if clash[threadid()]:
+                fastkm_add_shared(&give_up, 1)
+    if give_up:
         return False
     # The threads' tables merged into the first (two values in a bucket: a clash).
     cdef Py_ssize_t slot, t, n_slots = d * VALUE_SLOTS

@@ -102,25 +102,24 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
         return None
     unit = sample_weight is None or sample_weight.min() == 1 == sample_weight.max()
     sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
-    found = core.distinct_rows(sample, None, len(sample), np.empty(len(sample), np.int32))
+    found = core.distinct_rows(sample, None, len(sample), np.empty(len(sample), np.int32),
+                               n_threads)
     if len(sample) - len(found[0]) < REPEATS_TO_TRY * len(sample) ** 2 / (
             SAMPLE_FACTOR ** 2 * n):
         return None
-    # (The grid search's bitmap costs milliseconds to set up: too much for the sample,
-    # which only says whether X looks like a grid.)
-    max_features, max_bits, max_column_values = core.grid_limits()
-    values = [len(np.unique(column)) for column in found[0].T]
-    on_grid = unit and X.shape[1] <= max_features and max(values) <= max_column_values \
-        and sum((count - 1).bit_length() for count in values) <= max_bits
-    if max_passes is not None and not pays_off(n_clusters, X.shape[1], max_passes,
-                                               on_grid):
-        return None
+    # The grid search first (it gives up early on rows off a grid), then the hash search,
+    # each where the fit is long enough to pay for it.
+    n_features = X.shape[1]
+    worth = [max_passes is None or pays_off(n_clusters, n_features, max_passes, on_grid)
+             for on_grid in (False, True)]
     inverse = np.empty(n, dtype=np.int32)
     found = False
-    if on_grid:
+    if unit and n_features <= core.grid_limits()[0] and worth[True]:
         found = core.grid_distinct_rows(X, n // MAX_DISTINCT_SHARE, inverse, n_threads)
-    if found is False:  # (not on a grid after all: the sample missed the values that
-        on_grid = False  # were not)
+    on_grid = found is not False
+    if not on_grid:
+        if not worth[False]:
+            return None
         found = core.distinct_rows(X, None if unit else sample_weight,
                                    n // MAX_DISTINCT_SHARE, inverse, n_threads)
     if found is None:

@@ -99,6 +99,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
     >>> result.inertia
     16.0
     """
+    n_threads = effective_n_threads(n_threads)
     reader = None
     if _chunked.is_out_of_core(X) and swap_trials == 0:  # see fastkm._chunked
         reader = _chunked.RowReader(X)
@@ -107,7 +108,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         if n_samples < 1 or n_features < 1:
             X = check_array(X)  # raises the in-memory path's error
     else:
-        X = check_array(X)
+        X = check_array(X, n_threads=n_threads)
         n_samples, n_features = X.shape
         dtype = X.dtype
     n_clusters = check_positive_int(n_clusters, "n_clusters")
@@ -123,7 +124,6 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         init_size = check_positive_int(init_size, "init_size", minimum=n_clusters)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
-    n_threads = effective_n_threads(n_threads)
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
     if sample_weight is not None:  # (None: unit weights, made below where needed)
@@ -396,7 +396,8 @@ default='k-means++'
         'auto' runs, below 5 features, 'filter' from 100k samples, 16 clusters and 256
         samples per cluster in fits that can pay for its set-up (``max_iter * (64 + n_clusters *
         n_features) >= 4000``; with ``tol > 0``, only after Lloyd iterations that cost
-        about as much, so that short fits never sort); from 5 features, 'yinyang' from 96 features and 32
+        about as much, so that short fits never sort; on the distinct colours of pixels,
+        which come sorted, in fits of any length); from 5 features, 'yinyang' from 96 features and 32
         clusters on, else 'exponion' from 48 clusters and 100 samples per cluster, and
         'hamerly' from 24 clusters and 1000 samples per cluster; each while its per-sample
         state fits in 1 GiB or X's size; else 'lloyd': the crossovers measured in
@@ -407,7 +408,8 @@ default='k-means++'
         centres that Kanungo et al.'s test leaves for the boxes holding it; a box left with
         one centre is assigned whole. Its labels are those of 'lloyd', ties included; its
         sums are added in another order, so the centres agree to rounding. It keeps a
-        sorted copy of X and the weights and an 8-byte index per sample.
+        sorted copy of X and the weights and an 8-byte index per sample (none of it for
+        the distinct rows of data on a grid: see Notes).
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster (from 5 features on,
         it searches the others with the kernel of 'lloyd'): faster once few samples move,
@@ -472,13 +474,17 @@ default='k-means++'
     distinct rows as rows, as the pixels of a photo do, ``fit`` clusters the distinct rows
     weighted by their counts (and their total ``sample_weight``): the same labels and
     centres as clustering every row, up to the order of the sums, for the cost of one
-    parallel search that finds them (extra memory: 4 bytes a row during the fit; while the
-    search runs, a copy of X and 5 bytes a row more). An evenly spaced sample of ``8 * sqrt(n_samples)`` rows
-    decides whether to look, and it is not done when ``n_init * max_iter`` passes could not
-    pay for it (the search costs about 9 Lloyd passes at k=16 in 3 dimensions; fewer at
-    larger k). k-means++ and 'random' then draw from the distinct rows in proportion to
-    their weight (the same distribution as from all rows), and a cluster left empty takes
-    the farthest distinct row with all its copies, where scikit-learn moves one sample.
+    parallel search that finds them. Without ``sample_weight``, data on a grid (at most 4
+    features, each with at most 4096 values and 2**24 combinations of them, as pixels have)
+    take a search that moves no row (about 4 Lloyd passes at k=16 in 3 dimensions; extra
+    memory: 4 bytes a row, and while it runs up to 4 more and 3.5 MiB a thread), and their
+    distinct rows come sorted along a Z-order curve, as the filtering algorithm wants them;
+    other data take a hash search (about 9 passes; while it runs, a copy of X and 5 bytes
+    a row more). An evenly spaced sample of ``8 * sqrt(n_samples)`` rows decides whether to
+    look, and it is not done when ``n_init * max_iter`` passes could not pay for it.
+    k-means++ and 'random' then draw from the distinct rows in proportion to their weight
+    (the same distribution as from all rows), and a cluster left empty takes the farthest
+    distinct row with all its copies, where scikit-learn moves one sample.
 
     Examples
     --------

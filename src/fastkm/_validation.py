@@ -16,11 +16,12 @@ def is_sparse(X):
     return type(X).__module__.startswith("scipy.sparse")
 
 
-def check_array(X, *, name="X", ensure_min_samples=1):
+def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1):
     """X as a C-contiguous 2-D float32 or float64 array, copied only when it must be.
 
     Integer and boolean input becomes float64; float32 stays float32. Read-only arrays and
-    memmaps are accepted as they are when already C-contiguous and floating.
+    memmaps are accepted as they are when already C-contiguous and floating. ``n_threads``:
+    for the check that every value is finite.
     """
     if is_sparse(X):
         raise TypeError(f"{name} is a sparse matrix; fastkm needs dense data "
@@ -56,17 +57,9 @@ def check_array(X, *, name="X", ensure_min_samples=1):
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     X = np.asarray(X, dtype=dtype, order="C") if not X.flags.c_contiguous or X.dtype != dtype \
         else X
-    if not all_finite(X):
+    if not core.all_finite(X, n_threads):
         raise ValueError(f"Input {name} contains NaN or infinity")
     return X
-
-
-def all_finite(X):
-    """Whether every value of X is finite, without an X-sized temporary."""
-    flat = X.reshape(-1)
-    step = ROW_STEP * 16
-    return all(np.isfinite(flat[i:i + step].sum()) or np.isfinite(flat[i:i + step]).all()
-               for i in range(0, flat.size, step))
 
 
 def check_sample_weight(sample_weight, n_samples, dtype):
