@@ -44,6 +44,11 @@ FILTER_MIN_WORK = 4000
 # 3.4x slower: BENCHMARKS.md section 9) never sort, and longer ones pay at most twice the
 # sort.
 FILTER_SWITCH_WORK = 2000
+# Rows in Z-order already (the distinct colours of pixels: see fastkm._duplicates): only
+# the tree to pay for (2.9 ms on the photo's 855k colours, two threads), and a filter pass
+# saved 0.7 ms on a Lloyd pass there from k=4 (0.35 to 0.86 ms against 1.06 to 1.61 at
+# k = 4 to 16; BENCHMARKS.md section 9): the filter from this many iterations, at any k.
+ZORDERED_MIN_ITERATIONS = 5
 PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 24
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
@@ -73,7 +78,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     (Dask's blocks), so 'filter' is out; below 5 features, 'exponion' then runs from
     EXPONION_MIN_CLUSTERS_LOW clusters in fits allowed EXPONION_MIN_ITERATIONS iterations.
     ``zordered=True``: the rows are in Z-order already (the grid search's distinct rows),
-    so the filter has no sort to pay back, and runs however few iterations the fit has.
+    so the filter has only its tree to pay back, and runs at any k in fits allowed
+    ZORDERED_MIN_ITERATIONS iterations.
 
     Examples
     --------
@@ -85,7 +91,7 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     ('hamerly', 'yinyang')
     >>> auto_algorithm(1_000_000, 3, 256, sorted_rows=False)
     'exponion'
-    >>> auto_algorithm(1_000_000, 3, 16, max_iter=10, zordered=True)
+    >>> auto_algorithm(1_000_000, 3, 4, max_iter=10, zordered=True)
     'filter'
     """
     mid = n_features >= MID_FEATURES
@@ -96,10 +102,12 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
             return "lloyd"
         algorithm, state_bytes = "exponion", 3 * itemsize + 4
     elif not mid:
-        if n_samples < FILTER_MIN_ROWS or n_clusters < FILTER_MIN_CLUSTERS or \
+        if n_samples < FILTER_MIN_ROWS or \
                 n_samples < FILTER_MIN_ROWS_PER_CLUSTER * n_clusters or (
+                    not zordered and n_clusters < FILTER_MIN_CLUSTERS) or (
                     max_iter is not None and not zordered and
-                    max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK):
+                    max_iter * (PASS_OFFSET + n_clusters * n_features) < FILTER_MIN_WORK) or (
+                    max_iter is not None and zordered and max_iter < ZORDERED_MIN_ITERATIONS):
             return "lloyd"
         # The sorted rows and weights, and while they are sorted 28 bytes of keys,
         # indices and their order (none of it for rows in Z-order already).
