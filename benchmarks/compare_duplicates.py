@@ -4,11 +4,13 @@ On the photo pixels of benchmarks/compare_kmeans.py (4.4 million pixels, 855 tho
 distinct colours), ``fastkm.KMeans`` is fitted from the same initial centres as there, for
 10 iterations (tol=0) and to convergence (default tol and max_iter), once as it runs by
 default (finding the distinct rows, fastkm._duplicates, unless the fit is too short to pay
-for the search: 10 iterations at k=16) and once with the search switched off
-(``fastkm._duplicates.MIN_ROWS`` raised above n), the two interleaved, best of ``--repeat``
-rounds. The table gives both times, their ratio, and the iterations and
-inertia of each (the same fits, so they should agree to float rounding). A line before it
-times the search alone (``fastkm._duplicates.distinct_rows``) against one Lloyd pass.
+for the search) and once with the search switched off (``fastkm._duplicates.MIN_ROWS``
+raised above n), the two interleaved, best of ``--repeat`` rounds. The table gives both
+times, their ratio, and the iterations and inertia of each (the same fits, so they should
+agree to float rounding). A line before it times the two searches alone, each kernel with
+a fresh ``inverse`` as in a fit: the grid search that pixels take
+(``fastkm._core.grid_distinct_rows``) and the hash search for other rows
+(``fastkm._core.distinct_rows``), against one Lloyd pass.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_duplicates.py \\
         [--repeat 2] [--threads 2] [--quick] [--ks 16,64,256]
@@ -59,18 +61,24 @@ def main(argv=None):
     args = parser.parse_args(argv)
     name, X = photo(args.quick)
     print("\n".join(describe()))
-    weights = np.ones(len(X), dtype=X.dtype)
-    search = best_of(args.repeat, lambda: _timed(
-        lambda: _duplicates.distinct_rows(X, weights, args.threads)))
-    found = _duplicates.distinct_rows(X, weights, args.threads)
+    limit = len(X) // _duplicates.MAX_DISTINCT_SHARE
+    searches = {name: best_of(args.repeat, lambda kernel=kernel: _timed(
+        lambda: kernel(np.empty(len(X), np.int32))))
+        for name, kernel in [
+            ("grid", lambda inverse: core.grid_distinct_rows(X, limit, inverse, args.threads)),
+            ("hash", lambda inverse: core.distinct_rows(X, None, limit, inverse,
+                                                        args.threads))]}
+    found = _duplicates.distinct_rows(X, None, args.threads)
     init = initial_centers(X, 16)
     labels, sums, counts = np.zeros(len(X), np.int32), np.empty((16, 3)), np.empty(16)
     one_pass = best_of(args.repeat, lambda: _timed(
         lambda: core.lloyd_pass(X, None, init, labels, sums, counts, args.threads)))
     n_distinct = len(np.unique(X, axis=0)) if found is None else len(found.rows)
     print(f"\n{name}: {len(X)} rows, {n_distinct} distinct "
-          f"({'not used: too many' if found is None else 'used'}); the search took "
-          f"{search[0] * 1e3:.1f} ms, one Lloyd pass over all rows at k=16 "
+          f"({'not used: too many' if found is None else 'used'}, "
+          f"{'on a grid' if found is not None and found.zordered else 'hash search'}); "
+          f"the grid search took {searches['grid'][0] * 1e3:.1f} ms, the hash search "
+          f"{searches['hash'][0] * 1e3:.1f} ms, one Lloyd pass over all rows at k=16 "
           f"{one_pass[0] * 1e3:.1f} ms ({args.threads} threads)\n")
     rows = []
     for k in map(int, args.ks):

@@ -30,10 +30,11 @@ MAX_DISTINCT_SHARE = 2
 # costs about PASS_OFFSET + k * d units a row (on the 4.4 million photo pixels, d=3, two
 # threads: 7.6 to 9 ms at k=16, 17 to 20 ms at k=64, 56 to 67 ms at k=256), the hash
 # search about 9 passes at k=16 (72 to 93 ms), i.e. SEARCH_COST units, the grid search
-# GRID_SEARCH_COST, and halving the rows saves half a pass per iteration.
+# about 5 (40 ms: benchmarks/compare_duplicates.py), and halving the rows saves half a
+# pass per iteration.
 PASS_OFFSET = 64
 SEARCH_COST = 9 * (PASS_OFFSET + 16 * 3)
-GRID_SEARCH_COST = 4 * (PASS_OFFSET + 16 * 3)
+GRID_SEARCH_COST = 5 * (PASS_OFFSET + 16 * 3)
 # Evenly spaced rows sampled first: SAMPLE_FACTOR * sqrt(n) of them. With m distinct rows
 # among n, two sampled rows are equal with probability at least 1 / m (whatever the
 # multiplicities), so the sample holds about s**2 / (2 m) repeats or more: 64 at m = n / 2.

@@ -476,7 +476,7 @@ default='k-means++'
     centres as clustering every row, up to the order of the sums, for the cost of one
     parallel search that finds them. Without ``sample_weight``, data on a grid (at most 4
     features, each with at most 4096 values and 2**24 combinations of them, as pixels have)
-    take a search that moves no row (about 4 Lloyd passes at k=16 in 3 dimensions; extra
+    take a search that moves no row (about 5 Lloyd passes at k=16 in 3 dimensions; extra
     memory: 4 bytes a row, and while it runs up to 4 more and 3.5 MiB a thread), and their
     distinct rows come sorted along a Z-order curve, as the filtering algorithm wants them;
     other data take a hash search (about 9 passes; while it runs, a copy of X and 5 bytes
