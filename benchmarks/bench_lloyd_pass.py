@@ -3,7 +3,9 @@
 ``--filter`` also times ``core.filter_pass`` (algorithm='filter', up to 4 features) on the
 same rows sorted by ``core.zorder_sort``, and that sort plus ``core.filter_tree`` once
 ("set-up"); ``--settle N`` first moves the centres by N Lloyd iterations (the filter skips
-more once centres settle).
+more once centres settle). ``--distinct`` runs on the workloads' distinct rows instead,
+weighted by their counts, as a fit does (``core.grid_distinct_rows``: workloads on a grid
+only, such as the photo); they come in Z-order, so the filter's set-up is its tree alone.
 
 Run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (those variables slow numpy's BLAS
 on the shared machines, see GUIDE section 5). Timings are the minimum of ``--repeat`` runs:
@@ -62,22 +64,36 @@ def main():
     parser.add_argument("--filter", action="store_true", help="also time filter_pass")
     parser.add_argument("--settle", type=int, default=0,
                         help="Lloyd iterations applied to the initial centres first")
+    parser.add_argument("--ks", nargs="+", type=int, help="cluster counts for every workload")
+    parser.add_argument("--distinct", action="store_true",
+                        help="the workloads' distinct rows (on a grid), weighted by counts")
     args = parser.parse_args()
     print(f"kernels: {level_name(core)} ({core.__file__})")
     for name, X, ks in workloads(args.workloads):
         rng = np.random.default_rng(1)
         w = np.ones(len(X), dtype=X.dtype)
+        if args.distinct:
+            found = core.grid_distinct_rows(X, len(X), np.empty(len(X), np.int32),
+                                            max(args.threads))
+            if found is False:
+                print(f"{name:>18} not on a grid: left out")
+                continue
+            X, w = found[0], found[1].astype(X.dtype)
+            name = f"{name}, {len(X)} distinct"
         labels = np.empty(len(X), dtype=np.int32)
         sorted_rows = None
         if args.filter and X.shape[1] <= core.lloyd_layout()[0]:
             def set_up():
+                if args.distinct:  # (in Z-order already)
+                    return X, w, core.filter_tree(X, w, max(args.threads))
                 order, rows, row_weights = core.zorder_sort(X, w, max(args.threads))
                 return rows, row_weights, core.filter_tree(rows, row_weights, max(args.threads))
             set_up_sec = best_time(set_up, max(2, args.repeat // 3))
             sorted_rows = set_up()
-            print(f"{name:>18} filter set-up (sort and tree, {max(args.threads)}T) "
+            print(f"{name:>18} filter set-up ({'tree' if args.distinct else 'sort and tree'}, "
+                  f"{max(args.threads)}T) "
                   f"{set_up_sec * 1e3:8.1f} ms")
-        for k in ks:
+        for k in args.ks or ks:
             C = X[rng.choice(len(X), k, replace=False)].copy()
             sums = np.empty((k, X.shape[1]))
             weights = np.empty(k)
@@ -97,8 +113,8 @@ def main():
                 block_labels = np.full(tree[0][1], -1, dtype=np.int32)
                 for t in args.threads:
                     def one_pass():
-                        core.filter_pass(rows, None, tree, C, sorted_labels, block_labels,
-                                         sums, weights, t)
+                        core.filter_pass(rows, row_weights if args.distinct else None, tree,
+                                         C, sorted_labels, block_labels, sums, weights, t)
                     one_pass()
                     sec = best_time(one_pass, args.repeat)
                     row.append(f"filter {t}T {sec * 1e3:8.1f} ms")

@@ -45,9 +45,9 @@ FILTER_MIN_WORK = 4000
 # sort.
 FILTER_SWITCH_WORK = 2000
 # Rows in Z-order already (the distinct colours of pixels: see fastkm._duplicates): only
-# the tree to pay for (2.9 ms on the photo's 855k colours, two threads), and a filter pass
-# saved 0.7 ms on a Lloyd pass there from k=4 (0.35 to 0.86 ms against 1.06 to 1.61 at
-# k = 4 to 16; BENCHMARKS.md section 9): the filter from this many iterations, at any k.
+# the tree to pay for (3.0 ms on the photo's 855k colours, two threads), and a filter pass
+# saved 0.7 ms or more on a Lloyd pass there from k=4 (0.3 to 0.7 ms against 1.1 to 1.6
+# at k = 4 to 16; BENCHMARKS.md section 9): the filter from this many iterations, at any k.
 ZORDERED_MIN_ITERATIONS = 5
 PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 24
