@@ -146,7 +146,7 @@ def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d):
     X[::5] = 0.0
     inverse = np.empty(len(X), dtype=np.int32)
     rows, counts = core.grid_distinct_rows(X, len(X), inverse, 2)
-    assert rows.dtype == dtype and counts.dtype == np.float64
+    assert rows.dtype == dtype and counts.dtype == dtype
     np.testing.assert_array_equal(rows[inverse], X)
     expected_rows, expected_counts = reference_distinct(X, None)
     order = np.lexsort(rows.T[::-1])

@@ -4849,7 +4849,8 @@ def grid_distinct_rows(
     and how many times each occurs, with the index of each row among them.
 
     Returns ``(rows, counts)``: the (m, d) distinct rows, in X's dtype, in Z-order of the
-    ranks of their values (whatever ``n_threads``), and their (m,) counts, in float64.
+    ranks of their values (whatever ``n_threads``), and their (m,) counts, in X's dtype
+    (the weights a fit takes; float32 rounds counts above 2**24).
     Or None when there are more than ``max_distinct`` of them, or False when X is not on a
     grid: more than GRID_MAX_FEATURES columns, more than GRID_COLUMN_VALUES values in a
     column, more than GRID_BITS bits for the ranks of a row's values, or two values of a
@@ -4972,13 +4973,14 @@ def grid_distinct_rows(
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
         _grid_ranks_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bitmap[0],
                           &word_ranks[0], &inverse[0], &counts[threadid(), 0], m)
-    counts_total_array = np.empty(m)
-    cdef double[::1] counts_total = counts_total_array
-    cdef Py_ssize_t j
+    counts_total_array = np.empty(m, dtype=dtype)
+    cdef floating[::1] counts_total = counts_total_array
+    cdef Py_ssize_t j, total
     for j in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-        counts_total[j] = counts[0, j]
+        total = counts[0, j]
         for t in range(1, count_threads):
-            counts_total[j] += counts[t, j]
+            total = total + counts[t, j]
+        counts_total[j] = <floating>total
     return rows_array, counts_total_array
 
 

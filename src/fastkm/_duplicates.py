@@ -126,4 +126,4 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
     if found is None:
         return None
     rows, weights = found
-    return DistinctRows(rows, weights.astype(X.dtype), inverse, on_grid)
+    return DistinctRows(rows, weights.astype(X.dtype, copy=False), inverse, on_grid)
