@@ -205,6 +205,8 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype):
         "two values in a bucket": _values_of_bits(
             [one, one + (1 << one_bit) - 1, one], dtype)[:, None],
         "values 2**16 times apart": np.array([[1.0], [2.0**16], [1.0]], dtype),
+        # (NaN equals nothing, not even itself: the hash search keeps such rows apart)
+        "NaN": np.array([[np.nan, 3.0], [np.nan, 3.0]], dtype),
         # (each thread's rows holding one of them: the clash shows when they are merged)
         "two values in a bucket, far apart": np.repeat(_values_of_bits(
             [one, one + (1 << one_bit) - 1], dtype), 300_000)[:, None],

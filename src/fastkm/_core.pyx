@@ -4712,7 +4712,7 @@ cdef inline void _census_chunk_d(
 ) noexcept nogil:
     cdef Py_ssize_t i, f, slot
     cdef uint64_t bits, entry, clashed = clash[0]
-    cdef uint64_t zero_seen[MAX_UNROLLED_FEATURES]
+    cdef uint64_t zero_seen[MAX_UNROLLED_FEATURES]  # (GRID_MAX_FEATURES columns at most)
     for f in range(d):
         zero_seen[f] = zero[f]
     for i in range(start, stop):
@@ -4863,11 +4863,11 @@ def grid_distinct_rows(
         raise ValueError("grid_distinct_rows: inverse must have one entry per row of X")
     if d == 0:
         raise ValueError("grid_distinct_rows: X must have at least one column")
-    if d > GRID_MAX_FEATURES:
+    if d > GRID_MAX_FEATURES or n >= (<Py_ssize_t>1 << 31) - 1:  # (int32 counts, cells)
         return False
     dtype = np.float32 if floating is float else np.float64
     if n == 0:
-        return np.empty((0, d), dtype=dtype), np.empty(0)
+        return np.empty((0, d), dtype=dtype), np.empty(0, dtype=dtype)
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d * 4)
     bits_dtype = np.uint32 if floating is float else np.uint64
@@ -4906,6 +4906,8 @@ def grid_distinct_rows(
     columns = []
     for f in range(d):
         bits = table[f][table[f] != 0].astype(bits_dtype).view(dtype)
+        if np.isnan(bits).any():  # (equal to nothing: distinct_rows keeps them apart)
+            return False
         columns.append(np.sort(np.concatenate([bits, np.zeros(int(has_zero[f]), dtype)])))
     widths = [_value_bits_needed(len(column)) for column in columns]
     if sum(widths) > GRID_BITS or max(len(column) for column in columns) > GRID_COLUMN_VALUES:
@@ -4976,7 +4978,8 @@ def grid_distinct_rows(
     counts_total_array = np.empty(m, dtype=dtype)
     cdef floating[::1] counts_total = counts_total_array
     cdef Py_ssize_t j, total
-    for j in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+    cdef int total_threads = _threads_for(max(1, m), n_threads, m * count_threads)
+    for j in prange(m, nogil=True, schedule="static", num_threads=total_threads):
         total = counts[0, j]
         for t in range(1, count_threads):
             total = total + counts[t, j]

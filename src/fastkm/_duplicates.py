@@ -98,8 +98,12 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
     >>> np.array_equal(found.rows[found.inverse], X)
     True
     """
-    n = X.shape[0]
+    n, n_features = X.shape
     if not MIN_ROWS <= n < 2**31 - 1:  # (the kernel's indices are int32)
+        return None
+    worth = [max_passes is None or pays_off(n_clusters, n_features, max_passes, on_grid)
+             for on_grid in (False, True)]
+    if not any(worth):
         return None
     unit = sample_weight is None or sample_weight.min() == 1 == sample_weight.max()
     sample = np.ascontiguousarray(X[::max(1, n // (SAMPLE_FACTOR * math.isqrt(n)))])
@@ -110,9 +114,6 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
         return None
     # The grid search first (it gives up early on rows off a grid), then the hash search,
     # each where the fit is long enough to pay for it.
-    n_features = X.shape[1]
-    worth = [max_passes is None or pays_off(n_clusters, n_features, max_passes, on_grid)
-             for on_grid in (False, True)]
     inverse = np.empty(n, dtype=np.int32)
     found = False
     if unit and n_features <= core.grid_limits()[0] and worth[True]:
