@@ -4327,6 +4327,18 @@ cdef extern from *:
     Py_ssize_t fastkm_read_shared(Py_ssize_t* p) noexcept nogil
 
 
+cdef inline uint64_t _value_bits(floating v) noexcept nogil:
+    """A value's bits, the same for -0.0 and 0.0 (which compare equal)."""
+    cdef uint32_t bits32
+    cdef uint64_t bits
+    v = v + 0  # -0.0 + 0 is +0.0 (round to nearest); every other value is unchanged
+    if floating is float:
+        memcpy(&bits32, &v, 4)
+        return bits32
+    memcpy(&bits, &v, 8)
+    return bits
+
+
 cdef inline uint64_t _row_hash(const floating* x, Py_ssize_t d) noexcept nogil:
     """A 64-bit hash of a row's values, the same for -0.0 and 0.0 (which compare equal).
 
@@ -4335,17 +4347,10 @@ cdef inline uint64_t _row_hash(const floating* x, Py_ssize_t d) noexcept nogil:
     powers of one odd number, since with constants in arithmetic progression the 3-feature rows
     (a, b, c) and (a + 1, b - 2, c + 1) collided), then MurmurHash3's finalizer, so that
     every bit of the row reaches the top and bottom bits."""
-    cdef uint64_t h = FASTKM_HASH_SEED, bits = 0, multiplier = FASTKM_HASH_MULTIPLIER
-    cdef uint32_t bits32
-    cdef floating v
+    cdef uint64_t h = FASTKM_HASH_SEED, bits, multiplier = FASTKM_HASH_MULTIPLIER
     cdef Py_ssize_t f
     for f in range(d):
-        v = x[f] + 0  # -0.0 + 0 is +0.0 (round to nearest); every other value is unchanged
-        if floating is float:
-            memcpy(&bits32, &v, 4)
-            bits = bits32
-        else:
-            memcpy(&bits, &v, 8)
+        bits = _value_bits(x[f])
         h = h + (bits ^ (bits >> 32)) * multiplier  # (the high half of a double's bits
         multiplier = multiplier * FASTKM_HASH_FINAL  # is all of a small integer's)
     h = (h ^ (h >> 33)) * FASTKM_HASH_MULTIPLIER
@@ -4621,12 +4626,13 @@ cdef void _rank_first_chunk(
 # bucket, VALUE_BUCKET_BITS of its bits (its sign, the exponent's lowest 4 and the
 # mantissa's highest 11: values 1/2048 of their size apart, over 16 binades), which must
 # hold one value each.
-# Four passes over X, without a branch on the data in any: (0) each column's values, by
-# bucket (a table per column and thread); (A) each row's cell, written to ``inverse``, and
-# its bit set (a bitmap per thread); (B) the bitmap's running counts, and the distinct
-# rows decoded from its bits; (C) each row's index among them (its cell's rank among the
-# bits set), and their counts. The distinct rows come out in Z-order of their values,
-# whatever the thread count, so that similar rows stay together.
+# Four passes over X, without a branch on the data but a rarely taken one (a value first
+# seen by the census): (0) each column's values, by bucket (a table per column and
+# thread); (A) each row's cell, written to ``inverse``, and its bit set (a bitmap per
+# thread); (B) the bitmap's running counts, and the distinct rows decoded from its bits;
+# (C) each row's index among them (its cell's rank among the bits set), and their counts.
+# The distinct rows come out in Z-order of their values, whatever the thread count, so
+# that similar rows stay together.
 
 cdef enum:
     # At most this many bits a cell, and values in a column.
@@ -4673,18 +4679,6 @@ cdef inline Py_ssize_t _value_bits_needed(Py_ssize_t count) noexcept nogil:
     while (<Py_ssize_t>1 << b) < count:
         b += 1
     return b
-
-
-cdef inline uint64_t _value_bits(floating v) noexcept nogil:
-    """A value's bits, the same for -0.0 and 0.0 (which compare equal)."""
-    cdef uint32_t bits32
-    cdef uint64_t bits
-    v = v + 0  # -0.0 + 0 is +0.0 (round to nearest); every other value is unchanged
-    if floating is float:
-        memcpy(&bits32, &v, 4)
-        return bits32
-    memcpy(&bits, &v, 8)
-    return bits
 
 
 cdef inline Py_ssize_t _value_slot(uint64_t bits, bint single) noexcept nogil:
