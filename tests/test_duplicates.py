@@ -1,12 +1,21 @@
 """Repeated rows: the distinct_rows kernel, and fits of data with repeats against fits that
 do not look for them."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 import fastkm
-from fastkm import _duplicates
+from fastkm import _duplicates, _isa
 from fastkm._isa import core
+
+
+@pytest.fixture(params=_isa.available_levels())
+def level_core(request):
+    """The kernels of each instruction-set level this CPU runs: the grid search has float32
+    paths for AVX-512 beside the scalar ones of the other levels."""
+    return importlib.import_module(_isa.LEVELS[request.param][1])
 
 
 def repeated_rows(n, n_distinct, d, dtype, seed=0):
@@ -136,7 +145,7 @@ def zorder_of_ranks(rows):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
-def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d):
+def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d, level_core):
     # Values of both signs (and -0.0 for 0.0), as many as 24 bits for a row allow.
     half = 2 ** (min(12, 24 // d) - 1)
     rng = np.random.default_rng(d)
@@ -145,7 +154,7 @@ def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d):
     X = palette[rng.integers(0, len(palette), size=30_000)]
     X[::5] = 0.0
     inverse = np.empty(len(X), dtype=np.int32)
-    rows, counts = core.grid_distinct_rows(X, len(X), inverse, 2)
+    rows, counts = level_core.grid_distinct_rows(X, len(X), inverse, 2)
     assert rows.dtype == dtype and counts.dtype == dtype
     np.testing.assert_array_equal(rows[inverse], X)
     expected_rows, expected_counts = reference_distinct(X, None)
@@ -155,14 +164,14 @@ def test_grid_kernel_finds_the_distinct_rows_in_zorder(dtype, d):
     assert (np.diff(zorder_of_ranks(rows)) > 0).all()
 
 
-def test_grid_kernel_result_does_not_depend_on_the_thread_count():
+def test_grid_kernel_result_does_not_depend_on_the_thread_count(level_core):
     rng = np.random.default_rng(4)
     palette = rng.integers(-127, 128, size=(20_000, 3)).astype(np.float32) / 255
     X = palette[rng.integers(0, len(palette), size=400_000)]  # (work for 3 threads)
     results = []
     for n_threads in (1, 2, 3):
         inverse = np.empty(len(X), dtype=np.int32)
-        rows, counts = core.grid_distinct_rows(X, len(X), inverse, n_threads)
+        rows, counts = level_core.grid_distinct_rows(X, len(X), inverse, n_threads)
         results.append((rows, counts, inverse))
     np.testing.assert_array_equal(results[0][0][results[0][2]], X)
     assert results[0][1].sum() == len(X)
@@ -171,7 +180,7 @@ def test_grid_kernel_result_does_not_depend_on_the_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
-def test_grid_kernel_counts_runs_across_chunks():
+def test_grid_kernel_counts_runs_across_chunks(level_core):
     rng = np.random.default_rng(3)
     palette = rng.integers(0, 4, size=(40, 3)).astype(np.float32) / 3
     lengths = rng.integers(1, 3000, size=300)  # (work for 3 threads)
@@ -180,11 +189,28 @@ def test_grid_kernel_counts_runs_across_chunks():
     expected_rows, expected_counts = reference_distinct(X, None)
     for n_threads in (1, 2, 3):
         inverse = np.empty(len(X), dtype=np.int32)
-        rows, counts = core.grid_distinct_rows(X, len(X), inverse, n_threads)
+        rows, counts = level_core.grid_distinct_rows(X, len(X), inverse, n_threads)
         np.testing.assert_array_equal(rows[inverse], X)
         order = np.lexsort(rows.T[::-1])
         np.testing.assert_array_equal(rows[order], expected_rows)
         np.testing.assert_array_equal(counts[order], expected_counts)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_grid_kernel_gives_every_level_the_same_result(d, level_core):
+    # Row counts around the vector width (16 values) and a block's 64 rows, runs, zeros.
+    rng = np.random.default_rng(d)
+    for n in (1, 5, 15, 16, 17, 63, 64, 65, 129, 1003, 70_001):
+        X = (rng.integers(0, 9, size=(n, d)) / 8).astype(np.float32)
+        X[rng.random(n) < 0.3] = X[0]
+        results = []
+        for kernels in (_isa._baseline, level_core):
+            inverse = np.empty(n, dtype=np.int32)
+            rows, counts = kernels.grid_distinct_rows(X, n, inverse, 2)
+            results.append((rows, counts, inverse))
+        for expected, found in zip(*results):
+            np.testing.assert_array_equal(found, expected)
+        np.testing.assert_array_equal(results[0][0][results[0][2]], X)
 
 
 def _values_of_bits(bits, dtype):
@@ -192,7 +218,7 @@ def _values_of_bits(bits, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_grid_kernel_declines_rows_off_the_grid(dtype):
+def test_grid_kernel_declines_rows_off_the_grid(dtype, level_core):
     rng = np.random.default_rng(5)
     one_bit = 12 if dtype == np.float32 else 41  # the lowest bit of a value's bucket
     one = np.ones(1, dtype).view(np.uint32 if dtype == np.float32 else np.uint64)[0]
@@ -214,38 +240,38 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype):
     for name, X in off_grid.items():
         X = np.ascontiguousarray(X)
         inverse = np.full(len(X), -7, dtype=np.int32)
-        assert core.grid_distinct_rows(X, len(X), inverse, 2) is False, name
+        assert level_core.grid_distinct_rows(X, len(X), inverse, 2) is False, name
         assert (inverse == -7).all(), name
     # At the limits, on the grid: 4096 values in a column, and 24 bits for a row.
     for X in [np.arange(4096, dtype=dtype)[::-1, None],
               rng.integers(0, 256, size=(20_000, 3)).astype(dtype)]:
         X = np.ascontiguousarray(X)
         inverse = np.empty(len(X), dtype=np.int32)
-        rows, counts = core.grid_distinct_rows(X, len(X), inverse, 2)
+        rows, counts = level_core.grid_distinct_rows(X, len(X), inverse, 2)
         np.testing.assert_array_equal(rows[inverse], X)
         assert len(rows) == len(np.unique(X, axis=0)) and counts.sum() == len(X)
 
 
-def test_grid_kernel_merges_signed_zeros_gives_up_and_checks_arrays():
+def test_grid_kernel_merges_signed_zeros_gives_up_and_checks_arrays(level_core):
     X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 0.5], [0.0, 1.0]], dtype=np.float32)
     inverse = np.empty(4, dtype=np.int32)
-    rows, counts = core.grid_distinct_rows(X, 16, inverse)
+    rows, counts = level_core.grid_distinct_rows(X, 16, inverse)
     assert len(rows) == 2 and inverse[0] == inverse[1] == inverse[3] != inverse[2]
     np.testing.assert_array_equal(counts[[inverse[0], inverse[2]]], [3, 1])
-    assert core.grid_distinct_rows(X, 1, inverse) is None
+    assert level_core.grid_distinct_rows(X, 1, inverse) is None
     # 0.0 beside the values whose bits are 0 where a bucket looks (2.0, -2.0).
     X = np.array([[0.0], [2.0], [-2.0], [-0.0], [2.0]])
     inverse = np.empty(5, dtype=np.int32)
-    rows, counts = core.grid_distinct_rows(X, 16, inverse)
+    rows, counts = level_core.grid_distinct_rows(X, 16, inverse)
     np.testing.assert_array_equal(rows.ravel(), [-2.0, 0.0, 2.0])
     np.testing.assert_array_equal(counts, [1, 2, 2])
     np.testing.assert_array_equal(inverse, [1, 2, 0, 1, 2])
-    rows, counts = core.grid_distinct_rows(np.empty((0, 2)), 1, np.empty(0, np.int32))
+    rows, counts = level_core.grid_distinct_rows(np.empty((0, 2)), 1, np.empty(0, np.int32))
     assert rows.shape == (0, 2) and counts.shape == (0,)
     with pytest.raises(ValueError, match="inverse"):
-        core.grid_distinct_rows(X, 16, np.empty(3, dtype=np.int32))
+        level_core.grid_distinct_rows(X, 16, np.empty(3, dtype=np.int32))
     with pytest.raises(ValueError, match="column"):
-        core.grid_distinct_rows(np.empty((3, 0)), 16, np.empty(3, dtype=np.int32))
+        level_core.grid_distinct_rows(np.empty((3, 0)), 16, np.empty(3, dtype=np.int32))
 
 
 def test_few_repeats_are_left_alone():
