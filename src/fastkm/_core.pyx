@@ -5127,19 +5127,28 @@ def grid_distinct_rows(
     # C. Each row's index among the distinct rows, and their counts (one array a thread:
     #    at most n / m of them, so that they take no more memory than ``inverse``).
     cdef int count_threads = max(1, min(n_threads, n // max(1, m)))
-    counts_array = np.zeros((count_threads, m + SPARE_WORDS), dtype=np.int32)
-    cdef int[:, ::1] counts = counts_array
+    first_counts_array = np.zeros(m + SPARE_WORDS, dtype=np.int32)
+    other_counts_array = np.zeros((count_threads - 1, m + SPARE_WORDS), dtype=np.int32)
+    cdef int[::1] first_counts = first_counts_array
+    cdef int[:, ::1] other_counts = other_counts_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
         _grid_ranks_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bitmap[0],
-                          &word_ranks[0], &inverse[0], &counts[threadid(), 0], m)
-    counts_total_array = np.empty(m, dtype=dtype)
+                          &word_ranks[0], &inverse[0],
+                          &first_counts[0] if threadid() == 0
+                          else &other_counts[threadid() - 1, 0], m)
+    # The counts summed over the threads, as X's dtype: float32 written over the first
+    #    thread's int32 (each count read before it is written; no fresh memory).
+    if floating is float:
+        counts_total_array = first_counts_array[:m].view(np.float32)
+    else:
+        counts_total_array = np.empty(m, dtype=dtype)
     cdef floating[::1] counts_total = counts_total_array
     cdef Py_ssize_t j, total
     cdef int total_threads = _threads_for(max(1, m), n_threads, m * count_threads)
     for j in prange(m, nogil=True, schedule="static", num_threads=total_threads):
-        total = counts[0, j]
+        total = first_counts[j]
         for t in range(1, count_threads):
-            total = total + counts[t, j]
+            total = total + other_counts[t - 1, j]
         counts_total[j] = <floating>total
     return rows_array, counts_total_array
 
