@@ -10,7 +10,10 @@ times, their ratio, and the iterations and inertia of each (the same fits, so th
 agree to float rounding). A line before it times the two searches alone, each kernel with
 a fresh ``inverse`` as in a fit: the grid search that pixels take
 (``fastkm._core.grid_distinct_rows``) and the hash search for other rows
-(``fastkm._core.distinct_rows``), against one Lloyd pass.
+(``fastkm._core.distinct_rows``), against one Lloyd pass; and the grid search on rows off
+the grid, the time it takes to give up before the hash search runs: the photo's colours
+at 10 bits a channel, each moved by its own random offset of 0 to 3 steps of 1/1023 (the
+same repeats, but 30 bits for a row's values, more than a grid takes).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_duplicates.py \\
         [--repeat 2] [--threads 2] [--quick] [--ks 16,64,256]
@@ -68,6 +71,13 @@ def main(argv=None):
             ("grid", lambda inverse: core.grid_distinct_rows(X, limit, inverse, args.threads)),
             ("hash", lambda inverse: core.distinct_rows(X, None, limit, inverse,
                                                         args.threads))]}
+    colours, colour_of_row = np.unique(X, axis=0, return_inverse=True)
+    offsets = np.random.default_rng(0).integers(0, 4, size=colours.shape)
+    moved = (np.round(colours * 1020 + offsets) / 1023).astype(np.float32)
+    off_grid = np.ascontiguousarray(moved[colour_of_row.ravel()])
+    give_up = best_of(args.repeat, lambda: _timed(lambda: core.grid_distinct_rows(
+        off_grid, limit, np.empty(len(X), np.int32), args.threads)))
+    assert core.grid_distinct_rows(off_grid, limit, np.empty(len(X), np.int32)) is False
     found = _duplicates.distinct_rows(X, None, args.threads)
     init = initial_centers(X, 16)
     labels, sums, counts = np.zeros(len(X), np.int32), np.empty((16, 3)), np.empty(16)
@@ -79,7 +89,8 @@ def main(argv=None):
           f"{'on a grid' if found is not None and found.zordered else 'hash search'}); "
           f"the grid search took {searches['grid'][0] * 1e3:.1f} ms, the hash search "
           f"{searches['hash'][0] * 1e3:.1f} ms, one Lloyd pass over all rows at k=16 "
-          f"{one_pass[0] * 1e3:.1f} ms ({args.threads} threads)\n")
+          f"{one_pass[0] * 1e3:.1f} ms ({args.threads} threads); on the colours moved off "
+          f"the grid, the grid search gave up after {give_up[0] * 1e3:.1f} ms\n")
     rows = []
     for k in map(int, args.ks):
         init = initial_centers(X, k)

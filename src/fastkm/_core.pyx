@@ -4703,11 +4703,12 @@ cdef extern from *:
     }
 
     /* _census_chunk_d on X's flat values [first, stop) (first a multiple of d). Returns 1
-    on a clash. */
+    on a clash (``zero`` and ``column_values``, the values seen in each column's buckets,
+    then unfinished). */
     static int fastkm_grid_census_f32(const float* values, Py_ssize_t d, Py_ssize_t first,
                                       Py_ssize_t stop, uint32_t* table,
                                       const uint32_t* lane_offsets, uint32_t zero_slot,
-                                      uint64_t* zero) {
+                                      uint64_t* zero, uint64_t* column_values) {
         uint32_t indices[16], bits_seen[16], differ;
         __mmask16 zeros[4] = {0, 0, 0, 0}, is_zero;
         Py_ssize_t j, p, lane, live;
@@ -4726,6 +4727,7 @@ cdef extern from *:
                     if (table[indices[lane]] != 0)
                         return 1;
                     table[indices[lane]] = bits_seen[lane];
+                    column_values[(p * 16 + lane) % d] += 1;
                 }
             }
         }
@@ -4761,8 +4763,8 @@ cdef extern from *:
     #else
     #define FASTKM_GRID_VECTORS 0
     #define FASTKM_GRID_BLOCK_ROWS 64
-    #define fastkm_grid_census_f32(values, d, first, stop, table, lane_offsets, zero_slot, \\
-                                   zero) (abort(), 0)
+    #define fastkm_grid_census_f32(X, d, first, stop, table, lane_offsets, zero_slot, zero, \\
+                                   values) (abort(), 0)
     #define fastkm_grid_cells_f32(X, d, start, count, codes, lane_offsets, zero_slot, cells, \\
                                   bitmap) abort()
     #endif
@@ -4771,7 +4773,8 @@ cdef extern from *:
     int GRID_BLOCK_ROWS "FASTKM_GRID_BLOCK_ROWS"
     int fastkm_grid_census_f32(const float* values, Py_ssize_t d, Py_ssize_t first,
                                Py_ssize_t stop, uint32_t* table, const uint32_t* lane_offsets,
-                               uint32_t zero_slot, uint64_t* zero) noexcept nogil
+                               uint32_t zero_slot, uint64_t* zero,
+                               uint64_t* values) noexcept nogil
     void fastkm_grid_cells_f32(const float* X, Py_ssize_t d, Py_ssize_t start,
                                Py_ssize_t count, const uint32_t* codes,
                                const uint32_t* lane_offsets, uint32_t zero_slot,
@@ -4832,6 +4835,7 @@ cdef inline void _census_chunk_d(
                                              #     seen in each bucket (0: none; ZERO_SLOT's
                                              #     stays 0), uint32 for float32, else uint64
         uint64_t* zero,                      # IN/OUT (d,) nonzero where a 0.0 was seen
+        uint64_t* values,                    # IN/OUT (d,) values seen in the buckets
         uint64_t* clash,                     # IN/OUT nonzero once two values of a column
                                              #     were seen in one bucket
 ) noexcept nogil:
@@ -4845,7 +4849,7 @@ cdef inline void _census_chunk_d(
         if FASTKM_GRID_VECTORS:
             _grid_lane_offsets(d, lane_offsets)
             clash[0] = clashed | <uint64_t>fastkm_grid_census_f32(
-                X, d, start * d, stop * d, table32, lane_offsets, ZERO_SLOT, zero)
+                X, d, start * d, stop * d, table32, lane_offsets, ZERO_SLOT, zero, values)
             return
     for f in range(d):
         zero_seen[f] = zero[f]
@@ -4856,6 +4860,7 @@ cdef inline void _census_chunk_d(
             entry = table32[slot] if floating is float else table64[slot]
             if entry != bits:  # (rare: a value first seen, or a clash)
                 clashed = clashed | (entry != 0)
+                values[f] += entry == 0
                 if floating is float:
                     table32[slot] = <uint32_t>(entry | bits)  # (bits where it was empty)
                 else:
@@ -4867,12 +4872,21 @@ cdef inline void _census_chunk_d(
 
 
 cdef void _census_chunk(const floating* X, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
-                        void* table, uint64_t* zero, uint64_t* clash) noexcept nogil:
-    """_census_chunk_d, compiled separately for colours (d = 3)."""
+                        void* table, uint64_t* zero, uint64_t* values,
+                        uint64_t* off_grid) noexcept nogil:
+    """_census_chunk_d, compiled separately for colours (d = 3); ``off_grid`` is also set
+    once the thread has seen more values than a grid takes (the counts of all threads are
+    at least as high)."""
+    cdef Py_ssize_t f, count, bits = 0, most = 0
     if d == 3:
-        _census_chunk_d(X, 3, start, stop, table, zero, clash)
+        _census_chunk_d(X, 3, start, stop, table, zero, values, off_grid)
     else:
-        _census_chunk_d(X, d, start, stop, table, zero, clash)
+        _census_chunk_d(X, d, start, stop, table, zero, values, off_grid)
+    for f in range(d):
+        count = <Py_ssize_t>values[f] + (zero[f] != 0)
+        bits += _value_bits_needed(count)
+        most = max(most, count)
+    off_grid[0] |= bits > GRID_BITS or most > GRID_COLUMN_VALUES
 
 
 cdef inline void _grid_cells_chunk_d(
@@ -5039,19 +5053,21 @@ def grid_distinct_rows(
     # 0. Each column's values, by bucket.
     census_array = np.zeros((n_threads, d, VALUE_SLOTS), dtype=bits_dtype)
     zero_array = np.zeros((n_threads, d), dtype=np.uint64)
-    clash_array = np.zeros(n_threads, dtype=np.uint64)
+    values_array = np.zeros((n_threads, d), dtype=np.uint64)
+    off_grid_array = np.zeros(n_threads, dtype=np.uint64)
     cdef uint8_t[::1] census_bytes = census_array.reshape(-1).view(np.uint8)
     cdef uint8_t* census = &census_bytes[0]
     cdef Py_ssize_t table_bytes = d * VALUE_SLOTS * census_array.itemsize
     cdef uint64_t[:, ::1] zero = zero_array
-    cdef uint64_t[::1] clash = clash_array
+    cdef uint64_t[:, ::1] values_seen = values_array
+    cdef uint64_t[::1] off_grid = off_grid_array
     cdef Py_ssize_t give_up = 0  # (shared: rows off a grid show it in their first chunks)
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         if not fastkm_read_shared(&give_up):
             _census_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
                           census + threadid() * table_bytes, &zero[threadid(), 0],
-                          &clash[threadid()])
-            if clash[threadid()]:
+                          &values_seen[threadid(), 0], &off_grid[threadid()])
+            if off_grid[threadid()]:
                 fastkm_add_shared(&give_up, 1)
     if give_up:
         return False
