@@ -29,6 +29,7 @@ algorithms. scikit-learn-intelex and faiss are included when importable.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_kmeans.py \\
         [--algorithms hamerly] [--quick] [--only per-iter,converge] [--workloads photo,mnist]
+        [--ks 16]
 """
 
 import argparse
@@ -389,6 +390,8 @@ def main(argv=None):
                         help="more fastkm columns: KMeans(algorithm=NAME) for each name")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for every library (default: fastkm's, all usable cores)")
+    parser.add_argument("--ks", type=comma_list(None), default=None,
+                        help="only these cluster counts of the workloads, comma-separated")
     parser.add_argument("--repeat", type=int, default=None,
                         help="rounds; the minimum time is kept (default 3, 1 with --quick)")
     args = parser.parse_args(argv)
@@ -426,7 +429,7 @@ def main(argv=None):
 
     rows = {section: [] for section in args.only}
     for name, X, ks in built_workloads(args.workloads, args.quick):
-        for k in ks:
+        for k in [k for k in ks if args.ks is None or str(k) in args.ks]:
             label = f"{name}, k={k}"
             init = initial_centers(X, k)
             for section in args.only:

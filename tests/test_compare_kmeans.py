@@ -75,3 +75,12 @@ def test_bad_choice_is_refused(bench, capsys, argv, message):
         bench.main(argv)
     assert message in capsys.readouterr().err
 
+
+
+def test_ks_keeps_only_those_cluster_counts(bench, capsys, monkeypatch):
+    workload = bench.WORKLOADS["tiny"][0](False)
+    monkeypatch.setattr(bench, "WORKLOADS", {"tiny": (lambda quick: workload, (4, 6))})
+    assert bench.main(["--workloads", "tiny", "--only", "per-iter", "--ks", "6",
+                       "--repeat", "1"]) == 0
+    per_iter = rows(capsys.readouterr().out, bench.TITLES["per-iter"])
+    assert [row[0] for row in per_iter] == ["tiny blobs, k=6"]
