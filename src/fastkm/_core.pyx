@@ -2149,6 +2149,7 @@ cdef inline void _block_summary_d(
     output arrays, each row's updates waited for the previous row's)."""
     cdef double low[MAX_UNROLLED_FEATURES], high[MAX_UNROLLED_FEATURES]
     cdef double first[MAX_UNROLLED_FEATURES], shifted[MAX_UNROLLED_FEATURES]
+    cdef double spread_part[MAX_UNROLLED_FEATURES]
     cdef double total[MAX_UNROLLED_FEATURES + 1]
     cdef double w, t, spread_sum = 0
     cdef Py_ssize_t r, f, start = block * BLOCK_ROWS, stop = min(n, (block + 1) * BLOCK_ROWS)
@@ -2173,10 +2174,17 @@ cdef inline void _block_summary_d(
         sums[f] = total[f]
         mean[f] = shifted[f] / total[d] + (first[f] - low[f]) if total[d] > 0 else 0
     sums[d] = total[d]
+    # A sum per feature: one sum over the features and rows made each row wait for d
+    # multiply-adds in a chain (filter_tree on the photo's colours, one thread: 5.0 ms,
+    # 3.4 with these).
+    for f in range(d):
+        spread_part[f] = 0
     for r in range(start, stop):
         for f in range(d):
             t = (X[r * d + f] - low[f]) - mean[f]
-            spread_sum += sample_weight[r] * t * t
+            spread_part[f] += sample_weight[r] * t * t
+    for f in range(d):
+        spread_sum += spread_part[f]
     spread[0] = spread_sum
 
 
@@ -2224,7 +2232,9 @@ def filter_tree(const floating[:, ::1] X, const floating[::1] sample_weight,
         for node in range(offsets[level], offsets[level + 1]):
             first = offsets[level - 1] + (node - offsets[level]) * FILTER_FANOUT
             last = min(first + FILTER_FANOUT, offsets[level])
-            boxes[node, :, :] = boxes[first, :, :]
+            for f in range(d):
+                boxes[node, 0, f] = boxes[first, 0, f]
+                boxes[node, 1, f] = boxes[first, 1, f]
             for child in range(first, last):
                 for f in range(d):
                     boxes[node, 0, f] = min(boxes[node, 0, f], boxes[child, 0, f])
