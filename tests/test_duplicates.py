@@ -425,13 +425,3 @@ def test_tolerance_scales_with_the_variance_of_all_rows(monkeypatch, never_colla
     assert scales[0] == pytest.approx(scales[1], rel=1e-12)
     assert collapsed.n_iter == reference.n_iter < 300
     np.testing.assert_array_equal(collapsed.labels, reference.labels)
-
-
-def test_touched_writes_a_zero_byte_a_page_and_returns_the_array():
-    zeros = np.zeros((5000, 3), dtype=np.float32)
-    assert core.touched(zeros) is zeros and not zeros.any()
-    ones = np.ones(3000, dtype=np.int32)  # (12000 bytes: pages from 0, 4096 and 8192)
-    assert core.touched(ones) is ones
-    np.testing.assert_array_equal(np.flatnonzero(ones == 0), [0, 1024, 2048])
-    assert (np.delete(ones, [0, 1024, 2048]) == 1).all()
-    core.touched(np.empty(0))

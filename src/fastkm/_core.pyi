@@ -4,7 +4,7 @@ Arrays are C-contiguous; every floating argument of one call has the same dtype,
 float64 (``Floats``). Outputs are written in place.
 """
 
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,6 @@ Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 Float64 = npt.NDArray[np.float64]
 Int32 = npt.NDArray[np.int32]
 UInt8 = npt.NDArray[np.uint8]
-_A = TypeVar("_A", bound=npt.NDArray[np.generic])
 
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...
@@ -148,7 +147,6 @@ def distinct_rows(
     X: Floats, sample_weight: Floats | None, max_distinct: int, inverse: Int32,
     n_threads: int = 1,
 ) -> tuple[Floats, Float64] | None: ...
-def touched(array: _A) -> _A: ...
 def grid_limits() -> tuple[int, int, int]: ...
 def grid_distinct_rows(
     X: Floats, max_distinct: int, inverse: Int32, n_threads: int = 1,

@@ -4664,17 +4664,6 @@ cdef enum:
     SPARE_WORDS = 8
 
 
-def touched(array):
-    """``array`` (C-contiguous), each of its memory pages first written by the calling
-    thread: a zero byte at the start of each 4 KiB (its contents stay as they were where
-    they were zeros). Pages that the OS maps on first touch took far longer when a team's
-    threads touched them at once: on this project's 2-core machine, the grid search's
-    pass over the photo's 4.4M rows took 9 to 35 ms on two threads writing a fresh 17.5 MB
-    ``inverse``, and 7 ms when its pages were touched first (section 9 of BENCHMARKS.md)."""
-    array.reshape(-1).view(np.uint8)[::4096] = 0
-    return array
-
-
 def grid_limits():
     """grid_distinct_rows's limits: ``(max_features, max_bits, max_column_values)``: the
     most columns, bits for the ranks of a row's values, and values in a column."""
@@ -5072,7 +5061,7 @@ def grid_distinct_rows(
     n_threads = _threads_for(n_chunks, n_threads, n * d * 4)
     bits_dtype = np.uint32 if floating is float else np.uint64
     # 0. Each column's values, by bucket.
-    census_array = touched(np.zeros((n_threads, d, VALUE_SLOTS), dtype=bits_dtype))
+    census_array = np.zeros((n_threads, d, VALUE_SLOTS), dtype=bits_dtype)
     zero_array = np.zeros((n_threads, d), dtype=np.uint64)
     values_array = np.zeros((n_threads, d), dtype=np.uint64)
     off_grid_array = np.zeros(n_threads, dtype=np.uint64)
@@ -5130,7 +5119,7 @@ def grid_distinct_rows(
     cdef const uint32_t[:, ::1] codes = codes_array
     # A. Each row's cell, and the bitmaps of the cells seen.
     cdef Py_ssize_t n_words = max(1, (<Py_ssize_t>1 << cell_bits) // 64)
-    bitmaps_array = touched(np.zeros((n_threads, n_words + SPARE_WORDS), dtype=np.uint64))
+    bitmaps_array = np.zeros((n_threads, n_words + SPARE_WORDS), dtype=np.uint64)
     cdef uint64_t[:, ::1] bitmaps = bitmaps_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         _grid_cells_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
@@ -5150,8 +5139,8 @@ def grid_distinct_rows(
     cdef Py_ssize_t m = word_firsts[n_word_chunks]
     if m > max_distinct:
         return None
-    rows_array = touched(np.empty((m, d), dtype=dtype))
-    word_ranks_array = touched(np.empty(n_words, dtype=np.uint32))
+    rows_array = np.empty((m, d), dtype=dtype)
+    word_ranks_array = np.empty(n_words, dtype=np.uint32)
     cdef floating[:, ::1] rows = rows_array
     cdef uint32_t[::1] word_ranks = word_ranks_array
     cdef const uint16_t[:, :, ::1] decode = decode_array
@@ -5164,9 +5153,8 @@ def grid_distinct_rows(
     # C. Each row's index among the distinct rows, and their counts (one array a thread:
     #    at most n / m of them, so that they take no more memory than ``inverse``).
     cdef int count_threads = max(1, min(n_threads, n // max(1, m)))
-    first_counts_array = touched(np.zeros(m + SPARE_WORDS, dtype=np.int32))
-    other_counts_array = touched(np.zeros((count_threads - 1, m + SPARE_WORDS),
-                                          dtype=np.int32))
+    first_counts_array = np.zeros(m + SPARE_WORDS, dtype=np.int32)
+    other_counts_array = np.zeros((count_threads - 1, m + SPARE_WORDS), dtype=np.int32)
     cdef int[::1] first_counts = first_counts_array
     cdef int[:, ::1] other_counts = other_counts_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
@@ -5179,7 +5167,7 @@ def grid_distinct_rows(
     if floating is float:
         counts_total_array = first_counts_array[:m].view(np.float32)
     else:
-        counts_total_array = touched(np.empty(m, dtype=dtype))
+        counts_total_array = np.empty(m, dtype=dtype)
     cdef floating[::1] counts_total = counts_total_array
     cdef Py_ssize_t j, total
     cdef int total_threads = _threads_for(max(1, m), n_threads, m * count_threads)
