@@ -5086,12 +5086,18 @@ def grid_distinct_rows(
     if ((census_array != table) & (census_array != 0)).any():
         return False
     has_zero = zero_array.any(axis=0)
-    columns = []
+    columns, column_slots = [], []  # each column's values in order, and their slots
     for f in range(d):
-        bits = table[f][table[f] != 0].view(dtype)
+        slots = np.flatnonzero(table[f])
+        bits = table[f][slots].view(dtype)
         if np.isnan(bits).any():  # (equal to nothing: distinct_rows keeps them apart)
             return False
-        columns.append(np.sort(np.concatenate([bits, np.zeros(int(has_zero[f]), dtype)])))
+        if has_zero[f]:
+            slots = np.append(slots, ZERO_SLOT)
+            bits = np.append(bits, dtype(0))
+        order = np.argsort(bits)
+        columns.append(bits[order])
+        column_slots.append(slots[order])
     widths = [_value_bits_needed(len(column)) for column in columns]
     if sum(widths) > GRID_BITS or max(len(column) for column in columns) > GRID_COLUMN_VALUES:
         return False
@@ -5113,9 +5119,7 @@ def grid_distinct_rows(
                                            & 1) << level).astype(np.uint16)
     for f in range(d):
         values_array[f, :len(columns[f])] = columns[f]
-        for rank in range(len(columns[f])):
-            codes_array[f, _value_slot(_value_bits(<floating>columns[f][rank]),
-                                         floating is float)] = spreads[f][rank]
+        codes_array[f, column_slots[f]] = spreads[f]
     cdef const uint32_t[:, ::1] codes = codes_array
     # A. Each row's cell, and the bitmaps of the cells seen.
     cdef Py_ssize_t n_words = max(1, (<Py_ssize_t>1 << cell_bits) // 64)
