@@ -389,6 +389,13 @@ def test_cluster_emptied_by_reseeding_keeps_its_centre():
     np.testing.assert_allclose(steps[0].centers.ravel(), [0.015, 100.2, 100.1, 100.3],
                                rtol=1e-12)
     assert steps[0].labels.tolist() == [0, 0, 0, 0, 2, 3]
+    # The same with a member of weight 0 left in cluster 1: not a member that counts.
+    steps = []
+    kmeans(np.append(X, [[100.25]], axis=0), 4, sample_weight=np.append(w, 0.0), init=init,
+           max_iter=1, callback=steps.append)
+    np.testing.assert_allclose(steps[0].centers.ravel(), [0.015, 100.2, 100.1, 100.3],
+                               rtol=1e-12)
+    assert steps[0].labels.tolist() == [0, 0, 0, 0, 2, 3, 1]
 
 
 def test_duplicate_initial_centres_are_separated():
@@ -486,8 +493,11 @@ def test_largest_first_matches_a_stable_sort():
     from fastkm._lloyd import _largest_first
 
     rng = np.random.default_rng(0)
-    for n, count in [(1000, 5), (1000, 1), (50, 50), (10_000, 37), (7, 9)]:
-        values = rng.integers(0, 20, n).astype(float)  # many ties
+    # (From 1024 * (count + 1) values on, the candidates narrowed by blocks' maxima.)
+    for n, count, top in [(1000, 5, 20), (1000, 1, 20), (50, 50, 20), (10_000, 37, 20),
+                          (7, 9, 20), (100_003, 5, 20), (100_003, 5, 10**6),
+                          (300_000, 200, 10**5), (5 * 1024 + 1, 4, 3)]:
+        values = rng.integers(0, top, n).astype(float)  # (with top 20: many ties)
         np.testing.assert_array_equal(_largest_first(values, count),
                                       np.argsort(-values, kind="stable")[:count])
         ties = rng.permutation(n)  # ties broken by another order of the rows

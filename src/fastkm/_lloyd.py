@@ -365,6 +365,7 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
     if len(empty):
         far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads,
                                 order)
+        labels_before = labels[far]
         for cluster, row in zip(empty, far):
             old = labels[row]
             w = float(sample_weight[row])
@@ -375,9 +376,13 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
             weight_sums[cluster] = w
             labels[row] = cluster
         # A cluster that lost all its members may keep a rounding residue of its weight,
-        # which would place its centre at residue / residue: count members instead.
-        members = np.bincount(labels[sample_weight > 0], minlength=len(centers))
-        weight_sums[members == 0] = 0
+        # which would place its centre at residue / residue: count members instead (only
+        # those of the clusters that lost one: no other's sum changed).
+        weighted = None if sample_weight.min() > 0 else sample_weight > 0
+        for cluster in np.unique(labels_before):
+            members = labels == cluster
+            if not (members.any() if weighted is None else (members & weighted).any()):
+                weight_sums[cluster] = 0
     return centres_from_sums(centers, sums, weight_sums, X.dtype), len(empty) > 0
 
 
@@ -395,6 +400,10 @@ def centres_from_sums(centers, sums, weight_sums, dtype):
     return new_centers
 
 
+#: Values a block, whose maxima narrow down where _largest_first looks.
+LARGEST_FIRST_BLOCK = 1024
+
+
 def _largest_first(values, count, ties=None):
     """Indices of the ``count`` largest values, largest first, ties by lower index (or by
     lower ``ties[i]``, a permutation of the indices: see _updated_centers).
@@ -410,13 +419,26 @@ def _largest_first(values, count, ties=None):
             return np.array([np.argmax(values)])
         top = np.flatnonzero(values == values.max())
         return top[[np.argmin(ties[top])]]
+    # Only the values at least the count-th largest of the blocks' maxima can be chosen:
+    # that maximum is at most the count-th largest value (the count largest maxima are
+    # count values of different blocks). (A partition of all n: 7 ms for the photo's 855k
+    # colours, re-seeding 5 empty clusters at k=256.)
+    candidates = None
+    n_blocks = len(values) // LARGEST_FIRST_BLOCK
+    if n_blocks > count:
+        maxima = values[:n_blocks * LARGEST_FIRST_BLOCK].reshape(n_blocks, -1).max(axis=1)
+        candidates = np.flatnonzero(
+            values >= np.partition(maxima, n_blocks - count)[n_blocks - count])
+        values = values[candidates]
+        ties = None if ties is None else ties[candidates]
     threshold = np.partition(values, len(values) - count)[len(values) - count]
     above = np.flatnonzero(values > threshold)
     at = np.flatnonzero(values == threshold)
     if ties is not None:
         at = at[np.argsort(ties[at], kind="stable")]
     chosen = np.concatenate([above, at[:count - len(above)]])
-    return chosen[np.lexsort((chosen if ties is None else ties[chosen], -values[chosen]))]
+    chosen = chosen[np.lexsort((chosen if ties is None else ties[chosen], -values[chosen]))]
+    return chosen if candidates is None else candidates[chosen]
 
 
 def assigned_sq_distances(X, centers, labels, n_threads):
@@ -438,7 +460,8 @@ def _farthest_samples(X, sample_weight, centers, labels, count, n_threads, order
     """Indices of the ``count`` positively weighted samples farthest from their centres
     (ties: the lower index, in the caller's order of the rows; see _updated_centers)."""
     distances = assigned_sq_distances(X, centers, labels, n_threads)
-    distances[sample_weight == 0] = 0
+    if sample_weight.min() == 0:
+        distances[sample_weight == 0] = 0
     farthest = _largest_first(distances, count, order)
     if len(farthest) < count or distances[farthest[-1]] <= 0:
         n_distinct = len(centers) - count + int((distances[farthest] > 0).sum())
