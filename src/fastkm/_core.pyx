@@ -4644,6 +4644,9 @@ cdef void _rank_first_chunk(
 # thread); (A) each row's cell, written to ``inverse``, and its bit set (a bitmap per
 # thread); (B) the bitmap's running counts, and the distinct rows decoded from its bits;
 # (C) each row's index among them (its cell's rank among the bits set), and their counts.
+# The census stops as soon as a thread has seen values off a grid (a bucket's second value,
+# or more values than the grid takes). For float32 on AVX-512, the census and pass A find
+# the values' buckets 16 at a time (fastkm_grid_census_f32, fastkm_grid_cells_f32).
 # The distinct rows come out in Z-order of their values, whatever the thread count, so
 # that similar rows stay together.
 
