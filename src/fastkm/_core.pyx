@@ -4848,7 +4848,7 @@ cdef inline void _census_chunk_d(
                                              #     seen in each bucket (0: none; ZERO_SLOT's
                                              #     stays 0), uint32 for float32, else uint64
         uint64_t* zero,                      # IN/OUT (d,) nonzero where a 0.0 was seen
-        uint64_t* values,                    # IN/OUT (d,) values seen in the buckets
+        uint64_t* column_values,             # IN/OUT (d,) values seen in the buckets
         uint64_t* clash,                     # IN/OUT nonzero once two values of a column
                                              #     were seen in one bucket
 ) noexcept nogil:
@@ -4862,7 +4862,8 @@ cdef inline void _census_chunk_d(
         if FASTKM_GRID_VECTORS:
             _grid_lane_offsets(d, lane_offsets)
             clash[0] = clashed | <uint64_t>fastkm_grid_census_f32(
-                X, d, start * d, stop * d, table32, lane_offsets, ZERO_SLOT, zero, values)
+                X, d, start * d, stop * d, table32, lane_offsets, ZERO_SLOT, zero,
+                column_values)
             return
     for f in range(d):
         zero_seen[f] = zero[f]
@@ -4873,7 +4874,7 @@ cdef inline void _census_chunk_d(
             entry = table32[slot] if floating is float else table64[slot]
             if entry != bits:  # (rare: a value first seen, or a clash)
                 clashed = clashed | (entry != 0)
-                values[f] += entry == 0
+                column_values[f] += entry == 0
                 if floating is float:
                     table32[slot] = <uint32_t>(entry | bits)  # (bits where it was empty)
                 else:
@@ -4885,18 +4886,18 @@ cdef inline void _census_chunk_d(
 
 
 cdef void _census_chunk(const floating* X, Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop,
-                        void* table, uint64_t* zero, uint64_t* values,
+                        void* table, uint64_t* zero, uint64_t* column_values,
                         uint64_t* off_grid) noexcept nogil:
     """_census_chunk_d, compiled separately for colours (d = 3); ``off_grid`` is also set
     once the thread has seen more values than a grid takes (the counts of all threads are
     at least as high)."""
     cdef Py_ssize_t f, count, bits = 0, most = 0
     if d == 3:
-        _census_chunk_d(X, 3, start, stop, table, zero, values, off_grid)
+        _census_chunk_d(X, 3, start, stop, table, zero, column_values, off_grid)
     else:
-        _census_chunk_d(X, d, start, stop, table, zero, values, off_grid)
+        _census_chunk_d(X, d, start, stop, table, zero, column_values, off_grid)
     for f in range(d):
-        count = <Py_ssize_t>values[f] + (zero[f] != 0)
+        count = <Py_ssize_t>column_values[f] + (zero[f] != 0)
         bits += _value_bits_needed(count)
         most = max(most, count)
     off_grid[0] |= bits > GRID_BITS or most > GRID_COLUMN_VALUES
@@ -5066,20 +5067,20 @@ def grid_distinct_rows(
     # 0. Each column's values, by bucket.
     census_array = np.zeros((n_threads, d, VALUE_SLOTS), dtype=bits_dtype)
     zero_array = np.zeros((n_threads, d), dtype=np.uint64)
-    values_array = np.zeros((n_threads, d), dtype=np.uint64)
+    column_values_array = np.zeros((n_threads, d), dtype=np.uint64)
     off_grid_array = np.zeros(n_threads, dtype=np.uint64)
     cdef uint8_t[::1] census_bytes = census_array.reshape(-1).view(np.uint8)
     cdef uint8_t* census = &census_bytes[0]
     cdef Py_ssize_t table_bytes = d * VALUE_SLOTS * census_array.itemsize
     cdef uint64_t[:, ::1] zero = zero_array
-    cdef uint64_t[:, ::1] values_seen = values_array
+    cdef uint64_t[:, ::1] column_values = column_values_array
     cdef uint64_t[::1] off_grid = off_grid_array
     cdef Py_ssize_t give_up = 0  # (shared: rows off a grid show it in their first chunks)
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         if not fastkm_read_shared(&give_up):
             _census_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
                           census + threadid() * table_bytes, &zero[threadid(), 0],
-                          &values_seen[threadid(), 0], &off_grid[threadid()])
+                          &column_values[threadid(), 0], &off_grid[threadid()])
             if off_grid[threadid()]:
                 fastkm_add_shared(&give_up, 1)
     if give_up:
