@@ -363,8 +363,9 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
     """
     empty = np.flatnonzero(weight_sums == 0)
     if len(empty):
+        positive = sample_weight.min() > 0
         far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads,
-                                order)
+                                order, positive)
         labels_before = labels[far]
         for cluster, row in zip(empty, far):
             old = labels[row]
@@ -378,7 +379,7 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
         # A cluster that lost all its members may keep a rounding residue of its weight,
         # which would place its centre at residue / residue: count members instead (only
         # those of the clusters that lost one: no other's sum changed).
-        weighted = None if sample_weight.min() > 0 else sample_weight > 0
+        weighted = None if positive else sample_weight > 0
         for cluster in np.unique(labels_before):
             members = labels == cluster
             if not (members.any() if weighted is None else (members & weighted).any()):
@@ -456,11 +457,13 @@ def assigned_sq_distances(X, centers, labels, n_threads):
     return out
 
 
-def _farthest_samples(X, sample_weight, centers, labels, count, n_threads, order=None):
+def _farthest_samples(X, sample_weight, centers, labels, count, n_threads, order=None,
+                      positive=False):
     """Indices of the ``count`` positively weighted samples farthest from their centres
-    (ties: the lower index, in the caller's order of the rows; see _updated_centers)."""
+    (ties: the lower index, in the caller's order of the rows; see _updated_centers).
+    ``positive``: every weight is above 0 (no sample to leave out)."""
     distances = assigned_sq_distances(X, centers, labels, n_threads)
-    if sample_weight.min() == 0:
+    if not positive:
         distances[sample_weight == 0] = 0
     farthest = _largest_first(distances, count, order)
     if len(farthest) < count or distances[farthest[-1]] <= 0:
