@@ -16,6 +16,7 @@ MODULES = {
     "fastkm._init": False,
     "fastkm._validation": False,
     "fastkm._isa": False,
+    "fastkm._scratch": True,
     "fastkm.cli": False,
 }
 

@@ -4,7 +4,8 @@ Arrays are C-contiguous; every floating argument of one call has the same dtype,
 float64 (``Floats``). Outputs are written in place.
 """
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,7 @@ def cpu_level() -> int: ...
 def lloyd_layout() -> tuple[int, int]: ...
 def ball_neighbours() -> int: ...
 def row_chunks(n_rows: int) -> tuple[int, int]: ...
+def set_allocator(empty: Callable[..., npt.NDArray[Any]] | None) -> None: ...
 def lloyd_pass(
     X: Floats,
     sample_weight: Floats | None,

@@ -1945,7 +1945,7 @@ def zorder_keys(const floating[:, ::1] X, int n_threads=1):
     if not 1 <= d <= MAX_UNROLLED_FEATURES:
         raise ValueError(f"zorder_keys: X must have 1 to {MAX_UNROLLED_FEATURES} columns, "
                          f"got {d}")
-    cdef uint32_t[::1] keys = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] keys = _empty(n, np.uint32)
     if n == 0:
         return np.asarray(keys)
     _row_chunks(n, &n_chunks, &chunk_rows)
@@ -2091,14 +2091,14 @@ def zorder_sort(const floating[:, ::1] X, const floating[::1] sample_weight,
     if n > 0xFFFFFFFF:
         raise ValueError("zorder_sort: X has more than 2**32 rows")
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t[::1] order = np.empty(n, dtype=np.intp)
-    cdef floating[:, ::1] rows = np.empty((n, d), dtype=dtype)
-    cdef floating[::1] weights = np.empty(n, dtype=dtype)
+    cdef Py_ssize_t[::1] order = _empty(n, np.intp)
+    cdef floating[:, ::1] rows = _empty((n, d), dtype)
+    cdef floating[::1] weights = _empty(n, dtype)
     if n == 0:
         return np.asarray(order), np.asarray(rows), np.asarray(weights)
     cdef uint32_t[::1] keys = zorder_keys(X, n_threads)
-    cdef uint64_t[::1] packed = np.empty(n, dtype=np.uint64)
-    cdef uint64_t[::1] spare = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] packed = _empty(n, np.uint64)
+    cdef uint64_t[::1] spare = _empty(n, np.uint64)
     cdef uint64_t* source = &packed[0]
     cdef uint64_t* target = &spare[0]
     cdef uint64_t* swap
@@ -2214,10 +2214,10 @@ def filter_tree(const floating[:, ::1] X, const floating[::1] sample_weight,
         offsets[level + 1] = offsets[level] + size
         size = (size + FILTER_FANOUT - 1) // FILTER_FANOUT
     n_nodes = offsets[FILTER_LEVELS]
-    cdef double[:, :, ::1] boxes = np.empty((n_nodes, 2, d))
-    cdef double[:, ::1] sums = np.zeros((n_nodes, d + 1))
-    cdef double[:, ::1] means = np.empty((n_nodes, d))
-    cdef double[::1] spreads = np.zeros(n_nodes)
+    cdef double[:, :, ::1] boxes = _empty((n_nodes, 2, d), np.float64)
+    cdef double[:, ::1] sums = _zeros((n_nodes, d + 1), np.float64)
+    cdef double[:, ::1] means = _empty((n_nodes, d), np.float64)
+    cdef double[::1] spreads = _zeros(n_nodes, np.float64)
     cdef double w, t
     cdef Py_ssize_t n_blocks = offsets[1]
     n_threads = _threads_for(n_blocks, n_threads, n * d * 8)
@@ -3909,6 +3909,28 @@ cdef inline int _threads_for(Py_ssize_t n_chunks, int n_threads, Py_ssize_t work
     return <int>max(1, min(<Py_ssize_t>n_threads, n_chunks, work // MIN_WORK_PER_THREAD))
 
 
+# Large temporaries are allocated through _allocate_empty: numpy.empty, or what fastkm sets
+# with set_allocator (fastkm._scratch.empty, whose buffers outlive a fit: see there).
+_allocate_empty = np.empty
+
+
+def set_allocator(empty):
+    """Allocate the kernels' large temporaries with ``empty(shape, dtype)`` (which must
+    behave as numpy.empty), or with numpy.empty again for None."""
+    global _allocate_empty
+    _allocate_empty = np.empty if empty is None else empty
+
+
+cdef _empty(shape, dtype):
+    return _allocate_empty(shape, dtype)
+
+
+cdef _zeros(shape, dtype):
+    out = _allocate_empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
 cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size):
     """Zeroed (n_chunks, size) float64 buffers, each row padded to its own cache lines.
 
@@ -5065,7 +5087,7 @@ def grid_distinct_rows(
     n_threads = _threads_for(n_chunks, n_threads, n * d * 4)
     bits_dtype = np.uint32 if floating is float else np.uint64
     # 0. Each column's values, by bucket.
-    census_array = np.zeros((n_threads, d, VALUE_SLOTS), dtype=bits_dtype)
+    census_array = _zeros((n_threads, d, VALUE_SLOTS), bits_dtype)
     zero_array = np.zeros((n_threads, d), dtype=np.uint64)
     column_values_array = np.zeros((n_threads, d), dtype=np.uint64)
     off_grid_array = np.zeros(n_threads, dtype=np.uint64)
@@ -5127,7 +5149,7 @@ def grid_distinct_rows(
     cdef const uint32_t[:, ::1] codes = codes_array
     # A. Each row's cell, and the bitmaps of the cells seen.
     cdef Py_ssize_t n_words = max(1, (<Py_ssize_t>1 << cell_bits) // 64)
-    bitmaps_array = np.zeros((n_threads, n_words + SPARE_WORDS), dtype=np.uint64)
+    bitmaps_array = _zeros((n_threads, n_words + SPARE_WORDS), np.uint64)
     cdef uint64_t[:, ::1] bitmaps = bitmaps_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         _grid_cells_chunk(&X[0, 0], d, c * chunk_rows, min(n, (c + 1) * chunk_rows),
@@ -5147,8 +5169,8 @@ def grid_distinct_rows(
     cdef Py_ssize_t m = word_firsts[n_word_chunks]
     if m > max_distinct:
         return None
-    rows_array = np.empty((m, d), dtype=dtype)
-    word_ranks_array = np.empty(n_words, dtype=np.uint32)
+    rows_array = _empty((m, d), dtype)
+    word_ranks_array = _empty(n_words, np.uint32)
     cdef floating[:, ::1] rows = rows_array
     cdef uint32_t[::1] word_ranks = word_ranks_array
     cdef const uint16_t[:, :, ::1] decode = decode_array
@@ -5161,8 +5183,8 @@ def grid_distinct_rows(
     # C. Each row's index among the distinct rows, and their counts (one array a thread:
     #    at most n / m of them, so that they take no more memory than ``inverse``).
     cdef int count_threads = max(1, min(n_threads, n // max(1, m)))
-    first_counts_array = np.zeros(m + SPARE_WORDS, dtype=np.int32)
-    other_counts_array = np.zeros((count_threads - 1, m + SPARE_WORDS), dtype=np.int32)
+    first_counts_array = _zeros(m + SPARE_WORDS, np.int32)
+    other_counts_array = _zeros((count_threads - 1, m + SPARE_WORDS), np.int32)
     cdef int[::1] first_counts = first_counts_array
     cdef int[:, ::1] other_counts = other_counts_array
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=count_threads):
@@ -5175,7 +5197,7 @@ def grid_distinct_rows(
     if floating is float:
         counts_total_array = first_counts_array[:m].view(np.float32)
     else:
-        counts_total_array = np.empty(m, dtype=dtype)
+        counts_total_array = _empty(m, dtype)
     cdef floating[::1] counts_total = counts_total_array
     cdef Py_ssize_t j, total
     cdef int total_threads = _threads_for(max(1, m), n_threads, m * count_threads)
@@ -5228,7 +5250,7 @@ def distinct_rows(
     cdef Py_ssize_t n_chunks, chunk_rows, c, b, j, f, n_distinct
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d)
-    bucket_array = np.empty(n, dtype=np.uint8)
+    bucket_array = _empty(n, np.uint8)
     counts_array = np.zeros((n_chunks, ROW_BUCKETS), dtype=np.intp)
     cdef uint8_t[::1] bucket = bucket_array
     cdef Py_ssize_t[:, ::1] counts = counts_array
@@ -5249,11 +5271,11 @@ def distinct_rows(
     cdef Py_ssize_t[:, ::1] starts = starts_array
     cdef Py_ssize_t[::1] sizes = sizes_array
     cdef Py_ssize_t[::1] bucket_first = bucket_first_array
-    scattered_array = np.empty((n_moved + 1, d), dtype=dtype)
-    scattered_weights_array = np.empty(n_moved + 1 if w_ptr != NULL else 1, dtype=dtype)
+    scattered_array = _empty((n_moved + 1, d), dtype)
+    scattered_weights_array = _empty(n_moved + 1 if w_ptr != NULL else 1, dtype)
     # Each moved row's run length (unit weights), then its index among its bucket's
     # distinct rows.
-    local_array = np.zeros(n_moved + 1, dtype=np.int32)
+    local_array = _zeros(n_moved + 1, np.int32)
     cdef floating[:, ::1] scattered_view = scattered_array
     cdef floating[::1] scattered_weights_view = scattered_weights_array
     cdef floating* scattered = &scattered_view[0, 0]
@@ -5302,14 +5324,14 @@ def distinct_rows(
         #    often of similar colours, stay together (Exponion to convergence took 1.05x
         #    longer on the photo's distinct rows in random order, k=256).
         rank_array = np.concatenate([[0], np.cumsum(chunk_firsts_array)[:-1]])
-        order_array = np.empty(n_distinct + 1, dtype=np.int32)
+        order_array = _empty(n_distinct + 1, np.int32)
         rank = rank_array
         order = order_array
         for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
             _rank_first_chunk(c * chunk_rows, min(n, (c + 1) * chunk_rows), &bucket[0],
                               &inverse[0], rank[c], &order[0], n_distinct)
-        rows_array = np.empty((n_distinct, d), dtype=dtype)
-        weights_array = np.empty(n_distinct)
+        rows_array = _empty((n_distinct, d), dtype)
+        weights_array = _empty(n_distinct, np.float64)
         rows = rows_array
         weights = weights_array
         for b in prange(ROW_BUCKETS, nogil=True, schedule="static",

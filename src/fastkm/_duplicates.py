@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _scratch
 from ._isa import core
 
 # Looked for from this many rows on: below, a fit is short anyway.
@@ -114,7 +115,7 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
         return None
     # The grid search first (it gives up early on rows off a grid), then the hash search,
     # each where the fit is long enough to pay for it.
-    inverse = np.empty(n, dtype=np.int32)
+    inverse = _scratch.empty(n, np.int32)
     found = False
     if unit and n_features <= core.grid_limits()[0] and worth[True]:
         found = core.grid_distinct_rows(X, n // MAX_DISTINCT_SHARE, inverse, n_threads)

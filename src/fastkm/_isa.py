@@ -11,6 +11,8 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
+from . import _scratch
+
 # OpenMP's idle threads spin before they sleep (GNU's 300000 times). When other processes
 # keep the cores busy, a spinning thread takes the core its partner needs, and passes that
 # take under a millisecond wait for the scheduler instead: a Kodak image at K=64 on 2
@@ -42,11 +44,14 @@ LEVELS = {
 
 
 def _load(name):
-    """The kernel module for level ``name``, or None if it was not built."""
+    """The kernel module for level ``name``, or None if it was not built; its large
+    temporaries come from fastkm._scratch."""
     try:
-        return importlib.import_module(LEVELS[name][1])
+        module = importlib.import_module(LEVELS[name][1])
     except ImportError:
         return None
+    module.set_allocator(_scratch.empty)
+    return module
 
 
 def available_levels():

@@ -4,6 +4,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _scratch
 from ._init import fewer_distinct_points_error
 from ._isa import core
 from ._yinyang import centre_groups
@@ -206,7 +207,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             algorithm, sort_after = "lloyd", -(-FILTER_SWITCH_WORK // (PASS_OFFSET + k * d))
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     # Every pass counts the labels it changes, so -1 (no centre) makes the first count n.
-    labels = np.full(n, -1, dtype=np.int32)
+    labels = _scratch.full(n, -1, np.int32)
     # Unit weights (no sample_weight given): lloyd_pass need not read them (None).
     pass_weights = None if n and sample_weight.min() == 1 == sample_weight.max() \
         else sample_weight
@@ -285,7 +286,7 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
 
 def _unsorted(labels, order, n_threads):
     """Labels of rows sorted by ``order``, given back in the rows' own order."""
-    out = np.empty_like(labels)
+    out = _scratch.empty(len(labels), labels.dtype)
     core.put_labels(labels, order, out, n_threads)
     return out
 
@@ -309,18 +310,18 @@ def _unknown_bounds(algorithm, n, dtype, k=None, d=None, groups=None):
     """A bounded pass's state arrays (after ``labels``, in its argument order), set to
     bounds that prove nothing: every sample is searched in the next pass. Exponion's also
     hold its neighbour lists of the k centres in d dimensions."""
-    upper = np.full(n, np.inf, dtype=dtype)
-    lower = np.zeros(n, dtype=dtype)
+    upper = _scratch.full(n, np.inf, dtype)
+    lower = _scratch.zeros(n, dtype)
     if algorithm == "hamerly":
         return upper, lower
     if algorithm == "yinyang":  # one lower bound per group of centres (default: one group)
         if groups is None:
             groups = np.zeros(k, dtype=np.int32)
-        return upper, np.zeros((n, groups.max() + 1), dtype=dtype), groups
+        return upper, _scratch.zeros((n, groups.max() + 1), dtype), groups
     if k is None or d is None:
         raise TypeError("_unknown_bounds needs k and d for Exponion's neighbour lists")
     neighbours = core.ball_neighbours()
-    return (upper, np.zeros(n, dtype=np.int32), lower, np.zeros(n, dtype=dtype),
+    return (upper, _scratch.zeros(n, np.int32), lower, _scratch.zeros(n, dtype),
             np.full((k, d), np.nan, dtype=dtype), np.zeros((k, neighbours), dtype=np.int32),
             np.zeros((k, neighbours), dtype=dtype))
 
@@ -448,7 +449,7 @@ def assigned_sq_distances(X, centers, labels, n_threads):
     One kernel for every caller (in memory, by chunks, on Dask blocks), so that they all
     find the same farthest samples.
     """
-    out = np.empty(X.shape[0])
+    out = _scratch.empty(X.shape[0], np.float64)
     if X.shape[0]:
         core.assigned_sq_distances(np.ascontiguousarray(X),
                                    np.ascontiguousarray(centers, dtype=X.dtype),

@@ -1,0 +1,121 @@
+"""Scratch memory kept from one fit to the next.
+
+A fit's large temporaries (the grid search's tables, the distinct rows, a bounded pass's
+bounds, the labels) are allocated through :func:`empty` and :func:`zeros`. Freed, they would
+go back to the operating system (glibc returns large blocks), and the next fit would fault
+every page in again: on the 2-core virtual machine of BENCHMARKS.md, 10 to 20 ms of a 70 ms
+fit of the 4.4-megapixel photo, and more with two threads faulting at once. Here the
+buffers are cached instead, and handed out again to later requests.
+
+A cached buffer is handed out only when nothing references it any longer (no array, view or
+slice of it is alive: its reference count), so memory in use is never shared; an array
+given to the caller (the labels of a fit) simply keeps its buffer busy until it is dropped.
+At most ``CACHE_BYTES`` are kept, least recently used dropped first; a request that no free
+buffer can hold drops the free buffers smaller than it first, so that a fit's peak memory
+stays what it would be without the cache. :func:`release_memory` drops them all.
+"""
+
+import sys
+import threading
+
+import numpy as np
+
+#: Requests below this size go to numpy as usual (malloc keeps small blocks anyway).
+MIN_BYTES = 1 << 20
+#: The most bytes kept between fits.
+CACHE_BYTES = 256 << 20
+
+_lock = threading.Lock()
+_buffers = []  # uint8 arrays, least recently used first
+
+
+def _reference_count_when_free():
+    """sys.getrefcount of a buffer that only the cache's list holds (read, not assumed: it
+    depends on the interpreter)."""
+    held = [np.empty(1, np.uint8)]
+    return sys.getrefcount(held[0])
+
+
+_FREE = _reference_count_when_free()
+
+
+def empty(shape, dtype):
+    """``numpy.empty(shape, dtype)``, from a cached buffer where one is free.
+
+    Examples
+    --------
+    >>> a = empty((1000, 300), np.float64)
+    >>> b = empty((1000, 300), np.float64)  # a is alive: another buffer
+    >>> np.shares_memory(a, b)
+    False
+    >>> del a
+    >>> c = empty((500, 300), np.float64)  # a's buffer is free again
+    >>> c.shape, c.dtype
+    ((500, 300), dtype('float64'))
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < MIN_BYTES:
+        return np.empty(shape, dtype)
+    with _lock:
+        chosen = None
+        for i in range(len(_buffers)):
+            if _buffers[i].nbytes >= nbytes and _is_free(i) and (
+                    chosen is None or _buffers[i].nbytes < _buffers[chosen].nbytes):
+                chosen = i
+        if chosen is None:
+            # Free buffers too small for it go first, so that memory already freed by the
+            # fit is not held on top of the new buffer.
+            for i in reversed(range(len(_buffers))):
+                if _buffers[i].nbytes < nbytes and _is_free(i):
+                    del _buffers[i]
+            buffer = np.empty(nbytes, np.uint8)
+        else:
+            buffer = _buffers.pop(chosen)
+        _buffers.append(buffer)
+        while sum(b.nbytes for b in _buffers) > CACHE_BYTES and len(_buffers) > 1:
+            del _buffers[0]
+        # (A view's base is the buffer itself: every array made from it holds it.)
+        return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def _is_free(i):
+    """Whether nothing but the cache holds buffer i."""
+    return sys.getrefcount(_buffers[i]) == _FREE
+
+
+def zeros(shape, dtype):
+    """``numpy.zeros(shape, dtype)``, from a cached buffer where one is free."""
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def full(shape, value, dtype):
+    """``numpy.full(shape, value, dtype)``, from a cached buffer where one is free."""
+    out = empty(shape, dtype)
+    out.fill(value)
+    return out
+
+
+def cached_bytes():
+    """How many bytes the cache holds (free or in use)."""
+    with _lock:
+        return sum(b.nbytes for b in _buffers)
+
+
+def release_memory():
+    """Give back the memory fastkm keeps between fits (buffers still in use stay alive
+    with their arrays).
+
+    fastkm keeps the large temporaries of a fit (up to 256 MiB) for the next one, which
+    then writes to memory already mapped: see ``fastkm._scratch``.
+
+    Examples
+    --------
+    >>> import fastkm
+    >>> fastkm.release_memory()
+    """
+    with _lock:
+        _buffers.clear()
