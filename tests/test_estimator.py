@@ -6,7 +6,7 @@ import pytest
 import fastkm
 from fastkm import IterationInfo, KMeans, kmeans
 from fastkm._lloyd import auto_algorithm
-from tests.conftest import reference_lloyd
+from tests.conftest import blobs, reference_lloyd
 
 
 def blobs(n, d, k, seed=0, dtype=np.float64):
@@ -448,6 +448,37 @@ def test_bounded_algorithms_give_lloyds_result(algorithm, dtype, k):
         assert np.array_equal(runs[0].cluster_centers_, runs[1].cluster_centers_)
         assert np.array_equal(runs[0].labels_, runs[1].labels_)
         assert runs[0].inertia_ == runs[1].inertia_ and runs[0].n_iter_ == runs[1].n_iter_
+
+
+@pytest.mark.parametrize("algorithm", ["hamerly", "exponion", "yinyang"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [8, 100])
+def test_bounded_fits_label_their_last_centres(algorithm, dtype, d):
+    """Above 4 features a bounded fit labels its last centres with one more bounded pass
+    (none at convergence) and sums the inertia of those labels: lloyd_pass's labels and
+    inertia on those centres, whether the fit converged or stopped at max_iter. (Exponion's
+    and Hamerly's own-centre distances use the direct form, lloyd_pass's panels the dot
+    product: a row within rounding of a tie may go either way.)"""
+    from fastkm._isa import core
+
+    X = blobs(20_000, d, 30, seed=d).astype(dtype)
+    w = np.random.default_rng(d).uniform(0.5, 2, len(X)).astype(dtype)
+    for max_iter in (3, 300):
+        fit = KMeans(40, algorithm=algorithm, random_state=1, tol=0, max_iter=max_iter,
+                     n_init=1).fit(X, sample_weight=w)
+        assert (fit.n_iter_ == 3) == (max_iter == 3)
+        labels = np.empty(len(X), np.int32)
+        inertia = core.lloyd_pass(X, w, fit.cluster_centers_, labels, np.empty((40, d)),
+                                  np.empty(40), 2)[0]
+        differ = np.flatnonzero(labels != fit.labels_)
+        assert len(differ) <= 2
+        C = fit.cluster_centers_.astype(np.float64)
+        gap = np.abs(np.linalg.norm(X[differ] - C[labels[differ]], axis=1)
+                     - np.linalg.norm(X[differ] - C[fit.labels_[differ]], axis=1))
+        assert (gap <= 1e-5 * np.linalg.norm(X[differ], axis=1)).all()
+        if len(differ) == 0:
+            assert fit.inertia_ == inertia
+        assert fit.inertia_ == pytest.approx(inertia, rel=1e-9)
 
 
 def test_swap_trials_repair_a_bad_local_minimum():

@@ -745,3 +745,33 @@ def test_take_labels_is_numpys_gather():
         wrong[bad] = 1000
         with pytest.raises(ValueError, match="out of range"):
             core.take_labels(labels, wrong, np.empty(len(index), np.int32), 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 3, 5, 8, 40])
+def test_labelled_inertia_is_lloyd_pass_inertia(d, dtype):
+    """Bit for bit where lloyd_pass sums float64 distances (d > 4), to rounding below; any
+    thread count; unit weights as None."""
+    rng = np.random.default_rng(d)
+    X = (rng.normal(size=(30_001, d)) * 3 + 100).astype(dtype)
+    C = X[rng.choice(len(X), 37, replace=False)].copy()
+    w = rng.uniform(0, 2, len(X)).astype(dtype)
+    for weights in (None, w):
+        labels, _, _, inertia = run_pass(X, weights, C)
+        for n_threads in (1, 2, 3):
+            got = core.labelled_inertia(X, weights, C, labels, n_threads)
+            if d > MAX_UNROLLED_FEATURES:
+                assert got == inertia
+            else:
+                assert got == pytest.approx(inertia, rel=1e-5 if dtype == np.float32 else 1e-12)
+    other = np.roll(labels, 1)  # any labels, not only the nearest centres
+    expected = (w * ((X.astype(np.float64) - C[other]) ** 2).sum(1)).sum()
+    assert core.labelled_inertia(X, w, C, other, 2) == pytest.approx(expected, rel=1e-12)
+    assert core.labelled_inertia(X[:0], None, C, labels[:0]) == 0
+    for bad in (-1, 37):
+        wrong = labels.copy()
+        wrong[5] = bad
+        with pytest.raises(ValueError, match="not a centre"):
+            core.labelled_inertia(X, None, C, wrong)
+    with pytest.raises(ValueError, match="shapes"):
+        core.labelled_inertia(X, None, C, labels[:-1])

@@ -3886,6 +3886,46 @@ def assigned_sq_distances(
         out[i] = total
 
 
+def labelled_inertia(
+        const floating[:, ::1] X,            # IN  (n, d)
+        const floating[::1] sample_weight,   # IN  (n,) or None: all 1
+        const floating[:, ::1] centers,      # IN  (k, d)
+        const int[::1] labels,               # IN  (n,) each row's centre, in [0, k)
+        int n_threads=1,
+):
+    """The weighted sum of squared distances of the rows to their labelled centres.
+
+    Summed as lloyd_pass sums its inertia for d > MAX_UNROLLED_FEATURES (each of its chunks
+    adds w |x - c|^2 of its rows in order, in float64, and the chunks are added in order):
+    given lloyd_pass's labels, its inertia bit for bit, without its search. (For fewer
+    features lloyd_pass sums its kernel's distances in X's dtype: the same to rounding.)
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t i, c, n_chunks, chunk_rows
+    cdef const floating* weights = NULL
+    cdef double inertia = 0, total
+    if sample_weight is not None:
+        _check_shapes(X, sample_weight, centers)
+        weights = &sample_weight[0] if n else NULL
+    if centers.shape[1] != d or labels.shape[0] != n:
+        raise ValueError("labelled_inertia: array shapes do not match")
+    for i in range(n):  # (a bad label would read outside centers)
+        if not 0 <= labels[i] < k:
+            raise ValueError(f"labelled_inertia: label {labels[i]} of row {i} is not a centre")
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    n_threads = _threads_for(n_chunks, n_threads, n * d)
+    cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        total = 0
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            total = total + (1 if weights == NULL else weights[i]) * _sq_distance(
+                &X[i, 0], &centers[labels[i], 0], d)
+        chunk_inertia[c, 0] = total
+    for c in range(n_chunks):
+        inertia += chunk_inertia[c, 0]
+    return inertia
+
+
 cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
                    const floating[:, ::1] centers):
     if sample_weight.shape[0] != X.shape[0]:

@@ -278,6 +278,14 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
                                        sums, weight_sums, n_threads)[0]
         if order is not None:
             labels = _unsorted(labels, order, n_threads)
+    elif use_bounds and d > core.lloyd_layout()[0]:
+        # The bounds hold for the last centres: one more bounded pass labels the rows for
+        # them (none where they already match), and the inertia of those labels is
+        # lloyd_pass's, bit for bit, without its search (blobs 200k x 128, k=256: 72 ms).
+        if not labels_match_centers:
+            bounded_pass(X, sample_weight, centers, moved, labels, *bounds, sums,
+                         weight_sums, n_threads)
+        inertia = core.labelled_inertia(X, pass_weights, centers, labels, n_threads)
     elif not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
