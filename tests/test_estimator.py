@@ -481,6 +481,41 @@ def test_bounded_fits_label_their_last_centres(algorithm, dtype, d):
         assert fit.inertia_ == pytest.approx(inertia, rel=1e-9)
 
 
+@pytest.mark.parametrize("algorithm, d", [("hamerly", 3), ("exponion", 2), ("exponion", 3),
+                                          ("yinyang", 3), ("yinyang", 17)])
+def test_reseeding_in_a_bounded_fit_gives_lloyds_result(algorithm, d):
+    """Clusters emptied by the first pass take far samples from many chunks; only those
+    samples' blocks are searched afresh next, the other rows keep their bounds."""
+    X = blobs(60_000, d, 8, seed=d)
+    init = X[np.random.default_rng(d).choice(len(X), 12, replace=False)].copy()
+    init[[3, 7, 11]] = 1e3 + np.arange(3)[:, None]  # empty after the first pass
+    runs = [KMeans(12, init=init, n_init=1, algorithm=a, tol=0).fit(X)
+            for a in ("lloyd", algorithm)]
+    assert np.array_equal(runs[0].cluster_centers_, runs[1].cluster_centers_)
+    assert np.array_equal(runs[0].labels_, runs[1].labels_)
+    assert runs[0].n_iter_ == runs[1].n_iter_ and runs[0].inertia_ == runs[1].inertia_
+
+
+def test_search_afresh_resets_whole_blocks_of_their_chunk():
+    from fastkm._isa import core
+    from fastkm._lloyd import _search_afresh
+
+    n, block = 100_003, core.block_rows()
+    chunk_rows = core.row_chunks(n)[1]
+    assert chunk_rows % block  # (blocks then do not line up across chunks)
+    upper = np.zeros(n, np.float32)
+    rows = np.array([0, chunk_rows - 1, chunk_rows + block + 3, n - 1])
+    _search_afresh(upper, rows)
+    expected = np.zeros(n, np.float32)
+    for row in rows:
+        chunk = row // chunk_rows * chunk_rows
+        start = chunk + (row - chunk) // block * block
+        expected[start:min(start + block, chunk + chunk_rows, n)] = np.inf
+    np.testing.assert_array_equal(upper, expected)
+    assert (upper[rows] == np.inf).all() and np.isinf(upper).sum() < 4 * block
+    _search_afresh(upper, np.empty(0, np.intp))
+
+
 def test_swap_trials_repair_a_bad_local_minimum():
     """Two centres in one blob and none in another: Lloyd stays there, random swaps do not."""
     rng = np.random.default_rng(3)

@@ -402,6 +402,12 @@ def lloyd_layout():
     return MAX_UNROLLED_FEATURES, FASTKM_PANEL
 
 
+def block_rows():
+    """The rows of a block: the bounded passes search a block whose rows all have infinite
+    upper bounds whole. Blocks start at their chunk's first row (see row_chunks)."""
+    return BLOCK_ROWS
+
+
 def ball_neighbours():
     """How many nearest other centres exponion_pass lists per centre (its tables' width)."""
     return BALL_NEIGHBOURS

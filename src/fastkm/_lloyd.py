@@ -256,12 +256,14 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
         shifts = ((new_centers.astype(np.float64) - centers) ** 2).sum(axis=1)
         center_shift = float(shifts.sum())
         # (A bounded pass's first pass counts every row as changed.)
-        unchanged = not relocated and n_iter > 1 and n_changed == 0
+        unchanged = not len(relocated) and n_iter > 1 and n_changed == 0
         if use_bounds:
             moved = bound_shifts(shifts, d, X.dtype)
-            if relocated:  # re-seeded samples changed cluster outside the bounds' view
-                bounds = _unknown_bounds(algorithm, n, X.dtype, k, d, groups)
-        if use_filter and relocated:  # labels changed outside filter_pass's view
+            # Re-seeded samples changed cluster outside the bounds' view: their blocks are
+            # searched afresh (the other rows' bounds hold: the re-seeded centres' jumps
+            # are among the shifts).
+            _search_afresh(bounds[0], relocated)
+        if use_filter and len(relocated):  # labels changed outside filter_pass's view
             block_labels[:] = -1
         centers = new_centers
         # Same labels as the previous pass: the update reproduced the same centres.
@@ -366,11 +368,13 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
 
     An empty cluster (zero total weight) takes the sample farthest from its assigned centre
     (ties broken by the lower index), which leaves that sample's cluster; then the next
-    farthest, and so on. Never produces a NaN centre. Returns the centres and whether any
-    cluster was re-seeded. ``order``: X's rows are those of the caller's data in this
-    order ('filter' sorts them), whose indices then break the ties.
+    farthest, and so on. Never produces a NaN centre. Returns the centres and the samples
+    re-seeded (indices into X; none when no cluster was empty). ``order``: X's rows are
+    those of the caller's data in this order ('filter' sorts them), whose indices then
+    break the ties.
     """
     empty = np.flatnonzero(weight_sums == 0)
+    far = np.empty(0, dtype=np.intp)
     if len(empty):
         positive = sample_weight.min() > 0
         far = _farthest_samples(X, sample_weight, centers, labels, len(empty), n_threads,
@@ -393,7 +397,22 @@ def _updated_centers(X, sample_weight, centers, labels, sums, weight_sums, n_thr
             members = labels == cluster
             if not (members.any() if weighted is None else (members & weighted).any()):
                 weight_sums[cluster] = 0
-    return centres_from_sums(centers, sums, weight_sums, X.dtype), len(empty) > 0
+    return centres_from_sums(centers, sums, weight_sums, X.dtype), far
+
+
+def _search_afresh(upper, rows):
+    """Upper bounds that prove nothing for every row of the blocks of ``rows``: the next
+    bounded pass searches those blocks whole, every bound of their rows recomputed. (Its
+    blocks are core.block_rows() rows from the start of their chunk.)"""
+    if not len(rows):
+        return
+    n, block = len(upper), core.block_rows()
+    chunk_rows = core.row_chunks(n)[1]
+    for row in rows:
+        start = row // chunk_rows * chunk_rows
+        start += (row - start) // block * block
+        upper[start:min(start + block, n, row // chunk_rows * chunk_rows + chunk_rows)] = \
+            np.inf
 
 
 def centres_from_sums(centers, sums, weight_sums, dtype):
