@@ -56,12 +56,22 @@ def test_small_requests_and_the_cap(monkeypatch):
     assert all(not np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[:i])
 
 
-def test_a_larger_request_drops_the_free_buffers_too_small_for_it():
-    """So that memory a fit freed is not held on top of the new buffer (peak memory)."""
-    a = _scratch.empty(BIG, np.uint8)
-    del a
-    b = _scratch.empty(2 * BIG, np.uint8)
-    assert _scratch.cached_bytes() == b.nbytes
+def test_the_cap_drops_the_least_recently_used_free_buffers_first(monkeypatch):
+    monkeypatch.setattr(_scratch, "CACHE_BYTES", 4 * BIG)
+    old = _scratch.empty(BIG, np.uint8)
+    busy = _scratch.empty(BIG, np.uint8)
+    recent = _scratch.empty(BIG, np.uint8)
+    ids = [id(b) for b in _scratch._buffers]  # least recently used first
+    del old, recent  # both free, old the least recently used
+    larger = _scratch.empty(2 * BIG, np.uint8)  # 5 BIG in all: old goes
+    assert [id(b) for b in _scratch._buffers] == [ids[1], ids[2], id(larger.base)]
+    # 7 BIG: the free one goes, then the busy ones, least recently used first
+    again = _scratch.empty(3 * BIG, np.uint8)
+    assert [id(b) for b in _scratch._buffers] == [id(again.base)]
+    busy[:] = 1
+    larger[:] = 2
+    again[:] = 3
+    assert (busy == 1).all() and (larger == 2).all()  # still theirs
 
 
 def test_threads_never_share_a_buffer_in_use():

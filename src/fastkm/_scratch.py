@@ -10,9 +10,9 @@ buffers are cached instead, and handed out again to later requests.
 A cached buffer is handed out only when nothing references it any longer (no array, view or
 slice of it is alive: its reference count), so memory in use is never shared; an array
 given to the caller (the labels of a fit) simply keeps its buffer busy until it is dropped.
-At most ``CACHE_BYTES`` are kept, least recently used dropped first; a request that no free
-buffer can hold drops the free buffers smaller than it first, so that a fit's peak memory
-stays what it would be without the cache. :func:`release_memory` drops them all.
+A request takes the smallest free buffer that holds it, else a new one. At most
+``CACHE_BYTES`` are kept, the least recently used dropped first (free ones before busy
+ones). :func:`release_memory` drops them all.
 """
 
 import sys
@@ -65,17 +65,21 @@ def empty(shape, dtype):
                     chosen is None or _buffers[i].nbytes < _buffers[chosen].nbytes):
                 chosen = i
         if chosen is None:
-            # Free buffers too small for it go first, so that memory already freed by the
-            # fit is not held on top of the new buffer.
-            for i in reversed(range(len(_buffers))):
-                if _buffers[i].nbytes < nbytes and _is_free(i):
-                    del _buffers[i]
             buffer = np.empty(nbytes, np.uint8)
+            # Over the cap: the least recently used go, free ones first (a busy one only
+            # leaves the cache; its arrays keep it alive).
+            total = nbytes + sum(b.nbytes for b in _buffers)
+            for free in (True, False):
+                i = 0
+                while total > CACHE_BYTES and i < len(_buffers):
+                    if _is_free(i) == free:
+                        total -= _buffers[i].nbytes
+                        del _buffers[i]
+                    else:
+                        i += 1
         else:
             buffer = _buffers.pop(chosen)
         _buffers.append(buffer)
-        while sum(b.nbytes for b in _buffers) > CACHE_BYTES and len(_buffers) > 1:
-            del _buffers[0]
         # (A view's base is the buffer itself: every array made from it holds it.)
         return buffer[:nbytes].view(dtype).reshape(shape)
 
