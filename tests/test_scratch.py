@@ -53,6 +53,8 @@ def test_small_requests_and_the_cap(monkeypatch):
     monkeypatch.setattr(_scratch, "CACHE_BYTES", 3 * BIG)
     arrays = [_scratch.empty(BIG, np.uint8) for _ in range(5)]
     assert _scratch.cached_bytes() <= 3 * BIG
+    huge = _scratch.empty(3 * BIG + 1, np.uint8)  # more than the cache keeps: numpy's
+    assert huge.base is None and _scratch.cached_bytes() <= 3 * BIG
     assert all(not np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[:i])
 
 

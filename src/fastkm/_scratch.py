@@ -20,7 +20,8 @@ import threading
 
 import numpy as np
 
-#: Requests below this size go to numpy as usual (malloc keeps small blocks anyway).
+#: Requests below this size go to numpy as usual (malloc keeps small blocks anyway), and
+#: so do those above CACHE_BYTES.
 MIN_BYTES = 1 << 20
 #: The most bytes kept between fits.
 CACHE_BYTES = 256 << 20
@@ -56,7 +57,7 @@ def empty(shape, dtype):
     dtype = np.dtype(dtype)
     shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < MIN_BYTES:
+    if not MIN_BYTES <= nbytes <= CACHE_BYTES:
         return np.empty(shape, dtype)
     with _lock:
         chosen = None
