@@ -3886,10 +3886,7 @@ def assigned_sq_distances(
     cdef double t, total
     if centers.shape[1] != d or labels.shape[0] != n or out.shape[0] != n:
         raise ValueError("assigned_sq_distances: array shapes do not match")
-    for i in range(n):  # (a bad label would read outside centers)
-        if not 0 <= labels[i] < k:
-            raise ValueError(f"assigned_sq_distances: label {labels[i]} of row {i} is not "
-                             f"a centre")
+    _check_labels(labels, k, "assigned_sq_distances")
     n_threads = _threads_for(n // MIN_CHUNK_ROWS + 1, n_threads, n * d)
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         j = labels[i]
@@ -3923,9 +3920,7 @@ def labelled_inertia(
         weights = &sample_weight[0] if n else NULL
     if centers.shape[1] != d or labels.shape[0] != n:
         raise ValueError("labelled_inertia: array shapes do not match")
-    for i in range(n):  # (a bad label would read outside centers)
-        if not 0 <= labels[i] < k:
-            raise ValueError(f"labelled_inertia: label {labels[i]} of row {i} is not a centre")
+    _check_labels(labels, k, "labelled_inertia")
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d)
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
@@ -3938,6 +3933,14 @@ def labelled_inertia(
     for c in range(n_chunks):
         inertia += chunk_inertia[c, 0]
     return inertia
+
+
+cdef _check_labels(const int[::1] labels, Py_ssize_t k, str name):
+    """Every label a centre: a bad one would read outside the centres."""
+    cdef Py_ssize_t i
+    for i in range(labels.shape[0]):
+        if not 0 <= labels[i] < k:
+            raise ValueError(f"{name}: label {labels[i]} of row {i} is not a centre")
 
 
 cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,

@@ -409,10 +409,9 @@ def _search_afresh(upper, rows):
     n, block = len(upper), core.block_rows()
     chunk_rows = core.row_chunks(n)[1]
     for row in rows:
-        start = row // chunk_rows * chunk_rows
-        start += (row - start) // block * block
-        upper[start:min(start + block, n, row // chunk_rows * chunk_rows + chunk_rows)] = \
-            np.inf
+        chunk = row // chunk_rows * chunk_rows
+        start = chunk + (row - chunk) // block * block
+        upper[start:min(start + block, chunk + chunk_rows, n)] = np.inf
 
 
 def centres_from_sums(centers, sums, weight_sums, dtype):
