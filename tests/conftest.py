@@ -79,3 +79,21 @@ def assert_runs_identical(runs):
         assert len(other) == len(runs[0])
         for a, b in zip(runs[0], other):
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def assert_same_fit(reference, other, *, exact):
+    """Two fits of the same data from the same start: the same labels and iterations; the
+    same centres and inertia bit for bit (``exact``) or to float64 rounding (a bounded fit
+    without weights updates its clusters' sums by the rows that move, 'lloyd' sums them
+    afresh; float32 centres may then differ in their last bit)."""
+    np.testing.assert_array_equal(other.labels_, reference.labels_)
+    assert other.n_iter_ == reference.n_iter_
+    if exact:
+        assert np.array_equal(other.cluster_centers_, reference.cluster_centers_)
+        assert other.inertia_ == reference.inertia_
+    else:
+        centres = reference.cluster_centers_
+        eps = max(1e-12, 2 * float(np.finfo(centres.dtype).eps))
+        np.testing.assert_allclose(other.cluster_centers_, centres, rtol=0,
+                                   atol=eps * np.abs(centres).max())
+        assert other.inertia_ == pytest.approx(reference.inertia_, rel=1e-9)

@@ -365,17 +365,19 @@ def test_row_chunks_split_small_inputs_evenly_over_two_and_four_threads():
         assert n_chunks % 4 == 0 and chunk_rows <= 2048
 
 
-def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2):
+def run_bounded_iterations(algorithm, X, w, C, n_iter, n_threads=2, update_sums=False):
     """Lloyd updates driven by a bounded pass; yields each iteration's labels, sums, weights
-    and the pass's count of changed labels."""
+    and the pass's count of changed labels. ``update_sums``: every pass after the first
+    updates the sums by the rows that change cluster."""
     n, k = len(X), len(C)
     labels = np.zeros(n, np.int32)
     bounds = _unknown_bounds(algorithm, n, X.dtype, k, X.shape[1])
     moved = np.zeros(k, X.dtype)
     sums, weights = np.empty((k, X.shape[1])), np.empty(k)
     bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
-    for _ in range(n_iter):
-        changed = bounded_pass(X, w, C, moved, labels, *bounds, sums, weights, n_threads)
+    for i in range(n_iter):
+        changed = bounded_pass(X, w, C, moved, labels, *bounds, sums, weights, n_threads,
+                               update_sums and i > 0)
         yield labels.copy(), sums.copy(), weights.copy(), changed
         new = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None], C)
         new = new.astype(X.dtype)
@@ -431,13 +433,75 @@ def test_bounded_pass_equals_lloyd_pass_every_iteration(algorithm, n, d, k, spre
 
 
 @pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d, k", [(5000, 3, 16), (3000, 2, 5), (4000, 7, 33), (6000, 3, 200),
+                                     (3000, 20, 70), (2000, 3, 1)])
+def test_bounded_pass_updating_its_sums_equals_lloyd_pass_every_iteration(algorithm, n, d, k,
+                                                                        dtype):
+    """With update_sums (unit weights), each pass moves only the rows that change cluster
+    from one cluster's sums to another's: the same labels and weights as the plain pass on
+    the same centres, the sums to float64 rounding, and zero sums for an emptied cluster."""
+    rng = np.random.default_rng(n + k + d)
+    X = (rng.normal(size=(8, d))[rng.integers(0, 8, size=n)] * 4
+         + 0.5 * rng.normal(size=(n, d))).astype(dtype)
+    w = np.ones(n, dtype)
+    C = X[rng.choice(n, size=k, replace=False)].copy()
+    centres, scale = C, np.abs(X).max()
+    for labels, sums, weights, _ in run_bounded_iterations(algorithm, X, w, C, 10,
+                                                           update_sums=True):
+        ref_labels, ref_sums, ref_weights, _ = run_pass(X, w, centres)
+        if d > MAX_UNROLLED_FEATURES:  # as in the test above: a near-tie may go either way
+            assert np.count_nonzero(labels != ref_labels) <= 2
+            ref_sums = np.zeros_like(sums)
+            np.add.at(ref_sums, labels, X.astype(np.float64))
+            ref_weights = np.bincount(labels, minlength=k).astype(np.float64)
+        else:
+            np.testing.assert_array_equal(labels, ref_labels)
+        assert np.array_equal(weights, ref_weights)  # counts: exact
+        np.testing.assert_allclose(sums, ref_sums, rtol=0, atol=1e-12 * scale * n)
+        centres = np.where(weights[:, None] > 0, sums / np.maximum(weights, 1e-300)[:, None],
+                           centres).astype(dtype)
+
+
+@pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
+@pytest.mark.parametrize("d", [1, 8])
+def test_bounded_pass_updating_its_sums_zeroes_an_emptied_cluster(algorithm, d):
+    """A cluster whose rows all leave gets zero sums, not the rounding residue of adding
+    and taking away its rows (here 0.1 + 0.2 + 0.7 - 0.7 - 0.2 - 0.1 = 5.6e-17)."""
+    values = np.array([-1.0, -0.95, 0.1, 0.2, 0.7, 3.0, 3.1])
+    X = np.zeros((len(values), d))
+    X[:, 0] = values
+    w = np.ones(len(X))
+    labels = np.zeros(len(X), np.int32)
+    bounds = _unknown_bounds(algorithm, len(X), X.dtype, 3, d)
+    sums, weights = np.empty((3, d)), np.empty(3)
+    bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
+    C = np.zeros((3, d))
+    previous = C.copy()
+    for step, (centres, expected) in enumerate([
+            ([-1.0, 0.35, 3.0], [0, 0, 1, 1, 1, 2, 2]),
+            ([-1.0, 0.15, 1.0], [0, 0, 1, 1, 2, 2, 2]),  # 0.7 leaves cluster 1
+            ([-1.0, 100.0, 1.0], [0, 0, 2, 2, 2, 2, 2])]):  # then 0.1 and 0.2
+        C[:, 0] = centres
+        moved = np.nextafter(np.linalg.norm(C - previous, axis=1), np.inf)
+        bounded_pass(X, w, C, moved, labels, *bounds, sums, weights, 1, step > 0)
+        np.testing.assert_array_equal(labels, expected)
+        previous = C.copy()
+    assert weights[1] == 0 and (sums[1] == 0).all()
+    np.testing.assert_array_equal(weights, [2, 0, 5])
+    np.testing.assert_allclose(sums[:, 0], [-1.95, 0, 7.1], rtol=1e-15)
+
+
+@pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
 @pytest.mark.parametrize("d", [3, 8])  # direct form; lloyd_pass's panels
-def test_bounded_pass_bit_identical_for_any_thread_count(algorithm, d):
+@pytest.mark.parametrize("update_sums", [False, True])
+def test_bounded_pass_bit_identical_for_any_thread_count(algorithm, d, update_sums):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(200_000, d)).astype(np.float32)
     w = np.ones(len(X), np.float32)
     C = X[:40].copy()
-    runs = [list(run_bounded_iterations(algorithm, X, w, C, 4, n_threads=t))
+    runs = [list(run_bounded_iterations(algorithm, X, w, C, 4, n_threads=t,
+                                        update_sums=update_sums))
             for t in (1, 2, 5)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):

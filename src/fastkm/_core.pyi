@@ -62,6 +62,7 @@ def hamerly_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
+    update_sums: bool = False,
 ) -> int: ...
 def exponion_pass(
     X: Floats,
@@ -79,6 +80,7 @@ def exponion_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
+    update_sums: bool = False,
 ) -> int: ...
 def yinyang_pass(
     X: Floats,
@@ -92,6 +94,7 @@ def yinyang_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
+    update_sums: bool = False,
 ) -> int: ...
 def kmeanspp_candidate_potentials(
     X: Floats,

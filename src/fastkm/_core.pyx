@@ -1081,7 +1081,7 @@ def lloyd_pass(
                            min(n, (c + 1) * chunk_rows), ways, &labels[0], &chunk_acc[c, 0],
                            &chunk_inertia[c, 0], &chunk_changed[c])
 
-    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums, False)
     for c in range(n_chunks):
         inertia += chunk_inertia[c, 0]
     return inertia, int(np.sum(chunk_changed))
@@ -1482,6 +1482,41 @@ cdef inline void _accumulate_rows(
         cluster[d] += w
 
 
+cdef inline void _accumulate_changes(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const int* labels,                   # IN  (n,) the rows' centres
+        const int* old_labels,               # IN  (stop - start,) their centres before the pass
+        Py_ssize_t k, Py_ssize_t d,
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        Py_ssize_t ways,                     # IN  copies of the sums, a power of two
+        double* acc,                         # OUT (ways, k, d + 1) zeroed, as _lloyd_chunk_d:
+                                             #     what the chunk's changes add to the sums
+) noexcept nogil:
+    """_accumulate_rows for the rows that changed centre only: each adds itself to its new
+    cluster's sums and takes itself from its old one's. Reading X only for those rows is
+    what makes it cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
+    later passes 5.5 to 4.3 ms)."""
+    cdef Py_ssize_t row, i, f
+    cdef double w
+    cdef double* gain
+    cdef double* loss
+    cdef int old
+    for row in range(start, stop):
+        old = old_labels[row - start]
+        if labels[row] == old:
+            continue
+        i = (row - start) % BLOCK_ROWS
+        w = sample_weight[row]
+        gain = acc + ((i & (ways - 1)) * k + labels[row]) * (d + 1)
+        loss = acc + ((i & (ways - 1)) * k + old) * (d + 1)
+        for f in range(d):
+            gain[f] = fastkm_madd(w, X[row * d + f], gain[f])
+            loss[f] = fastkm_madd(-w, X[row * d + f], loss[f])
+        gain[d] += w
+        loss[d] -= w
+
+
 cdef inline Py_ssize_t _bounded_chunk_d(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
@@ -1512,7 +1547,11 @@ cdef inline Py_ssize_t _bounded_chunk_d(
         int* second_labels,                  # IN/OUT (n,) second nearest (Exponion; or NULL)
         floating* lower_rest,                # IN/OUT (n,) lower bound to any centre but the
                                              #     two (Exponion; or NULL)
-        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
+        int* old_labels,                     # scratch (stop - start,) for the rows' centres
+                                             #     before the pass; NULL: acc gets all the
+                                             #     rows' sums, not their changes
+        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d, or
+                                             #     as in _accumulate_changes
 ) noexcept nogil:
     """Returns how many rows changed centre."""
     cdef Py_ssize_t row, i, f, n_pending = 0, n_block, changed = 0
@@ -1527,12 +1566,17 @@ cdef inline Py_ssize_t _bounded_chunk_d(
     cdef Py_ssize_t block_start, m, n_failing
     cdef Py_ssize_t failing[BLOCK_ROWS]
     cdef floating failing_bound[BLOCK_ROWS]
+    if old_labels != NULL:
+        memcpy(old_labels, labels + start, (stop - start) * sizeof(int))
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         # The rows whose bounds fail are read from memory one by one, too sparsely for the
-        # hardware prefetcher: X's next block is fetched while this one is handled.
+        # hardware prefetcher: X's next block is fetched while this one is handled, into the
+        # first-level cache (with the hint for the second level, passes that read X for
+        # the sums' changes only took 13.5 ms instead of 8.3 on blobs 1M x 8, one thread:
+        # the failing rows' loads missed).
         next_rows = X + (block_start + BLOCK_ROWS) * d
         for f from 0 <= f < min(BLOCK_ROWS, stop - block_start - BLOCK_ROWS) * d by line:
-            fastkm_prefetch(next_rows + f)
+            fastkm_prefetch_near(next_rows + f)
         # A block of rows whose bounds were all reset (the first pass) is searched whole: no
         # distance to a stale centre, no ball to try.
         n_block = min(<Py_ssize_t>BLOCK_ROWS, stop - block_start)
@@ -1594,7 +1638,10 @@ cdef inline Py_ssize_t _bounded_chunk_d(
     if n_pending:
         changed += _settle_pending(X, d, centers, k, P, pending, n_pending, block_t, labels,
                                    upper, lower, second_labels, lower_rest)
-    _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
+    if old_labels == NULL:
+        _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
+    else:
+        _accumulate_changes(X, sample_weight, labels, old_labels, k, d, start, stop, ways, acc)
     return changed
 
 
@@ -1605,18 +1652,18 @@ cdef Py_ssize_t _bounded_chunk(
         const floating* decay, const floating* reach, const _DotPanels* P, Py_ssize_t k,
         Py_ssize_t d, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t ways, floating* block_t,
         int* labels, floating* upper, floating* lower, int* second_labels,
-        floating* lower_rest, double* acc,
+        floating* lower_rest, int* old_labels, double* acc,
 ) noexcept nogil:
     """_bounded_chunk_d, compiled separately for colours (d = 3)."""
     if d == 3:
         return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
                                 exponion, half_gap, gap, shift, decay, reach, P, k, 3, start,
                                 stop, ways, block_t, labels, upper, lower, second_labels,
-                                lower_rest, acc)
+                                lower_rest, old_labels, acc)
     return _bounded_chunk_d(X, sample_weight, centers, near_dist, near_index, n_near,
                             exponion, half_gap, gap, shift, decay, reach, P, k, d, start, stop,
                             ways, block_t, labels, upper, lower, second_labels, lower_rest,
-                            acc)
+                            old_labels, acc)
 
 
 cdef inline void _heap_replace_top(
@@ -1687,7 +1734,8 @@ cdef _bounded_pass(
         const floating[:, ::1] centers, const floating[::1] shift, int[::1] labels,
         floating[::1] upper, floating[::1] lower, int* second_labels, floating* lower_rest,
         floating[:, ::1] table_centers, int[:, ::1] table_index, floating[:, ::1] table_dist,
-        double[:, ::1] sums, double[::1] weight_sums, int n_threads, str name):
+        double[:, ::1] sums, double[::1] weight_sums, int n_threads, bint update_sums,
+        str name):
     """hamerly_pass (second_labels and lower_rest NULL) or exponion_pass (see those)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t ways = _accumulator_ways(d)
@@ -1708,6 +1756,8 @@ cdef _bounded_pass(
     n_threads = _threads_for(n_chunks, n_threads, n * d * BOUNDED_WORK_PER_ROW)
     cdef double[:, ::1] chunk_acc = _chunk_buffers(n_chunks, ways * k * (d + 1))
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
+    cdef int[:, ::1] old_labels = _empty(
+        (n_threads if update_sums else 1, chunk_rows if update_sums else 1), np.intc)
     # Hamerly needs only the nearest other centre (for the half gaps).
     cdef Py_ssize_t n_near = min(<Py_ssize_t>BALL_NEIGHBOURS if exponion else 1, k - 1)
     dtype = np.float32 if floating is float else np.float64
@@ -1788,9 +1838,9 @@ cdef _bounded_pass(
                        &shift[0], &decay[0], &reach[0], P, k, d, c * chunk_rows,
                        min(n, (c + 1) * chunk_rows), ways, &scratch[threadid(), 0],
                        &labels[0], &upper[0], &lower[0], second_labels, lower_rest,
-                       &chunk_acc[c, 0])
+                       &old_labels[threadid(), 0] if update_sums else NULL, &chunk_acc[c, 0])
 
-    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums, update_sums)
     return int(np.sum(chunk_changed))
 
 
@@ -1803,9 +1853,13 @@ def hamerly_pass(
         int[::1] labels,                     # IN/OUT (n,) nearest centre of each row
         floating[::1] upper,                 # IN/OUT (n,) upper bound of that distance
         floating[::1] lower,                 # IN/OUT (n,) lower bound to any other centre
-        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
-        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each
+                                             #     cluster (IN/OUT with update_sums)
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster (IN/OUT
+                                             #     with update_sums)
         int n_threads=1,
+        bint update_sums=False,              # IN  sums and weight_sums are those of the labels
+                                             #     passed in: add only what the pass changes
 ):
     """One Lloyd pass with Hamerly's bounds: the same labels, sums and weights.
 
@@ -1815,6 +1869,13 @@ def hamerly_pass(
     and ``shift = 0``. Rows whose bounds prove their centre is still the nearest are not
     compared with any centre; the others are compared with all of them (for d > 4 in
     lloyd_pass's panels).
+
+    With ``update_sums``, the sums are updated rather than computed afresh: each row that
+    changes label moves its weighted values from its old cluster's sums to its new one's,
+    and a cluster left with zero weight gets zero sums. Only those rows are read for the
+    sums, which is cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
+    later passes 5.5 to 4.3 ms); the sums then agree with lloyd_pass's to rounding (the
+    weights exactly, where they are whole numbers).
     """
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t k = centers.shape[0]
@@ -1824,7 +1885,7 @@ def hamerly_pass(
     cdef floating[:, ::1] table_dist = np.empty((k, BALL_NEIGHBOURS), dtype=dtype)
     return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower, NULL, NULL,
                          table_centers, table_index, table_dist, sums, weight_sums,
-                         n_threads, "hamerly_pass")
+                         n_threads, update_sums, "hamerly_pass")
 
 
 def exponion_pass(
@@ -1847,9 +1908,13 @@ def exponion_pass(
         int[:, ::1] table_index,             # IN/OUT (k, BALL_NEIGHBOURS) per centre, its
                                              #     nearest other centres
         floating[:, ::1] table_dist,         # IN/OUT (k, BALL_NEIGHBOURS) their distances then
-        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
-        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each
+                                             #     cluster (IN/OUT with update_sums)
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster (IN/OUT
+                                             #     with update_sums)
         int n_threads=1,
+        bint update_sums=False,              # IN  sums and weight_sums are those of the labels
+                                             #     passed in: add only what the pass changes
 ):
     """One Lloyd pass with Exponion's search and bounds: the same labels, sums and weights.
 
@@ -1862,6 +1927,13 @@ def exponion_pass(
     they were listed), or with all of them when its ball reaches past that list (for d > 4,
     also when it holds more than k / BALL_SEARCH_SHARE of them): in lloyd_pass's panels for
     d > 4, which lists no second centre.
+
+    With ``update_sums``, the sums are updated rather than computed afresh: each row that
+    changes label moves its weighted values from its old cluster's sums to its new one's,
+    and a cluster left with zero weight gets zero sums. Only those rows are read for the
+    sums, which is cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
+    later passes 5.5 to 4.3 ms); the sums then agree with lloyd_pass's to rounding (the
+    weights exactly, where they are whole numbers).
     """
     if second_labels.shape[0] != X.shape[0] or lower_rest.shape[0] != X.shape[0]:
         raise ValueError("exponion_pass: array shapes do not match X and centers")
@@ -1869,22 +1941,25 @@ def exponion_pass(
         raise ValueError("exponion_pass: X has no rows")
     return _bounded_pass(X, sample_weight, centers, shift, labels, upper, lower,
                          &second_labels[0], &lower_rest[0], table_centers, table_index,
-                         table_dist, sums, weight_sums, n_threads, "exponion_pass")
+                         table_dist, sums, weight_sums, n_threads, update_sums,
+                         "exponion_pass")
 
 
 cdef void _merge_chunk_sums(
         const double[:, ::1] chunk_acc,      # IN  (n_chunks, >= ways * k * (d + 1)) as the
                                              #     chunk functions left them
         Py_ssize_t n_chunks, Py_ssize_t ways,
-        double[:, ::1] sums,                 # OUT (k, d) weighted sums of all chunks
-        double[::1] weight_sums,             # OUT (k,) summed weights of all chunks
+        double[:, ::1] sums,                 # OUT (k, d) weighted sums of all chunks, or IN/OUT
+        double[::1] weight_sums,             # OUT (k,) summed weights of all chunks, or IN/OUT
+        bint add,                            # IN  add the chunks' sums to those given
 ) noexcept nogil:
     """Add the chunks' partial sums in chunk order, so that the result does not depend on
     which thread ran which chunk."""
     cdef Py_ssize_t k = sums.shape[0], d = sums.shape[1], c, way, j, f
     cdef const double* cluster
-    sums[:, :] = 0
-    weight_sums[:] = 0
+    if not add:
+        sums[:, :] = 0
+        weight_sums[:] = 0
     for c in range(n_chunks):
         for way in range(ways):
             for j in range(k):
@@ -1892,6 +1967,11 @@ cdef void _merge_chunk_sums(
                 for f in range(d):
                     sums[j, f] += cluster[f]
                 weight_sums[j] += cluster[d]
+    if add:  # a cluster whose rows all left: no rounding residue of theirs
+        for j in range(k):
+            if weight_sums[j] == 0:
+                for f in range(d):
+                    sums[j, f] = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2549,7 +2629,7 @@ def filter_pass(
         _filter_node(&t, &X[0, 0], weights, &centers[0, 0], FILTER_LEVELS - 1, top,
                      &everyone[0], k, &lists[c, 0], &scratch[c, 0],
                      &labels[0], &top_acc[top, 0], &top_inertia[top, 0], &top_changed[top])
-    _merge_chunk_sums(top_acc, n_top, 1, sums, weight_sums)
+    _merge_chunk_sums(top_acc, n_top, 1, sums, weight_sums, False)
     for top in range(n_top):
         inertia += top_inertia[top, 0]
     return inertia, int(np.sum(top_changed))
@@ -3255,7 +3335,11 @@ cdef Py_ssize_t _yinyang_chunk(
         int* labels,                         # IN/OUT (n,) nearest centre
         floating* upper,                     # IN/OUT (n,) upper bound of the distance to it
         floating* lower,                     # IN/OUT (n, n_groups) lower bounds per group
-        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d
+        int* old_labels,                     # scratch (stop - start,) for the rows' centres
+                                             #     before the pass; NULL: acc gets all the
+                                             #     rows' sums, not their changes
+        double* acc,                         # OUT (ways, k, d + 1) as in _lloyd_chunk_d, or
+                                             #     as in _accumulate_changes
 ) noexcept nogil:
     """Returns how many labels changed."""
     cdef Py_ssize_t d = C.d, k = C.k, G = C.n_groups, changed = 0
@@ -3283,6 +3367,8 @@ cdef Py_ssize_t _yinyang_chunk(
     R.group_top = <floating*>R.panel_scores + FASTKM_PANEL * BLOCK_ROWS
     for g in range(G):
         R.queued[g] = 0
+    if old_labels != NULL:
+        memcpy(old_labels, labels + start, (stop - start) * sizeof(int))
     for row in range(start, stop):
         if (row - start) % BLOCK_ROWS == 0:
             fresh = True
@@ -3321,7 +3407,10 @@ cdef Py_ssize_t _yinyang_chunk(
         rb = _row_bounds(s, dscratch[row - start])
         upper[row] = _round_up(_dist_above(best[row - start], &rb), kind)
         changed += labels[row] != original[i]
-    _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
+    if old_labels == NULL:
+        _accumulate_rows(X, sample_weight, labels, k, d, start, stop, ways, acc)
+    else:
+        _accumulate_changes(X, sample_weight, labels, old_labels, k, d, start, stop, ways, acc)
     return changed
 
 
@@ -3337,15 +3426,26 @@ def yinyang_pass(
                                              #     to the other centres of each group
         const int[::1] groups,               # IN  (k,) group of each centre, 0 to
                                              #     n_groups - 1, no group empty
-        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each cluster
-        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster
+        double[:, ::1] sums,                 # OUT (k, d) weighted sum of the rows of each
+                                             #     cluster (IN/OUT with update_sums)
+        double[::1] weight_sums,             # OUT (k,) summed weight of each cluster (IN/OUT
+                                             #     with update_sums)
         int n_threads=1,
+        bint update_sums=False,              # IN  sums and weight_sums are those of the labels
+                                             #     passed in: add only what the pass changes
 ):
     """One Lloyd pass with simplified Yinyang bounds: the same labels, sums and weights.
 
     To start (or restart) the bounds, pass ``upper = inf``, ``lower = 0``, any valid labels
     and ``moved = 0``. The labels are those lloyd_pass gives on ``centers``, ties included,
     and the sums and weights are bit-identical to its own. Returns how many labels changed.
+
+    With ``update_sums``, the sums are updated rather than computed afresh: each row that
+    changes label moves its weighted values from its old cluster's sums to its new one's,
+    and a cluster left with zero weight gets zero sums. Only those rows are read for the
+    sums, which is cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
+    later passes 5.5 to 4.3 ms); the sums then agree with lloyd_pass's to rounding (the
+    weights exactly, where they are whole numbers).
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t G = lower.shape[1]
@@ -3429,15 +3529,18 @@ def yinyang_pass(
         (n_threads, 2 * chunk_rows + GROUP_ROWS + G * (GROUP_ROWS + 1 + BLOCK_ROWS)),
         dtype=np.intp)
     cdef Py_ssize_t[::1] chunk_changed = np.zeros(max(n_chunks, 1), dtype=np.intp)
+    cdef int[:, ::1] old_labels = _empty(
+        (n_threads if update_sums else 1, chunk_rows if update_sums else 1), np.intc)
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
         chunk_changed[c] = _yinyang_chunk(
             &X[0, 0], &sample_weight[0], &C, &s, &moved[0], &group_moved_v[0],
             c * chunk_rows, min(n, (c + 1) * chunk_rows), ways, &fscratch[threadid(), 0],
             &dscratch[threadid(), 0], &iscratch[threadid(), 0], max_width, &labels[0],
-            &upper[0], &lower[0, 0], &chunk_acc[c, 0])
+            &upper[0], &lower[0, 0], &old_labels[threadid(), 0] if update_sums else NULL,
+            &chunk_acc[c, 0])
 
-    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums)
+    _merge_chunk_sums(chunk_acc, n_chunks, ways, sums, weight_sums, update_sums)
     return int(np.sum(chunk_changed))
 
 

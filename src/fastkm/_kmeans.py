@@ -412,8 +412,12 @@ default='k-means++'
         the distinct rows of data on a grid: see Notes).
         'hamerly' (Hamerly 2010) keeps two distance bounds per sample (two values of X's
         dtype) and skips the samples they prove cannot change cluster (from 5 features on,
-        it searches the others with the kernel of 'lloyd'): faster once few samples move,
-        and bit-identical to 'lloyd' when labels agree.
+        it searches the others with the kernel of 'lloyd'): faster once few samples move.
+        With sample weights (other than all 1) its sums are those of 'lloyd' bit for bit;
+        without, once fewer than an eighth of the samples change cluster in a pass, the
+        next updates the clusters' sums by the samples that move rather than summing them
+        all afresh (cheaper: only those are read), so the centres agree with 'lloyd''s to
+        rounding. 'exponion' and 'yinyang' do the same.
         'exponion' (Newling & Fleuret 2016) keeps three bounds and the second-nearest
         centre per sample (three values of X's dtype and an int32, plus 32 neighbours per
         centre) and compares a sample whose bounds fail only with the centres near its
@@ -425,7 +429,7 @@ default='k-means++'
         ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 20 bytes per row of a
         chunk (``max(2048, n_samples / 64)`` rows). A sample is compared only with the
         groups its bounds cannot rule out; the labels are exactly those of 'lloyd', ties
-        included, so the results are bit-identical. For medium and high dimensions.
+        included. For medium and high dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
