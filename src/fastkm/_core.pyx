@@ -4038,23 +4038,18 @@ def assigned_sq_distances(
         double[::1] out,                     # OUT (n,) squared distance of each row to it
         int n_threads=1,
 ):
-    """Squared distance of every row to its own centre, summed in float64 in feature order
-    (used to find the farthest rows when a cluster is empty)."""
+    """Squared distance of every row to its own centre, in float64 as _sq_distance sums it
+    (used to find the farthest rows when a cluster is empty). One running sum in feature
+    order made a chain of d dependent additions a row: blobs 200k x 128, 12 ms on two
+    threads."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
-    cdef Py_ssize_t i, f
-    cdef int j
-    cdef double t, total
+    cdef Py_ssize_t i
     if centers.shape[1] != d or labels.shape[0] != n or out.shape[0] != n:
         raise ValueError("assigned_sq_distances: array shapes do not match")
     _check_labels(labels, k, "assigned_sq_distances")
     n_threads = _threads_for(n // MIN_CHUNK_ROWS + 1, n_threads, n * d)
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        j = labels[i]
-        total = 0
-        for f in range(d):
-            t = <double>X[i, f] - centers[j, f]
-            total = total + t * t
-        out[i] = total
+        out[i] = _sq_distance(&X[i, 0], &centers[labels[i], 0], d)
 
 
 def labelled_inertia(
