@@ -416,8 +416,9 @@ default='k-means++'
         With sample weights (other than all 1) its sums are those of 'lloyd' bit for bit;
         without, once fewer than an eighth of the samples change cluster in a pass, the
         next updates the clusters' sums by the samples that move rather than summing them
-        all afresh (cheaper: only those are read), so the centres agree with 'lloyd''s to
-        rounding. 'exponion' and 'yinyang' do the same.
+        all afresh (cheaper: only those are read; each thread keeps a copy of its chunk's
+        labels, 4 bytes a row), so the centres agree with 'lloyd''s to rounding. 'exponion'
+        and 'yinyang' do the same.
         'exponion' (Newling & Fleuret 2016) keeps three bounds and the second-nearest
         centre per sample (three values of X's dtype and an int32, plus 32 neighbours per
         centre) and compares a sample whose bounds fail only with the centres near its
@@ -426,7 +427,7 @@ default='k-means++'
         centres once into ``G = max(1, n_clusters // 10)`` groups (fewer if some end up
         empty) and keeps, per sample, an upper bound on the distance to its centre and a
         lower bound per group: ``1 + G`` values of X's dtype per sample (for float32,
-        ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 20 bytes per row of a
+        ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 32 bytes per row of a
         chunk (``max(2048, n_samples / 64)`` rows). A sample is compared only with the
         groups its bounds cannot rule out; the labels are exactly those of 'lloyd', ties
         included. For medium and high dimensions.
