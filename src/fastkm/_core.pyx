@@ -1953,12 +1953,7 @@ def exponion_pass(
     also when it holds more than k / BALL_SEARCH_SHARE of them): in lloyd_pass's panels for
     d > 4, which lists no second centre.
 
-    With ``update_sums``, the sums are updated rather than computed afresh: each row that
-    changes label moves its weighted values from its old cluster's sums to its new one's,
-    and a cluster left with zero weight gets zero sums. Only those rows are read for the
-    sums, which is cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
-    later passes 5.5 to 4.3 ms); the sums then agree with lloyd_pass's to rounding (the
-    weights exactly, where they are whole numbers).
+    ``update_sums``: as in hamerly_pass.
     """
     if second_labels.shape[0] != X.shape[0] or lower_rest.shape[0] != X.shape[0]:
         raise ValueError("exponion_pass: array shapes do not match X and centers")
@@ -3492,12 +3487,7 @@ def yinyang_pass(
     and ``moved = 0``. The labels are those lloyd_pass gives on ``centers``, ties included,
     and the sums and weights are bit-identical to its own. Returns how many labels changed.
 
-    With ``update_sums``, the sums are updated rather than computed afresh: each row that
-    changes label moves its weighted values from its old cluster's sums to its new one's,
-    and a cluster left with zero weight gets zero sums. Only those rows are read for the
-    sums, which is cheaper once few rows move (blobs 1M x 8, k = 100, two threads: the
-    later passes 5.5 to 4.3 ms); the sums then agree with lloyd_pass's to rounding (the
-    weights exactly, where they are whole numbers).
+    ``update_sums``: as in hamerly_pass.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t G = lower.shape[1]
