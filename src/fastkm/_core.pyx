@@ -4133,14 +4133,17 @@ cdef _zeros(shape, dtype):
     return out
 
 
-cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size):
-    """Zeroed (n_chunks, size) float64 buffers, each row padded to its own cache lines.
+cdef _chunk_buffers(Py_ssize_t n_chunks, Py_ssize_t size, bint zeroed=True):
+    """(n_chunks, size) float64 buffers, each row padded to its own cache lines; zeroed, or
+    left unset (from the scratch allocator).
 
     Neighbouring chunks run on different threads; sharing a cache line would make every
     update of one stall the other (false sharing).
     """
     cdef Py_ssize_t padded = (size + 2 * CACHE_LINE_DOUBLES - 1) // CACHE_LINE_DOUBLES \
         * CACHE_LINE_DOUBLES
+    if not zeroed:
+        return _empty((max(n_chunks, 1), padded), np.float64)
     return np.zeros((max(n_chunks, 1), padded), dtype=np.float64)
 
 
@@ -4150,13 +4153,10 @@ cdef tuple _sums_buffers(Py_ssize_t n_chunks, Py_ssize_t chunk_rows, int n_threa
     every cluster's sums (touched and old_labels unused); or, to update the sums, one copy
     left unset (_accumulate_changes zeroes the clusters it touches), the flags of those
     clusters and each thread's copy of its chunk's labels."""
-    cdef Py_ssize_t padded
     if not update_sums:
         return (_chunk_buffers(n_chunks, ways * k * (d + 1)), np.zeros((1, 1), np.uint8),
                 np.empty((1, 1), np.intc))
-    padded = (k * (d + 1) + 2 * CACHE_LINE_DOUBLES - 1) // CACHE_LINE_DOUBLES \
-        * CACHE_LINE_DOUBLES
-    return (_empty((max(n_chunks, 1), padded), np.float64),
+    return (_chunk_buffers(n_chunks, k * (d + 1), zeroed=False),
             np.zeros((max(n_chunks, 1), k), np.uint8),
             _empty((n_threads, max(chunk_rows, 1)), np.intc))
 
