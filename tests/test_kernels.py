@@ -6,6 +6,7 @@ CI runs this file once per level (FASTKM_ISA=baseline, x86-64-v3, x86-64-v4).
 import ctypes.util
 import math
 import platform
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -602,6 +603,38 @@ def test_bounded_full_searches_are_lloyd_passes_with_valid_bounds(algorithm, dty
         moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1)),
                              np.inf).astype(dtype)
         C = new
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [5, 8, 24, 128, 784])
+def test_dot_form_allowance_covers_the_worst_rounding(d, dtype, fused):
+    """The bounded passes' allowance for the rounding of lloyd_pass's dot-form scores
+    (``2 S_j + |x'|^2`` against ``|x' - c'_j|^2``) covers rows built to round badly: a row
+    equal to its centre, every feature the same value, so that the additions of its dot
+    product round the same way (random rows round far less). Those rows also reach a
+    twentieth of it or more: an allowance several times too small fails here, where the
+    tests of near-ties only fail without one. The scores are computed as the kernels do,
+    summed in feature order from zero with FMAs (``fused``) or without."""
+    if fused and SCALAR_FMA is None and dtype == np.float64:
+        pytest.skip("no scalar fma in this C library")
+    rng = np.random.default_rng(d)
+    n_rows = 300 if dtype == np.float32 or not fused else 30
+    values = rng.uniform(1, 2, size=(n_rows, 1)) * 2.0 ** rng.integers(-3, 4, size=(n_rows, 1))
+    X = np.repeat(values, d, axis=1).astype(dtype)  # x' = c': the distance is exactly 0
+    dots = np.zeros(n_rows, dtype)
+    for f in range(d):
+        dots = _fma(X[:, f], X[:, f], dots) if fused else dots + X[:, f] * X[:, f]
+    sq_norms = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
+    base = (0.5 * sq_norms).astype(dtype)  # as _pack_panels computes it
+    scores = base - dots
+    errors = np.array([float(abs(2 * Fraction(float(s)) + Fraction(float(q))))
+                       for s, q in zip(scores, sq_norms)])
+    allowances = np.array([core.dot_score_allowance(d, float(b), math.sqrt(q),
+                                                    dtype == np.float32)
+                           for b, q in zip(base, sq_norms)])
+    assert (errors <= allowances).all()
+    assert (errors / allowances).max() >= 0.05
 
 
 def test_kmeanspp_draw_rows_matches_cumulative_sums():

@@ -1342,7 +1342,7 @@ cdef inline Py_ssize_t _settle_pending(
     cdef double sq_norm[BLOCK_ROWS]
     cdef const floating* shift
     cdef floating kind = 0
-    cdef double reach, e2, c
+    cdef double norm, e2, c
     cdef _Slack slack
     if P == NULL:
         for i in range(BLOCK_ROWS):
@@ -1379,9 +1379,9 @@ cdef inline Py_ssize_t _settle_pending(
     # The bounds of all lanes: _row_bounds, _dist_above and _dist_below of the dot form,
     # spelt out in a loop without branches or structures, which vectorizes.
     for i in range(BLOCK_ROWS):
-        reach = sqrt(sq_norm[i]) * (1 + slack.rho) + slack.radius
-        e2 = slack.coef * reach * reach + slack.eta
-        c = 4 * slack.eps * reach
+        norm = sqrt(sq_norm[i]) * (1 + slack.rho)
+        e2 = _dot_e2(&slack, norm)
+        c = 4 * slack.eps * (norm + slack.radius)
         best[i] = _round_up(sqrt(max(0.0, 2 * best[i] + (sq_norm[i] + e2))) + c, kind)
         second[i] = _round_down(sqrt(max(0.0, 2 * second[i] + (sq_norm[i] - e2))) - c, kind)
     for i in range(n_pending):
@@ -2899,14 +2899,24 @@ cdef struct _Slack:
     # eps is the unit roundoff of X's dtype. Direct form: a score S_j of true distance D_j
     # lies in [D_j^2 (1 - rho) - eta, D_j^2 (1 + rho) + eta] (rho covers the rounding of the
     # d differences, squares and additions, eta underflow). Dot form: with x' = x - shift
-    # and c'_j = c_j - shift as rounded, |x'| <= N and radius = max |c'_j|, the computed
-    # 2 S_j + |x'|^2 is within e2 = coef (N + radius)^2 + eta of |x' - c'_j|^2, and
-    # |x' - c'_j| within alpha = 4 eps (N + radius) of D_j (rounding of the shifts, plus
-    # that of the square roots here).
+    # and c'_j = c_j - shift as rounded, |x'| <= N and radius R >= max |c'_j|, the computed
+    # 2 S_j + |x'|^2 is within e2 (see _dot_e2) of |x' - c'_j|^2, and |x' - c'_j| within
+    # alpha = 4 eps (N + R) of D_j (rounding of the shifts, plus that of the square roots
+    # here). The score is S_j = fl(b_j - a_j): a_j, the dot product x'.c'_j summed in d
+    # roundings (with FMAs or not), is within gamma_d N R of it (Higham, Accuracy and
+    # Stability, eq. 3.5; gamma_d = d eps / (1 - d eps)); b_j, |c'_j|^2 / 2 summed in float64
+    # and rounded to the dtype, within (eps + (d + 1) 2^-53) R^2 / 2 of it; the subtraction
+    # adds at most eps (R^2 / 2 + N R) (1 + gamma_d). |x'|^2, summed in float64, is within
+    # (d + 1) 2^-53 N^2 of its value. Doubled (2 S_j) and with a 2^-10 relative margin for
+    # the second-order terms: e2 = coef N R + coef_base R^2 + coef_norm N^2 + eta. (This is
+    # about 6 times tighter than the earlier coef (N + R)^2 with coef = 3 (d + 4) eps, whose
+    # extra allowance cost Yinyang most of its skipped rows on blobs 200k x 128.)
     bint dot_form
     double eps
     double rho
     double coef
+    double coef_base
+    double coef_norm
     double radius
     double eta
 
@@ -2916,10 +2926,14 @@ cdef _Slack _rounding_slack(bint dot_form, Py_ssize_t d, double max_base,
     """The allowances for lloyd_pass's scores of d features in float32 (single) or float64;
     max_base is the largest constant term |c'|^2 / 2 of the dot form (see _pack_panels)."""
     cdef _Slack s
+    cdef double gamma, margin = 1 + 2.0 ** -10
     s.dot_form = dot_form
     s.eps = (FLT_EPSILON if single else DBL_EPSILON) / 2
     s.rho = (d + 5) * s.eps
-    s.coef = 3 * (d + 4) * s.eps
+    gamma = d * s.eps / (1 - d * s.eps)
+    s.coef = 2 * (gamma + s.eps) * margin
+    s.coef_base = (2 * s.eps + (d + 1) * 2.0 ** -52) * margin
+    s.coef_norm = (d + 1) * 2.0 ** -53 * margin
     s.radius = 0
     if dot_form:
         # base = |c'|^2 / 2, rounded to X's dtype: 4 eps covers that rounding.
@@ -2929,7 +2943,18 @@ cdef _Slack _rounding_slack(bint dot_form, Py_ssize_t d, double max_base,
 
 
 cdef inline double _dot_e2(const _Slack* s, double norm) noexcept nogil:
-    return s.coef * (norm + s.radius) * (norm + s.radius) + s.eta
+    """e2 of the dot form (see _Slack) for a row with |x'| <= norm."""
+    return (norm * (s.coef * s.radius + s.coef_norm * norm)
+            + s.coef_base * s.radius * s.radius + s.eta)
+
+
+def dot_score_allowance(Py_ssize_t n_features, double max_base, double norm, bint single):
+    """How far the dot form's computed ``2 S_j + |x'|^2`` may lie from ``|x' - c'_j|^2``
+    (e2 of the bounded passes' rounding allowances) for a row with ``|x'| <= norm``, centres
+    whose constant terms are at most ``max_base``, in float32 (``single``) or float64.
+    Exposed for tests."""
+    cdef _Slack s = _rounding_slack(True, n_features, max_base, single)
+    return _dot_e2(&s, norm)
 
 
 cdef inline double _skip_threshold(double u, const _Slack* s) noexcept nogil:
