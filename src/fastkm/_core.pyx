@@ -4236,7 +4236,7 @@ def rgb_histogram(
     if rgb.shape[1] != 3 or counts.shape[0] != RGB_KEYS:
         raise ValueError("rgb_histogram: expected (n, 3) pixels and 2**24 counters")
     n_threads = _threads_for(n_blocks, n_threads, n * 4)
-    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             fastkm_atomic_increment(&counts[_rgb_key(&rgb[i, 0])])
 
@@ -4272,7 +4272,7 @@ def histogram_colours(
     cdef int64_t[::1] pixel_counts = counts_array
     cdef uint8_t[:, ::1] colours = colours_array
     cdef Py_ssize_t j
-    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
         j = offsets[b]
         for key in range(b * KEY_BLOCK, (b + 1) * KEY_BLOCK):
             if counts[key] != 0:
@@ -4366,7 +4366,7 @@ def remap_rgb(
     if rgb.shape[1] != 3 or lookup.shape[0] != RGB_KEYS or indices.shape[0] != n:
         raise ValueError("remap_rgb: array shapes do not match")
     n_threads = _threads_for(n_blocks, n_threads, n * 4)
-    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
         for i in range(b * PIXEL_BLOCK, min(n, (b + 1) * PIXEL_BLOCK)):
             indices[i] = lookup[_rgb_key(&rgb[i, 0])]
 
