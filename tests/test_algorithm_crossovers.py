@@ -34,6 +34,10 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     module.main(["--algorithms", "lloyd", "--min-features", "4", "--max-features", "8"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
     assert [line.split("|")[2].strip() for line in lines] == ["24", "10"]
+    # --max-iter: fits of exactly that many iterations.
+    module.main(["--algorithms", "lloyd,hamerly", "--max-features", "8", "--max-iter", "3"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [line.split("|")[5].strip() for line in lines] == ["3"] * 4
 
 
 @pytest.mark.parametrize("shape, expected", [
@@ -46,17 +50,18 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     ((256 * 400 - 1, 3, 400), "lloyd"),
     ((100_000, 3, 64), "filter"),       # FILTER_MIN_ROWS
     ((99_999, 3, 64), "lloyd"),
-    ((10**6, 8, 23), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
-    ((10**6, 5, 24), "hamerly"),
+    ((10**6, 8, 15), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
+    ((10**6, 5, 16), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
     ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS from 5 features
-    ((23_000, 8, 24), "lloyd"),         # 958 samples per cluster: too few for Hamerly
+    ((15_000, 8, 16), "lloyd"),         # 938 samples per cluster: too few for Hamerly
     ((10**6, 95, 47), "hamerly"),
     ((10**6, 95, 48), "exponion"),
     ((20_000, 8, 30), "lloyd"),         # 667 samples per cluster: too few for Hamerly
     ((30_000, 8, 30), "hamerly"),
-    ((10**6, 128, 30), "lloyd"),        # many features, too few clusters for Yinyang
-    ((10**6, 128, 32), "yinyang"),
+    ((10**6, 128, 7), "lloyd"),         # many features, too few clusters for Yinyang
+    ((10**6, 128, 8), "yinyang"),
+    ((10**6, 128, 30), "yinyang"),
     ((5000, 784, 100), "yinyang"),      # 50 samples per cluster: still Yinyang
 ])
 def test_auto_algorithm_regions(shape, expected):
@@ -84,6 +89,14 @@ def test_auto_algorithm_short_fits_below_five_features_run_lloyd():
     assert auto_algorithm(10**6, 3, 16, max_iter=36) == "filter"  # 36 * 112 = 4032
     assert auto_algorithm(10**6, 3, 256, max_iter=4) == "lloyd"
     assert auto_algorithm(10**6, 3, 256, max_iter=5) == "filter"
+
+
+def test_auto_algorithm_short_fits_with_many_features_keep_yinyang_from_32_clusters():
+    """From 96 features, below YINYANG_SHORT_FIT_CLUSTERS clusters Yinyang's first pass
+    is only paid back in fits allowed YINYANG_MIN_ITERATIONS iterations."""
+    assert auto_algorithm(5000, 784, 16, max_iter=19) == "lloyd"
+    assert auto_algorithm(5000, 784, 16, max_iter=20) == "yinyang"
+    assert auto_algorithm(5000, 784, 32, max_iter=10) == "yinyang"
 
 
 def test_auto_algorithm_without_sorting_the_rows():

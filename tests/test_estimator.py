@@ -430,7 +430,8 @@ def test_auto_algorithm_follows_the_measured_crossovers():
     assert auto_algorithm(20_000, 3, 256) == "lloyd"  # too few samples per cluster
     assert auto_algorithm(50_000, 32, 256) == "exponion"
     assert auto_algorithm(5000, 784, 100) == "yinyang"
-    assert auto_algorithm(5000, 784, 10) == "lloyd"
+    assert auto_algorithm(5000, 784, 10) == "yinyang"
+    assert auto_algorithm(5000, 784, 4) == "lloyd"
     # Bounds larger than both the budget and X itself: plain Lloyd.
     assert auto_algorithm(10**9, 3, 256) == "lloyd"
     assert auto_algorithm(10**8, 64, 256) == "exponion"

@@ -28,10 +28,13 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
 # Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS; from
 # YINYANG_MIN_FEATURES features, simplified Yinyang from YINYANG_MIN_CLUSTERS clusters,
-# whose group bounds skip more of the now costly distances, and Lloyd below (the bounds
-# lose on MNIST's digits). Each bounded algorithm needs enough samples per cluster: few
-# iterations cannot amortize the bounds' first pass. BENCHMARKS.md, "Choosing the
-# algorithm", has the measurements.
+# whose group bounds skip more of the now costly distances, and below
+# YINYANG_SHORT_FIT_CLUSTERS only in fits allowed YINYANG_MIN_ITERATIONS iterations (over
+# 10 iterations Lloyd was up to 1.3x faster there, on MNIST's digits; to convergence
+# Yinyang 1.2x to 1.9x faster than Lloyd from 8 clusters, since the rounding allowance of
+# the bounds became about 6 times tighter). Each bounded algorithm needs enough samples per
+# cluster: few iterations cannot amortize the bounds' first pass. BENCHMARKS.md, "Choosing
+# the algorithm", has the measurements.
 MID_FEATURES = 5
 FILTER_MAX_FEATURES = MID_FEATURES - 1  # (lloyd_pass's small-d kernel: see filter_pass)
 FILTER_MIN_ROWS = 100_000
@@ -51,7 +54,7 @@ FILTER_SWITCH_WORK = 2000
 # at k = 4 to 16; BENCHMARKS.md section 9): the filter from this many iterations, at any k.
 ZORDERED_MIN_ITERATIONS = 5
 PASS_OFFSET = 64
-HAMERLY_MIN_CLUSTERS = 24
+HAMERLY_MIN_CLUSTERS = 16
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
 EXPONION_MIN_CLUSTERS = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
@@ -61,7 +64,9 @@ EXPONION_MIN_ROWS_PER_CLUSTER = 100
 EXPONION_MIN_CLUSTERS_LOW = 192
 EXPONION_MIN_ITERATIONS = 100
 YINYANG_MIN_FEATURES = 96
-YINYANG_MIN_CLUSTERS = 32
+YINYANG_MIN_CLUSTERS = 8
+YINYANG_SHORT_FIT_CLUSTERS = 32
+YINYANG_MIN_ITERATIONS = 20
 # A bounded pass updates the sums by the rows that change cluster (each read twice, and
 # scattered) rather than summing every row afresh, after a pass that changed fewer than
 # one row in SUMS_UPDATE_SHARE (blobs 1M x 8, k=100, two threads: a pass changing 16% of
@@ -95,8 +100,10 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     ['lloyd', 'filter', 'filter']
     >>> auto_algorithm(1_000_000, 3, 64, max_iter=10), auto_algorithm(1_000_000, 3, 256, 4, 10)
     ('lloyd', 'filter')
-    >>> auto_algorithm(1_000_000, 8, 24), auto_algorithm(200_000, 128, 256)
+    >>> auto_algorithm(1_000_000, 8, 16), auto_algorithm(200_000, 128, 256)
     ('hamerly', 'yinyang')
+    >>> auto_algorithm(5000, 784, 10), auto_algorithm(5000, 784, 10, max_iter=10)
+    ('yinyang', 'lloyd')
     >>> auto_algorithm(1_000_000, 3, 256, sorted_rows=False)
     'exponion'
     >>> auto_algorithm(1_000_000, 3, 4, max_iter=10, zordered=True)
@@ -121,7 +128,9 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
         # indices and their order (none of it for rows in Z-order already).
         algorithm, state_bytes = "filter", 0 if zordered else (n_features + 1) * itemsize + 28
     elif n_features >= YINYANG_MIN_FEATURES:
-        if n_clusters < YINYANG_MIN_CLUSTERS:
+        if n_clusters < YINYANG_MIN_CLUSTERS or (
+                n_clusters < YINYANG_SHORT_FIT_CLUSTERS and max_iter is not None
+                and max_iter < YINYANG_MIN_ITERATIONS):
             return "lloyd"
         # An upper bound and one lower bound per group of about ten centres.
         algorithm, state_bytes = "yinyang", (1 + max(1, n_clusters // 10)) * itemsize
