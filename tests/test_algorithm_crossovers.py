@@ -50,11 +50,11 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     ((256 * 400 - 1, 3, 400), "lloyd"),
     ((100_000, 3, 64), "filter"),       # FILTER_MIN_ROWS
     ((99_999, 3, 64), "lloyd"),
-    ((10**6, 8, 15), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
-    ((10**6, 5, 16), "hamerly"),
+    ((10**6, 8, 11), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
+    ((10**6, 5, 12), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
     ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS from 5 features
-    ((15_000, 8, 16), "lloyd"),         # 938 samples per cluster: too few for Hamerly
+    ((11_000, 8, 12), "lloyd"),         # 917 samples per cluster: too few for Hamerly
     ((10**6, 95, 47), "hamerly"),
     ((10**6, 95, 48), "exponion"),
     ((20_000, 8, 30), "lloyd"),         # 667 samples per cluster: too few for Hamerly

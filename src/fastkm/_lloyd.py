@@ -54,7 +54,7 @@ FILTER_SWITCH_WORK = 2000
 # at k = 4 to 16; BENCHMARKS.md section 9): the filter from this many iterations, at any k.
 ZORDERED_MIN_ITERATIONS = 5
 PASS_OFFSET = 64
-HAMERLY_MIN_CLUSTERS = 16
+HAMERLY_MIN_CLUSTERS = 12
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
 EXPONION_MIN_CLUSTERS = 48
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
@@ -100,7 +100,7 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
     ['lloyd', 'filter', 'filter']
     >>> auto_algorithm(1_000_000, 3, 64, max_iter=10), auto_algorithm(1_000_000, 3, 256, 4, 10)
     ('lloyd', 'filter')
-    >>> auto_algorithm(1_000_000, 8, 16), auto_algorithm(200_000, 128, 256)
+    >>> auto_algorithm(1_000_000, 8, 12), auto_algorithm(200_000, 128, 256)
     ('hamerly', 'yinyang')
     >>> auto_algorithm(5000, 784, 10), auto_algorithm(5000, 784, 10, max_iter=10)
     ('yinyang', 'lloyd')
