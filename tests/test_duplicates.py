@@ -233,6 +233,8 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype, level_core):
         "values 2**16 times apart": np.array([[1.0], [2.0**16], [1.0]], dtype),
         # (NaN equals nothing, not even itself: the hash search keeps such rows apart)
         "NaN": np.array([[np.nan, 3.0], [np.nan, 3.0]], dtype),
+        # (KMeans.fit leaves X's finiteness to the grid search where it takes the rows)
+        "infinity": np.array([[np.inf, 3.0], [np.inf, 3.0], [0.0, 3.0]], dtype),
         # (each thread's rows holding one of them: the clash shows when they are merged)
         "two values in a bucket, far apart": np.repeat(_values_of_bits(
             [one, one + (1 << one_bit) - 1], dtype), 300_000)[:, None],

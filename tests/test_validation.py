@@ -37,6 +37,18 @@ def test_non_finite_x(X, value, dtype):
         KMeans(3).fit(X)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels(value):
+    """Pixels repeat, and their distinct colours are searched on a grid, which also stands
+    for X's finiteness check: a NaN or infinite value must still be refused."""
+    rng = np.random.default_rng(0)
+    X = (rng.integers(0, 8, size=(200_000, 3)) / 7).astype(np.float32)
+    KMeans(4, n_init=1, random_state=0).fit(X)  # (the grid search takes these rows)
+    X[123_456, 2] = value
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KMeans(4, n_init=1, random_state=0).fit(X)
+
+
 def test_non_finite_x_in_a_later_block():
     # all_finite checks X in blocks: a NaN far from the start must be found too.
     X = np.zeros((3_000_000, 1))

@@ -5312,7 +5312,7 @@ def grid_distinct_rows(
     ranks of their values (whatever ``n_threads``), and their (m,) counts, in X's dtype
     (the weights a fit takes; float32 rounds counts above 2**24).
     Or None when there are more than ``max_distinct`` of them, or False when X is not on a
-    grid: more than GRID_MAX_FEATURES columns, more than GRID_COLUMN_VALUES values in a
+    grid: a value not finite, more than GRID_MAX_FEATURES columns, more than GRID_COLUMN_VALUES values in a
     column, more than GRID_BITS bits for the ranks of a row's values, or two values of a
     column in one bucket (``inverse`` is then left as it was; with None, it is not). Extra
     memory while it runs: 2.75 MiB a thread (float32; 3.5 MiB for float64, at d = 3), and
@@ -5367,7 +5367,9 @@ def grid_distinct_rows(
     for f in range(d):
         slots = np.flatnonzero(table[f])
         bits = table[f][slots].view(dtype)
-        if np.isnan(bits).any():  # (equal to nothing: distinct_rows keeps them apart)
+        # NaN equals nothing (distinct_rows keeps such rows apart); and what the grid
+        # takes is finite, so that KMeans.fit need not check X's values again.
+        if not np.isfinite(bits).all():
             return False
         if has_zero[f]:
             slots = np.append(slots, ZERO_SLOT)

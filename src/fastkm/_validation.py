@@ -16,12 +16,13 @@ def is_sparse(X):
     return type(X).__module__.startswith("scipy.sparse")
 
 
-def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1):
+def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=True):
     """X as a C-contiguous 2-D float32 or float64 array, copied only when it must be.
 
     Integer and boolean input becomes float64; float32 stays float32. Read-only arrays and
     memmaps are accepted as they are when already C-contiguous and floating. ``n_threads``:
-    for the check that every value is finite.
+    for the check that every value is finite (``check_finite=False``: the caller makes it
+    later, with :func:`check_finite_values`).
     """
     if is_sparse(X):
         raise TypeError(f"{name} is a sparse matrix; fastkm needs dense data "
@@ -57,9 +58,15 @@ def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1):
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     X = np.asarray(X, dtype=dtype, order="C") if not X.flags.c_contiguous or X.dtype != dtype \
         else X
+    if check_finite:
+        check_finite_values(X, name=name, n_threads=n_threads)
+    return X
+
+
+def check_finite_values(X, *, name="X", n_threads=1):
+    """Raise ValueError unless every value of X (from check_array) is finite."""
     if not core.all_finite(X, n_threads):
         raise ValueError(f"Input {name} contains NaN or infinity")
-    return X
 
 
 def check_sample_weight(sample_weight, n_samples, dtype):
