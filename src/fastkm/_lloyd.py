@@ -30,9 +30,9 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # YINYANG_MIN_FEATURES features, simplified Yinyang from YINYANG_MIN_CLUSTERS clusters,
 # whose group bounds skip more of the now costly distances, and below
 # YINYANG_SHORT_FIT_CLUSTERS only in fits allowed YINYANG_MIN_ITERATIONS iterations (over
-# 10 iterations Lloyd was up to 1.3x faster there, on MNIST's digits; to convergence
-# Yinyang 1.2x to 1.9x faster than Lloyd from 8 clusters, since the rounding allowance of
-# the bounds became about 6 times tighter). Each bounded algorithm needs enough samples per
+# 10 iterations Lloyd was up to 1.24x faster there, on MNIST's digits; to convergence
+# Yinyang 1.09x to 1.52x faster than Lloyd from 8 clusters, since the rounding allowance
+# of the bounds became about 6 times tighter). Each bounded algorithm needs enough samples per
 # cluster: few iterations cannot amortize the bounds' first pass. BENCHMARKS.md, "Choosing
 # the algorithm", has the measurements.
 MID_FEATURES = 5
