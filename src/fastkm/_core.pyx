@@ -5312,12 +5312,12 @@ def grid_distinct_rows(
     ranks of their values (whatever ``n_threads``), and their (m,) counts, in X's dtype
     (the weights a fit takes; float32 rounds counts above 2**24).
     Or None when there are more than ``max_distinct`` of them, or False when X is not on a
-    grid: a value not finite, more than GRID_MAX_FEATURES columns, more than GRID_COLUMN_VALUES values in a
-    column, more than GRID_BITS bits for the ranks of a row's values, or two values of a
-    column in one bucket (``inverse`` is then left as it was; with None, it is not). Extra
-    memory while it runs: 2.75 MiB a thread (float32; 3.5 MiB for float64, at d = 3), and
-    up to ``n / m`` arrays of m int32 counts (no more than ``inverse``), besides the
-    result.
+    grid: a value not finite, more than GRID_MAX_FEATURES columns, more than
+    GRID_COLUMN_VALUES values in a column, more than GRID_BITS bits for the ranks of a row's
+    values, or two values of a column in one bucket (``inverse`` is then left as it was;
+    with None, it is not). Extra memory while it runs: 2.75 MiB a thread (float32; 3.5 MiB
+    for float64, at d = 3), and up to ``n / m`` arrays of m int32 counts (no more than
+    ``inverse``), besides the result.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c, f, level, rank
     if inverse.shape[0] != n:
