@@ -53,7 +53,11 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     ((10**6, 8, 11), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
     ((10**6, 5, 12), "hamerly"),
     ((10**6, 64, 47), "hamerly"),
-    ((10**6, 8, 48), "exponion"),       # EXPONION_MIN_CLUSTERS from 5 features
+    ((10**6, 8, 95), "hamerly"),        # below EXPONION_FEW_FEATURES features:
+    ((10**6, 8, 96), "exponion"),       # EXPONION_MIN_CLUSTERS_FEW_FEATURES
+    ((10**6, 11, 95), "hamerly"),
+    ((10**6, 12, 47), "hamerly"),
+    ((10**6, 12, 48), "exponion"),      # EXPONION_MIN_CLUSTERS from 12 features
     ((11_000, 8, 12), "lloyd"),         # 917 samples per cluster: too few for Hamerly
     ((10**6, 95, 47), "hamerly"),
     ((10**6, 95, 48), "exponion"),
@@ -106,4 +110,4 @@ def test_auto_algorithm_without_sorting_the_rows():
     assert auto_algorithm(10**6, 3, 192, sorted_rows=False) == "exponion"
     assert auto_algorithm(10**6, 3, 256, max_iter=99, sorted_rows=False) == "lloyd"
     assert auto_algorithm(10**6, 3, 256, max_iter=100, sorted_rows=False) == "exponion"
-    assert auto_algorithm(10**6, 8, 48, sorted_rows=False) == "exponion"
+    assert auto_algorithm(10**6, 8, 96, sorted_rows=False) == "exponion"

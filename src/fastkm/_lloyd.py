@@ -26,7 +26,11 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # to 2.5x). On 50k rows it only ties at best.
 # From MID_FEATURES features on (where the full searches of the rows that fail their
 # bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
-# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS; from
+# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS (below
+# EXPONION_FEW_FEATURES features, where a full search costs less, from
+# EXPONION_MIN_CLUSTERS_FEW_FEATURES: blobs of 8 features, k = 50 and 64, Hamerly 1.22x and
+# 1.28x faster to convergence, 1.22x and 1.11x over 10 iterations; at k = 100 either was
+# ahead by up to 1.27x, at 16 features Exponion 1.21x from k = 64); from
 # YINYANG_MIN_FEATURES features, simplified Yinyang from YINYANG_MIN_CLUSTERS clusters,
 # whose group bounds skip more of the now costly distances, and below
 # YINYANG_SHORT_FIT_CLUSTERS only in fits allowed YINYANG_MIN_ITERATIONS iterations (over
@@ -57,6 +61,8 @@ PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 12
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
 EXPONION_MIN_CLUSTERS = 48
+EXPONION_FEW_FEATURES = 12
+EXPONION_MIN_CLUSTERS_FEW_FEATURES = 96
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
 # Without the filter (Dask), below MID_FEATURES: Exponion from EXPONION_MIN_CLUSTERS_LOW
 # clusters, in fits allowed EXPONION_MIN_ITERATIONS iterations (its first passes cost more
@@ -134,7 +140,8 @@ def auto_algorithm(n_samples, n_features, n_clusters, itemsize=4, max_iter=None,
             return "lloyd"
         # An upper bound and one lower bound per group of about ten centres.
         algorithm, state_bytes = "yinyang", (1 + max(1, n_clusters // 10)) * itemsize
-    elif n_clusters >= EXPONION_MIN_CLUSTERS:
+    elif n_clusters >= (EXPONION_MIN_CLUSTERS_FEW_FEATURES
+                        if n_features < EXPONION_FEW_FEATURES else EXPONION_MIN_CLUSTERS):
         if n_samples < EXPONION_MIN_ROWS_PER_CLUSTER * n_clusters:
             return "lloyd"
         # Three bounds and the second-nearest centre (int32).
