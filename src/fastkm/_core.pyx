@@ -1221,6 +1221,7 @@ cdef extern from *:
     # w x + acc, with one rounding where the ISA has an FMA, two elsewhere (FASTKM_MADD_D,
     # in the Yinyang section).
     double fastkm_madd "FASTKM_MADD_D"(double w, double x, double acc) noexcept nogil
+    float fastkm_madd_f "FASTKM_MADD_F"(float w, float x, float acc) noexcept nogil
 
 
 cdef struct _DotPanels:
@@ -1458,6 +1459,109 @@ cdef inline bint _ball_search(
     return True
 
 
+cdef inline bint _ball_search_dot(
+        const floating* x,          # IN  (d,) the row
+        const _DotPanels* P,        # IN  lloyd_pass's panels
+        Py_ssize_t d, Py_ssize_t k,
+        int a,                      # IN  the row's current centre
+        floating u,                 # IN  the row's distance to it
+        floating gap,               # IN  as in _ball_search
+        const floating* near_dist,  # IN  as in _ball_search
+        const int* near_index,      # IN  as in _ball_search
+        Py_ssize_t n_near,
+        Py_ssize_t max_search,      # IN  the most centres worth comparing one by one
+        int* label,                 # OUT the row's nearest centre: lloyd_pass's, ties included
+        floating* upper,            # OUT an upper bound of the row's distance to it
+        int* second_label,          # OUT the centre of the second lowest score (or label)
+        floating* lower,            # OUT a lower bound of the row's distance to it
+        floating* lower_rest,       # OUT a lower bound of its distance to any other centre
+) noexcept nogil:
+    """_ball_search for d > 4, in lloyd_pass's arithmetic: the row's centre and the
+    candidates are compared by their dot-form scores, computed as the panel kernel computes
+    them (the row shifted as _transpose_block_shifted shifts it, the products summed from
+    zero in feature order with its multiply-adds, fused where the ISA has an FMA, then taken
+    from the centre's constant term), so the row goes where lloyd_pass sends it even within
+    rounding of two centres. (The distances of the direct form, summed in another order,
+    sent such rows to the other centre in float32, and the fits then drifted apart.) The
+    ball is widened by how far the scores' rounding lets a centre outside it win: one
+    farther than u + sqrt((u + c)^2 + 2 e2) + c from the row scores above the row's centre
+    (e2 and c: see _Slack and _settle_pending), so its radius is 2 u plus the larger of gap
+    and that widening. The candidates' scores are summed side by side, one feature at a
+    time: one after the other, each waited on its own chain of multiply-adds."""
+    cdef const _Slack* slack = P.slack
+    cdef const floating* shift = <const floating*>P.shift
+    cdef const floating* panels = <const floating*>P.panels
+    cdef const floating* base = <const floating*>P.base
+    cdef floating kind = 0, score, best, second = INFINITY, third = INFINITY, xf
+    cdef int nearest, runner_up, j
+    cdef bint nearer
+    cdef Py_ssize_t m, f, i, n_cand = 1
+    cdef double sq_norm = 0, norm, e2, c, widen, radius
+    cdef int cand[BALL_NEIGHBOURS + 1]
+    cdef floating acc[BALL_NEIGHBOURS + 1]
+    cdef const floating* column[BALL_NEIGHBOURS + 1]
+    if n_near == 0:
+        return False
+    # Most balls that fail, fail at _ball_search's radius: the allowances come after.
+    radius = (2.0 * u + gap) * (1.0 + BALL_MARGIN)
+    if (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
+            max_search < n_near and near_dist[max_search] <= radius):
+        return False
+    # |x'| <= |c'_a| + u (|c'_a| = sqrt(2 base[a]), rounded to X's dtype: 4 eps), with a
+    # margin for the rounding of u and of the shifts.
+    norm = (sqrt(2.0 * base[a]) * (1 + 4 * slack.eps) + u) * (1 + 2.0 ** -10)
+    e2 = _dot_e2(slack, norm)
+    c = 4 * slack.eps * (norm + slack.radius)
+    widen = 2 * c + e2 / (u + c)  # >= sqrt((u + c)^2 + 2 e2) + c - u
+    if widen > gap:
+        radius = (2.0 * u + widen) * (1.0 + BALL_MARGIN)
+        if (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
+                max_search < n_near and near_dist[max_search] <= radius):
+            return False
+    cand[0] = a
+    for m in range(n_near):
+        if near_dist[m] > radius:
+            break
+        cand[n_cand] = near_index[m]
+        n_cand += 1
+    for i in range(n_cand):
+        acc[i] = 0
+        column[i] = panels + (cand[i] // FASTKM_PANEL) * d * FASTKM_PANEL + cand[i] % FASTKM_PANEL
+    for f in range(d):
+        xf = x[f] - shift[f]
+        sq_norm += <double>xf * xf
+        for i in range(n_cand):
+            if floating is float:
+                acc[i] = fastkm_madd_f(xf, column[i][f * FASTKM_PANEL], acc[i])
+            else:
+                acc[i] = fastkm_madd(xf, column[i][f * FASTKM_PANEL], acc[i])
+    nearest = runner_up = a
+    best = base[a] - acc[0]
+    for i in range(1, n_cand):
+        j = cand[i]
+        score = base[j] - acc[i]
+        # Lowest score, ties to the lower index, as in lloyd_pass; without branches.
+        nearer = (score < best) | ((score == best) & (j < nearest))
+        third = min(third, max(second, score))
+        runner_up = nearest if nearer else (j if score < second else runner_up)
+        second = min(second, max(best, score))
+        nearest = j if nearer else nearest
+        best = min(best, score)
+    # The bounds from the scores, as _settle_pending takes them (with |x'| itself).
+    norm = sqrt(sq_norm) * (1 + slack.rho)
+    e2 = _dot_e2(slack, norm)
+    c = 4 * slack.eps * (norm + slack.radius)
+    label[0] = nearest
+    upper[0] = _round_up(sqrt(max(0.0, 2 * best + (sq_norm + e2))) + c, kind)
+    second_label[0] = runner_up
+    lower[0] = _round_down(sqrt(max(0.0, 2 * second + (sq_norm - e2))) - c, kind)
+    # A centre outside the ball is farther than radius from a, so farther than
+    # radius - u from the row.
+    lower_rest[0] = min(_round_down(sqrt(max(0.0, 2 * third + (sq_norm - e2))) - c, kind),
+                        <floating>((radius - u) * (1.0 - BALL_MARGIN)))
+    return True
+
+
 cdef inline void _accumulate_rows(
         const floating* X,                   # IN  (n, d)
         const floating* sample_weight,       # IN  (n,)
@@ -1663,11 +1767,15 @@ cdef inline Py_ssize_t _bounded_chunk_d(
         for m in range(n_still):
             row = failing[still[m]]
             j = labels[row]
-            if exponion and _ball_search(
+            if exponion and (_ball_search(
                     X + row * d, centers, d, k, j, failing_sq[still[m]], gap[j],
                     near_dist + j * BALL_NEIGHBOURS, near_index + j * BALL_NEIGHBOURS,
                     n_near, max_search, labels + row, upper + row, second_labels + row,
-                    lower + row, lower_rest + row):
+                    lower + row, lower_rest + row) if P == NULL else _ball_search_dot(
+                    X + row * d, P, d, k, j, upper[row], gap[j],
+                    near_dist + j * BALL_NEIGHBOURS, near_index + j * BALL_NEIGHBOURS,
+                    n_near, max_search, labels + row, upper + row, second_labels + row,
+                    lower + row, lower_rest + row)):
                 changed += labels[row] != j
                 continue
             pending[n_pending] = row
@@ -1974,7 +2082,8 @@ def exponion_pass(
     them, listed per centre in O(k^2 d) whenever the centres have drifted far from where
     they were listed), or with all of them when its ball reaches past that list (for d > 4,
     also when it holds more than k / BALL_SEARCH_SHARE of them): in lloyd_pass's panels for
-    d > 4, which lists no second centre.
+    d > 4, which lists no second centre. For d > 4 the ball's candidates are compared by
+    lloyd_pass's scores too (_ball_search_dot).
 
     ``update_sums``: as in hamerly_pass.
     """

@@ -396,9 +396,10 @@ default='k-means++'
     random_state : None, int or numpy.random.RandomState, default=None
         Seed of the initialization. Pass an int for reproducible results.
     algorithm : {'auto', 'lloyd', 'filter', 'hamerly', 'exponion', 'yinyang'}, default='auto'
-        The exact algorithm to run; all give the same centres and labels (ties aside: from
-        5 features on, where 'lloyd' sums distances in another order, a sample within
-        rounding of two centres may go to either, and the runs then drift apart slightly).
+        The exact algorithm to run; all give 'lloyd''s labels and iterations (a sample
+        within rounding of two centres may rarely go to the other one), and its centres up
+        to the rounding of their sums (the bounded algorithms without sample weights update
+        the sums by the samples that move).
         'auto' runs, below 5 features, 'filter' from 100k samples, 16 clusters and 256
         samples per cluster in fits that can pay for its set-up (``max_iter * (64 + n_clusters *
         n_features) >= 4000``; with ``tol > 0``, only after Lloyd iterations that cost
