@@ -17,7 +17,7 @@ distances after its final assignment pass). dask-ml's numba kernel is
 compiled on every worker by a warm-up fit first. The cluster: --workers processes with
 --threads-per-worker threads each; fastkm's kernel runs one OpenMP thread per task (Dask's
 ``OMP_NUM_THREADS=1``), the same parallelism as dask-ml's tasks. --algorithm is fastkm's
-(default 'auto': 'exponion' for the default shape, whose per-row bounds stay on the workers and
+(default 'auto': 'hamerly' for the default shape, whose per-row bounds stay on the workers and
 whose passes get cheaper as fewer samples move, so its time per iteration depends on --iters);
 --algorithm lloyd,auto times each in turn against the same dask-ml run; --repeat R times every
 estimator R times, interleaved, and compares the fastest of each. --malloc-arena starts

@@ -52,15 +52,15 @@ def test_crossover_table_times_every_algorithm_and_shows_autos_pick(monkeypatch,
     ((99_999, 3, 64), "lloyd"),
     ((10**6, 8, 11), "lloyd"),          # below HAMERLY_MIN_CLUSTERS
     ((10**6, 5, 12), "hamerly"),
-    ((10**6, 64, 47), "hamerly"),
-    ((10**6, 8, 95), "hamerly"),        # below EXPONION_FEW_FEATURES features:
-    ((10**6, 8, 96), "exponion"),       # EXPONION_MIN_CLUSTERS_FEW_FEATURES
-    ((10**6, 11, 95), "hamerly"),
-    ((10**6, 12, 47), "hamerly"),
-    ((10**6, 12, 48), "exponion"),      # EXPONION_MIN_CLUSTERS from 12 features
+    ((10**6, 64, 95), "hamerly"),
+    ((10**6, 8, 191), "hamerly"),       # below EXPONION_FEW_FEATURES features:
+    ((10**6, 8, 192), "exponion"),      # EXPONION_MIN_CLUSTERS_FEW_FEATURES
+    ((10**6, 11, 191), "hamerly"),
+    ((10**6, 12, 95), "hamerly"),
+    ((10**6, 12, 96), "exponion"),      # EXPONION_MIN_CLUSTERS from 12 features
     ((11_000, 8, 12), "lloyd"),         # 917 samples per cluster: too few for Hamerly
-    ((10**6, 95, 47), "hamerly"),
-    ((10**6, 95, 48), "exponion"),
+    ((10**6, 95, 95), "hamerly"),
+    ((10**6, 95, 96), "exponion"),
     ((20_000, 8, 30), "lloyd"),         # 667 samples per cluster: too few for Hamerly
     ((30_000, 8, 30), "hamerly"),
     ((10**6, 128, 7), "lloyd"),         # many features, too few clusters for Yinyang
@@ -110,4 +110,4 @@ def test_auto_algorithm_without_sorting_the_rows():
     assert auto_algorithm(10**6, 3, 192, sorted_rows=False) == "exponion"
     assert auto_algorithm(10**6, 3, 256, max_iter=99, sorted_rows=False) == "lloyd"
     assert auto_algorithm(10**6, 3, 256, max_iter=100, sorted_rows=False) == "exponion"
-    assert auto_algorithm(10**6, 8, 96, sorted_rows=False) == "exponion"
+    assert auto_algorithm(10**6, 8, 192, sorted_rows=False) == "exponion"

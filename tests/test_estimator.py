@@ -426,8 +426,8 @@ def test_auto_algorithm_follows_the_measured_crossovers():
     assert auto_algorithm(10**6, 3, 64) == "filter"
     assert auto_algorithm(10**6, 3, 256) == "filter"
     assert auto_algorithm(10**6, 8, 30) == "hamerly"
-    assert auto_algorithm(10**6, 8, 64) == "hamerly"
-    assert auto_algorithm(10**6, 8, 100) == "exponion"
+    assert auto_algorithm(10**6, 8, 100) == "hamerly"
+    assert auto_algorithm(10**6, 8, 200) == "exponion"
     assert auto_algorithm(20_000, 3, 256) == "lloyd"  # too few samples per cluster
     assert auto_algorithm(50_000, 32, 256) == "exponion"
     assert auto_algorithm(5000, 784, 100) == "yinyang"

@@ -26,11 +26,12 @@ BOUNDED_PASSES = {"hamerly": "hamerly_pass", "exponion": "exponion_pass",
 # to 2.5x). On 50k rows it only ties at best.
 # From MID_FEATURES features on (where the full searches of the rows that fail their
 # bounds run in lloyd_pass's panel kernel): Hamerly from HAMERLY_MIN_CLUSTERS clusters and
-# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS (below
+# Exponion, whose ball search pays with more clusters, from EXPONION_MIN_CLUSTERS, or below
 # EXPONION_FEW_FEATURES features, where a full search costs less, from
-# EXPONION_MIN_CLUSTERS_FEW_FEATURES: blobs of 8 features, k = 50 and 64, Hamerly 1.22x and
-# 1.28x faster to convergence, 1.22x and 1.11x over 10 iterations; at k = 100 either was
-# ahead by up to 1.27x, at 16 features Exponion 1.21x from k = 64); from
+# EXPONION_MIN_CLUSTERS_FEW_FEATURES (since its ball search compares lloyd_pass's scores,
+# to convergence, blobs of 8 features: Hamerly 1.19x faster at k = 100, 1.07x at 150,
+# Exponion 1.14x at 200; of 16 and 32 features: Hamerly 1.25x and 1.16x at k = 64,
+# Exponion 1.03x and 1.08x at 100, 1.23x from 150); from
 # YINYANG_MIN_FEATURES features, simplified Yinyang from YINYANG_MIN_CLUSTERS clusters,
 # whose group bounds skip more of the now costly distances, and below
 # YINYANG_SHORT_FIT_CLUSTERS only in fits allowed YINYANG_MIN_ITERATIONS iterations (over
@@ -60,9 +61,9 @@ ZORDERED_MIN_ITERATIONS = 5
 PASS_OFFSET = 64
 HAMERLY_MIN_CLUSTERS = 12
 HAMERLY_MIN_ROWS_PER_CLUSTER = 1000
-EXPONION_MIN_CLUSTERS = 48
+EXPONION_MIN_CLUSTERS = 96
 EXPONION_FEW_FEATURES = 12
-EXPONION_MIN_CLUSTERS_FEW_FEATURES = 96
+EXPONION_MIN_CLUSTERS_FEW_FEATURES = 192
 EXPONION_MIN_ROWS_PER_CLUSTER = 100
 # Without the filter (Dask), below MID_FEATURES: Exponion from EXPONION_MIN_CLUSTERS_LOW
 # clusters, in fits allowed EXPONION_MIN_ITERATIONS iterations (its first passes cost more
