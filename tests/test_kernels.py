@@ -544,6 +544,35 @@ def test_exponion_pass_ties_go_to_the_lower_index():
     assert (labels % 2 == 0).all()
 
 
+@pytest.mark.parametrize("algorithm", list(BOUNDED_PASSES))
+@pytest.mark.parametrize("d", [3, 8])
+def test_bounded_pass_ties_after_a_move_go_to_the_lower_index(algorithm, d):
+    """Five centres moved onto their twins: their rows fail their bounds and are searched
+    again (Exponion: in its ball, which holds the twin), and every one goes to the twin of
+    lower index, as in the plain pass (the ball search of d > 4 compares lloyd_pass's
+    scores; for d <= 4, a row whose distance to its centre equalled its lower bound, the
+    twin's distance, kept its centre)."""
+    rng = np.random.default_rng(d)
+    blob_centres = rng.normal(size=(50, d)) * 20  # far apart: small balls
+    X = (blob_centres[rng.integers(50, size=20_000)]
+         + rng.normal(size=(20_000, d)) * 0.5).astype(np.float32)
+    w = np.ones(len(X), np.float32)
+    C = (np.repeat(blob_centres, 2, axis=0) + rng.normal(size=(100, d)) * 0.3).astype(
+        np.float32)
+    labels = np.zeros(len(X), np.int32)
+    bounds = _unknown_bounds(algorithm, len(X), X.dtype, 100, d)
+    sums, weights = np.empty((100, d)), np.empty(100)
+    bounded_pass = getattr(core, BOUNDED_PASSES[algorithm])
+    bounded_pass(X, w, C, np.zeros(100, np.float32), labels, *bounds, sums, weights, 1)
+    moved = C.copy()
+    moved[1:10:2] = moved[0:10:2]  # few rows fail: not their whole blocks
+    shift = np.nextafter(np.linalg.norm((moved - C).astype(np.float64), axis=1),
+                         np.inf).astype(np.float32)
+    bounded_pass(X, w, moved, shift, labels, *bounds, sums, weights, 1)
+    np.testing.assert_array_equal(labels, run_pass(X, w, moved)[0])
+    assert not np.isin(labels, [1, 3, 5, 7, 9]).any()
+
+
 @pytest.mark.parametrize("algorithm", ["hamerly", "exponion"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [5, 8, 24])

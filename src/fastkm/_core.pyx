@@ -1743,7 +1743,8 @@ cdef inline Py_ssize_t _bounded_chunk_d(
             upper[row] = u
             failing[n_failing] = row
             failing_bound[n_failing] = bound
-            n_failing += u > bound
+            # (Equal: another centre may be as near, and lower in index.)
+            n_failing += u >= bound
         # Most of the block failing (the second pass, after the centres' first big moves):
         # one search of the whole block in panels costs less than each failing row's
         # distance to its centre and ball (blobs 1M x 8, k = 100: the second pass 26 to
@@ -1763,7 +1764,7 @@ cdef inline Py_ssize_t _bounded_chunk_d(
             u = sqrt(failing_sq[m])
             upper[failing[m]] = u  # (a row that still fails gets its bounds below)
             still[n_still] = m
-            n_still += u > failing_bound[m]
+            n_still += u >= failing_bound[m]
         for m in range(n_still):
             row = failing[still[m]]
             j = labels[row]
