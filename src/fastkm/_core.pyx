@@ -1399,6 +1399,25 @@ cdef inline Py_ssize_t _settle_pending(
     return changed
 
 
+cdef inline void _keep_candidate(
+        floating value,             # IN  candidate j's distance or score
+        int j,
+        floating* best,             # IN/OUT the lowest value so far
+        floating* second,           # IN/OUT the second lowest
+        floating* third,            # IN/OUT the third lowest
+        int* nearest,               # IN/OUT the candidate of the lowest: ties to the lower index
+        int* runner_up,             # IN/OUT the candidate of the second lowest
+) noexcept nogil:
+    """One more candidate for a ball search's three lowest values. Without branches: which
+    of two near centres is nearer is unpredictable."""
+    cdef bint nearer = (value < best[0]) | ((value == best[0]) & (j < nearest[0]))
+    third[0] = min(third[0], max(second[0], value))
+    runner_up[0] = nearest[0] if nearer else (j if value < second[0] else runner_up[0])
+    second[0] = min(second[0], max(best[0], value))
+    nearest[0] = j if nearer else nearest[0]
+    best[0] = min(best[0], value)
+
+
 cdef inline bint _ball_search(
         const floating* x,          # IN  (d,) the row
         const floating* centers,    # IN  (k, d)
@@ -1422,9 +1441,8 @@ cdef inline bint _ball_search(
     """Exponion's search among the centres near the row's centre; False if the ball reaches
     past the listed ones, or holds more than max_search of them (the caller then compares
     the row with every centre)."""
-    cdef floating best = u_sq, second = INFINITY, third = INFINITY, dist, radius, u
+    cdef floating best = u_sq, second = INFINITY, third = INFINITY, radius, u
     cdef int nearest = a, runner_up = a, j
-    cdef bint nearer
     cdef Py_ssize_t m
     if n_near == 0:
         return False
@@ -1439,15 +1457,8 @@ cdef inline bint _ball_search(
         if near_dist[m] > radius:
             break
         j = near_index[m]
-        dist = _row_sq_distance(x, centers + j * d, d)
-        # Branch-free (which of two near centres is nearer is unpredictable); ties go to
-        # the lower index, as in the full search.
-        nearer = (dist < best) | ((dist == best) & (j < nearest))
-        third = min(third, max(second, dist))
-        runner_up = nearest if nearer else (j if dist < second else runner_up)
-        second = min(second, max(best, dist))
-        nearest = j if nearer else nearest
-        best = min(best, dist)
+        _keep_candidate(_row_sq_distance(x, centers + j * d, d), j, &best, &second, &third,
+                        &nearest, &runner_up)
     label[0] = nearest
     upper[0] = sqrt(best)
     second_label[0] = runner_up
@@ -1492,9 +1503,8 @@ cdef inline bint _ball_search_dot(
     cdef const floating* shift = <const floating*>P.shift
     cdef const floating* panels = <const floating*>P.panels
     cdef const floating* base = <const floating*>P.base
-    cdef floating kind = 0, score, best, second = INFINITY, third = INFINITY, xf
-    cdef int nearest, runner_up, j
-    cdef bint nearer
+    cdef floating kind = 0, best, second = INFINITY, third = INFINITY, xf
+    cdef int nearest, runner_up
     cdef Py_ssize_t m, f, i, n_cand = 1
     cdef double sq_norm = 0, norm, e2, c, widen, radius
     cdef int cand[BALL_NEIGHBOURS + 1]
@@ -1507,9 +1517,10 @@ cdef inline bint _ball_search_dot(
     if (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
             max_search < n_near and near_dist[max_search] <= radius):
         return False
-    # |x'| <= |c'_a| + u (|c'_a| = sqrt(2 base[a]), rounded to X's dtype: 4 eps), with a
-    # margin for the rounding of u and of the shifts.
-    norm = (sqrt(2.0 * base[a]) * (1 + 4 * slack.eps) + u) * (1 + 2.0 ** -10)
+    # |x'| <= |c'_a| + |x' - c'_a|: |c'_a| is sqrt(2 base[a]) to a few eps, |x' - c'_a| is
+    # u to (d + 2) eps and to the rounding of the shifts, 4 eps (|x'| + R) with R >= |c'_a|
+    # (see _Slack): a relative margin for the first two, 8 eps R for the last.
+    norm = (sqrt(2.0 * base[a]) + u) * (1 + 2.0 ** -10) + 8 * slack.eps * slack.radius
     e2 = _dot_e2(slack, norm)
     c = 4 * slack.eps * (norm + slack.radius)
     widen = 2 * c + e2 / (u + c)  # >= sqrt((u + c)^2 + 2 e2) + c - u
@@ -1526,7 +1537,8 @@ cdef inline bint _ball_search_dot(
         n_cand += 1
     for i in range(n_cand):
         acc[i] = 0
-        column[i] = panels + (cand[i] // FASTKM_PANEL) * d * FASTKM_PANEL + cand[i] % FASTKM_PANEL
+        column[i] = (panels + (cand[i] // FASTKM_PANEL) * d * FASTKM_PANEL
+                     + cand[i] % FASTKM_PANEL)
     for f in range(d):
         xf = x[f] - shift[f]
         sq_norm += <double>xf * xf
@@ -1538,15 +1550,8 @@ cdef inline bint _ball_search_dot(
     nearest = runner_up = a
     best = base[a] - acc[0]
     for i in range(1, n_cand):
-        j = cand[i]
-        score = base[j] - acc[i]
-        # Lowest score, ties to the lower index, as in lloyd_pass; without branches.
-        nearer = (score < best) | ((score == best) & (j < nearest))
-        third = min(third, max(second, score))
-        runner_up = nearest if nearer else (j if score < second else runner_up)
-        second = min(second, max(best, score))
-        nearest = j if nearer else nearest
-        best = min(best, score)
+        _keep_candidate(base[cand[i]] - acc[i], cand[i], &best, &second, &third, &nearest,
+                        &runner_up)
     # The bounds from the scores, as _settle_pending takes them (with |x'| itself).
     norm = sqrt(sq_norm) * (1 + slack.rho)
     e2 = _dot_e2(slack, norm)
