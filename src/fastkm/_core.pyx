@@ -1418,6 +1418,18 @@ cdef inline void _keep_candidate(
     best[0] = min(best[0], value)
 
 
+cdef inline bint _ball_too_wide(
+        const floating* near_dist,  # IN  (n_near,) as in _ball_search
+        Py_ssize_t n_near, Py_ssize_t k,
+        Py_ssize_t max_search,      # IN  the most centres worth comparing one by one
+        double radius,              # IN  the ball's radius
+) noexcept nogil:
+    """Whether a ball search of this radius cannot be done: it reaches past the listed
+    centres, or holds more than max_search of them."""
+    return (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
+        max_search < n_near and near_dist[max_search] <= radius)
+
+
 cdef inline bint _ball_search(
         const floating* x,          # IN  (d,) the row
         const floating* centers,    # IN  (k, d)
@@ -1449,9 +1461,7 @@ cdef inline bint _ball_search(
     u = sqrt(u_sq)
     # Widened so that rounding in u and in the distances cannot leave a candidate out.
     radius = <floating>((2.0 * u + gap) * (1.0 + BALL_MARGIN))
-    if near_dist[n_near - 1] <= radius and n_near < k - 1:
-        return False
-    if max_search < n_near and near_dist[max_search] <= radius:
+    if _ball_too_wide(near_dist, n_near, k, max_search, radius):
         return False
     for m in range(n_near):
         if near_dist[m] > radius:
@@ -1514,8 +1524,7 @@ cdef inline bint _ball_search_dot(
         return False
     # Most balls that fail, fail at _ball_search's radius: the allowances come after.
     radius = (2.0 * u + gap) * (1.0 + BALL_MARGIN)
-    if (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
-            max_search < n_near and near_dist[max_search] <= radius):
+    if _ball_too_wide(near_dist, n_near, k, max_search, radius):
         return False
     # |x'| <= |c'_a| + |x' - c'_a|: |c'_a| is sqrt(2 base[a]) to a few eps, |x' - c'_a| is
     # u to (d + 2) eps and to the rounding of the shifts, 4 eps (|x'| + R) with R >= |c'_a|
@@ -1526,8 +1535,7 @@ cdef inline bint _ball_search_dot(
     widen = 2 * c + e2 / (u + c)  # >= sqrt((u + c)^2 + 2 e2) + c - u
     if widen > gap:
         radius = (2.0 * u + widen) * (1.0 + BALL_MARGIN)
-        if (near_dist[n_near - 1] <= radius and n_near < k - 1) or (
-                max_search < n_near and near_dist[max_search] <= radius):
+        if _ball_too_wide(near_dist, n_near, k, max_search, radius):
             return False
     cand[0] = a
     for m in range(n_near):
