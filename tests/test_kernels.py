@@ -91,6 +91,22 @@ def test_assigned_sq_distances_match_numpy(dtype, d):
         core.assigned_sq_distances(X, C, labels, out, 2)
 
 
+@pytest.mark.parametrize("bad_row", [0, 4095, 99_999])
+@pytest.mark.parametrize("bad", [-1, 9])
+def test_labels_outside_the_centres_are_found_in_every_chunk(bad_row, bad):
+    # The labels are checked in parallel chunks (of some 2048 rows): a bad one in the first,
+    # a middle or the last chunk is reported, with its row.
+    X = np.zeros((100_000, 5), np.float32)
+    C = np.zeros((9, 5), np.float32)
+    labels = np.arange(len(X), dtype=np.int32) % 9
+    labels[bad_row] = bad
+    for n_threads in (1, 2):
+        with pytest.raises(ValueError, match=f"label {bad} of row {bad_row} is not"):
+            core.assigned_sq_distances(X, C, labels, np.empty(len(X)), n_threads)
+        with pytest.raises(ValueError, match=f"label {bad} of row {bad_row} is not"):
+            core.labelled_inertia(X, None, C, labels, n_threads)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [3, 9])  # the unrolled and the panel kernels
 def test_lloyd_pass_without_weights_is_the_pass_with_unit_weights(dtype, d):

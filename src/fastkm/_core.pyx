@@ -4219,7 +4219,7 @@ def assigned_sq_distances(
     cdef Py_ssize_t i
     if centers.shape[1] != d or labels.shape[0] != n or out.shape[0] != n:
         raise ValueError("assigned_sq_distances: array shapes do not match")
-    _check_labels(labels, k, "assigned_sq_distances")
+    _check_labels(labels, k, "assigned_sq_distances", n_threads)
     n_threads = _threads_for(n // MIN_CHUNK_ROWS + 1, n_threads, n * d)
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         out[i] = _sq_distance(&X[i, 0], &centers[labels[i], 0], d)
@@ -4248,7 +4248,7 @@ def labelled_inertia(
         weights = &sample_weight[0] if n else NULL
     if centers.shape[1] != d or labels.shape[0] != n:
         raise ValueError("labelled_inertia: array shapes do not match")
-    _check_labels(labels, k, "labelled_inertia")
+    _check_labels(labels, k, "labelled_inertia", n_threads)
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d)
     cdef double[:, ::1] chunk_inertia = _chunk_buffers(n_chunks, 1)
@@ -4263,12 +4263,23 @@ def labelled_inertia(
     return inertia
 
 
-cdef _check_labels(const int[::1] labels, Py_ssize_t k, str name):
-    """Every label a centre: a bad one would read outside the centres."""
-    cdef Py_ssize_t i
-    for i in range(labels.shape[0]):
-        if not 0 <= labels[i] < k:
-            raise ValueError(f"{name}: label {labels[i]} of row {i} is not a centre")
+cdef _check_labels(const int[::1] labels, Py_ssize_t k, str name, int n_threads):
+    """Every label a centre: a bad one would read outside the centres. Counted in parallel
+    chunks: checked row by row on one thread, it took a quarter of assigned_sq_distances
+    on two (the photo's 855k colours) and of labelled_inertia (blobs 1M x 8)."""
+    cdef Py_ssize_t n = labels.shape[0], i, c, n_chunks, chunk_rows, count
+    _row_chunks(n, &n_chunks, &chunk_rows)
+    cdef Py_ssize_t[::1] bad = np.zeros(max(n_chunks, 1), dtype=np.intp)
+    n_threads = _threads_for(n_chunks, n_threads, n)
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        count = 0
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            count = count + ((labels[i] < 0) | (labels[i] >= k))
+        bad[c] = count
+    if np.any(np.asarray(bad)):
+        for i in range(n):
+            if not 0 <= labels[i] < k:
+                raise ValueError(f"{name}: label {labels[i]} of row {i} is not a centre")
 
 
 cdef _check_shapes(const floating[:, ::1] X, const floating[::1] sample_weight,
