@@ -81,13 +81,14 @@ cdef extern from *:
     """
     /* Register-blocked micro-kernels of lloyd_pass for d > 4 (see _lloyd_chunk_panels).
 
-    fastkm_panel_nearest_{f,d}(block_t, panel, base, d, first, best, label) compares the
-    FASTKM_BLOCK_ROWS rows of a transposed block with the FASTKM_PANEL centres of a packed
-    panel (centre indices first, first + 1, ...): for each row r and centre g, in that order,
+    fastkm_block_nearest_{f,d}(block_t, panels, bases, n_panels, d, label) compares the
+    FASTKM_BLOCK_ROWS rows of a transposed block with the packed panels of FASTKM_PANEL
+    centres each, panel by panel (centre indices p * FASTKM_PANEL + g): for each row r, from
+    best[r] = inf, and centre j = p * FASTKM_PANEL + g, in that order,
 
-        x_f = block_t[f * FASTKM_BLOCK_ROWS + r], c_f = panel[f * FASTKM_PANEL + g]
-        score = base[g] - sum over f of x_f * c_f        (dot-product form)
-        if score < best[r]: best[r] = score, label[r] = first + g
+        x_f = block_t[f * FASTKM_BLOCK_ROWS + r], c_f = panels[(p * d + f) * FASTKM_PANEL + g]
+        score = bases[j] - sum over f of x_f * c_f        (dot-product form)
+        if score < best[r]: best[r] = score, label[r] = j
 
     with the sum taken in feature order (FMAs where the ISA has them), so ties go to the
     lowest index. The accumulators are local variables of GCC/Clang vector types, so
@@ -130,7 +131,7 @@ cdef extern from *:
     #define FASTKM_MADD_BROADCAST(T, ACC, X, C) ((ACC) += (X) * (C))
     #endif
 
-    /* The accumulation both panel kernels share (fastkm_panel_nearest and
+    /* The accumulation both panel kernels share (fastkm_block_nearest and
     fastkm_panel_scores, so their scores are bit-identical): rows r0 .. r0 + 2W - 1 of
     block_t against the panel's centres, in feature order, into acc0 and acc1: dot products,
     or with DIRECT (only fastkm_panel_scores_direct, for Yinyang at d <= 4) squared
@@ -168,37 +169,35 @@ cdef extern from *:
         typedef IT ivec __attribute__((vector_size(FASTKM_VBYTES)));                          \\
         enum { W = FASTKM_VBYTES / (int)sizeof(T) };                                          \\
         typedef int ivec32 __attribute__((vector_size(W * sizeof(int))));
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
-    __attribute__((noinline)) /* one call per panel; keeps it visible to perf */           \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, int* label) {                                        \\
+    #define FASTKM_DEFINE_BLOCK_NEAREST(NAME, T, IT)                                          \\
+    __attribute__((noinline)) /* keeps it visible to perf */                                  \\
+    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
+                     Py_ssize_t d, int* label) {                                              \\
         FASTKM_PANEL_TYPES(T, IT)                                                             \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
-            FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
-            vec b0, b1;                                                                       \\
-            ivec32 l0_32, l1_32;                                                              \\
-            __builtin_memcpy(&b0, best + r0, sizeof(vec));                                    \\
-            __builtin_memcpy(&b1, best + r0 + W, sizeof(vec));                                \\
-            __builtin_memcpy(&l0_32, label + r0, sizeof(ivec32));                             \\
-            __builtin_memcpy(&l1_32, label + r0 + W, sizeof(ivec32));                         \\
-            ivec l0 = __builtin_convertvector(l0_32, ivec);                                   \\
-            ivec l1 = __builtin_convertvector(l1_32, ivec);                                   \\
-            _Pragma("GCC unroll 16")                                                          \\
-            for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order: ties keep the lowest */ \\
-                vec s0 = base[g] - acc0[g], s1 = base[g] - acc1[g];                           \\
-                ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */      \\
-                ivec j = (ivec){0} + (IT)(first + g);                                         \\
-                b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                               \\
-                b1 = (vec)(((ivec)s1 & m1) | ((ivec)b1 & ~m1));                               \\
-                l0 = (j & m0) | (l0 & ~m0);                                                   \\
-                l1 = (j & m1) | (l1 & ~m1);                                                   \\
+            /* The lowest scores and their labels stay in registers from panel to panel. */   \\
+            vec b0 = (vec){0} + (T)INFINITY, b1 = b0;                                         \\
+            ivec l0 = (ivec){0}, l1 = (ivec){0};                                              \\
+            for (Py_ssize_t p = 0; p < n_panels; p++) { /* in index order */                  \\
+                const T* panel = panels + p * d * FASTKM_PANEL;                               \\
+                const T* base = bases + p * FASTKM_PANEL;                                     \\
+                int first = (int)(p * FASTKM_PANEL);                                          \\
+                FASTKM_PANEL_ACCUMULATE(T, 0)                                                 \\
+                _Pragma("GCC unroll 16")                                                      \\
+                for (int g = 0; g < FASTKM_PANEL; g++) { /* ties keep the lowest index */     \\
+                    vec s0 = base[g] - acc0[g], s1 = base[g] - acc1[g];                       \\
+                    ivec m0 = s0 < b0, m1 = s1 < b1; /* all ones where the score is lower */  \\
+                    ivec j = (ivec){0} + (IT)(first + g);                                     \\
+                    b0 = (vec)(((ivec)s0 & m0) | ((ivec)b0 & ~m0));                           \\
+                    b1 = (vec)(((ivec)s1 & m1) | ((ivec)b1 & ~m1));                           \\
+                    l0 = (j & m0) | (l0 & ~m0);                                               \\
+                    l1 = (j & m1) | (l1 & ~m1);                                               \\
+                }                                                                             \\
             }                                                                                 \\
-            l0_32 = __builtin_convertvector(l0, ivec32);                                      \\
-            l1_32 = __builtin_convertvector(l1, ivec32);                                      \\
-            __builtin_memcpy(best + r0, &b0, sizeof(vec));                                    \\
-            __builtin_memcpy(best + r0 + W, &b1, sizeof(vec));                                \\
-            __builtin_memcpy(label + r0, &l0_32, sizeof(ivec32));                             \\
-            __builtin_memcpy(label + r0 + W, &l1_32, sizeof(ivec32));                         \\
+            ivec32 l32 = __builtin_convertvector(l0, ivec32);                                 \\
+            __builtin_memcpy(label + r0, &l32, sizeof(ivec32));                               \\
+            l32 = __builtin_convertvector(l1, ivec32);                                        \\
+            __builtin_memcpy(label + r0 + W, &l32, sizeof(ivec32));                           \\
         }                                                                                     \\
     }
     #else
@@ -214,16 +213,26 @@ cdef extern from *:
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
                     dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
                                                        * panel[f * FASTKM_PANEL + g];
-    #define FASTKM_DEFINE_PANEL_NEAREST(NAME, T, IT)                                          \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, int* label) {                                        \\
-        FASTKM_PORTABLE_DOTS(T)                                                               \\
-        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
-            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
-                T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
-                label[r] = score < best[r] ? first + g : label[r];                            \\
-                best[r] = score < best[r] ? score : best[r];                                  \\
-            }                                                                                 \\
+    #define FASTKM_DEFINE_BLOCK_NEAREST(NAME, T, IT)                                          \\
+    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
+                     Py_ssize_t d, int* label) {                                              \\
+        T best[FASTKM_BLOCK_ROWS];                                                            \\
+        for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                         \\
+            best[r] = (T)INFINITY;                                                            \\
+            label[r] = 0;                                                                     \\
+        }                                                                                     \\
+        for (Py_ssize_t p = 0; p < n_panels; p++) {                                           \\
+            const T* panel = panels + p * d * FASTKM_PANEL;                                   \\
+            const T* base = bases + p * FASTKM_PANEL;                                         \\
+            int first = (int)(p * FASTKM_PANEL);                                              \\
+            FASTKM_PORTABLE_DOTS(T)                                                           \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                 \\
+                    T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                      \\
+                    label[r] = score < best[r] ? first + g : label[r];                        \\
+                    best[r] = score < best[r] ? score : best[r];                              \\
+                }                                                                             \\
+        }                                                                                     \\
     }
     #endif
     /* fastkm_transpose_shifted_{f,d}(X, d, n_real, shift, block_t): block_t[f, i] =
@@ -319,8 +328,8 @@ cdef extern from *:
     #define fastkm_prefetch_near(p) ((void)(p))
     #define fastkm_prefetch_write(p) ((void)(p))
     #endif
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_f, float, int)
-    FASTKM_DEFINE_PANEL_NEAREST(fastkm_panel_nearest_d, double, long long)
+    FASTKM_DEFINE_BLOCK_NEAREST(fastkm_block_nearest_f, float, int)
+    FASTKM_DEFINE_BLOCK_NEAREST(fastkm_block_nearest_d, double, long long)
     """
     enum: FASTKM_PANEL
     enum: FASTKM_BLOCK_ROWS
@@ -332,10 +341,11 @@ cdef extern from *:
                                     const float* shift, float* block_t) noexcept nogil
     void fastkm_transpose_shifted_d(const double* X, Py_ssize_t d, Py_ssize_t n_real,
                                     const double* shift, double* block_t) noexcept nogil
-    void fastkm_panel_nearest_f(const float* block_t, const float* panel, const float* base,
-                                Py_ssize_t d, int first, float* best, int* label) noexcept nogil
-    void fastkm_panel_nearest_d(const double* block_t, const double* panel,
-                                const double* base, Py_ssize_t d, int first, double* best,
+    void fastkm_block_nearest_f(const float* block_t, const float* panels,
+                                const float* bases, Py_ssize_t n_panels, Py_ssize_t d,
+                                int* label) noexcept nogil
+    void fastkm_block_nearest_d(const double* block_t, const double* panels,
+                                const double* bases, Py_ssize_t n_panels, Py_ssize_t d,
                                 int* label) noexcept nogil
 
 
@@ -927,20 +937,10 @@ cdef inline void _block_nearest_panels(
         int* label,                 # OUT (BLOCK_ROWS,) index of the nearest centre
 ) noexcept nogil:
     """Nearest centre of each lane; exact ties go to the lowest index."""
-    cdef Py_ssize_t i, p
-    cdef floating best[BLOCK_ROWS]
-    for i in range(BLOCK_ROWS):
-        best[i] = INFINITY
-        label[i] = 0
-    for p in range(n_panels):  # in index order, so that ties keep the lowest index
-        if floating is float:
-            fastkm_panel_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
-                                   base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                   best, label)
-        else:
-            fastkm_panel_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
-                                   base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                   best, label)
+    if floating is float:
+        fastkm_block_nearest_f(block_t, panels, base, n_panels, d, label)
+    else:
+        fastkm_block_nearest_d(block_t, panels, base, n_panels, d, label)
 
 
 cdef void _lloyd_chunk_panels(
@@ -1144,9 +1144,10 @@ def lloyd_pass(
 
 cdef extern from *:
     """
-    /* fastkm_panel_two_nearest_{f,d}(block_t, panel, base, d, first, best, second, label):
-    fastkm_panel_nearest's comparison (the same scores, bit for bit, and the same choice of
-    the lowest, ties to the lowest index), also keeping per row the second lowest score. */
+    /* fastkm_block_two_nearest_{f,d}(block_t, panels, bases, n_panels, d, best, second,
+    label): a block's rows against every panel, in index order, with fastkm_block_nearest's
+    comparison (the same scores, bit for bit, and the same choice of the lowest, ties to
+    the lowest index), also keeping per row the second lowest score. */
     #if FASTKM_VECTOR_EXTENSIONS
     /* Lane-wise min(a, b) and max(a, b) as (a < b ? a : b) and (a > b ? a : b): one
     instruction on x86 (minps, maxps), three selects elsewhere. */
@@ -1175,15 +1176,10 @@ cdef extern from *:
     #define FASTKM_VMIN_D FASTKM_VMIN_F
     #define FASTKM_VMAX_D FASTKM_VMAX_F
     #endif
-    /* One vector of rows (r: its first row, ACC: its accumulators) against the panel. */
-    #define FASTKM_KEEP_TWO(IT, VMIN, VMAX, ACC, r)                                           \\
-        {                                                                                     \\
-            vec b, s;                                                                         \\
-            ivec32 l32;                                                                       \\
-            __builtin_memcpy(&b, best + (r), sizeof(vec));                                    \\
-            __builtin_memcpy(&s, second + (r), sizeof(vec));                                  \\
-            __builtin_memcpy(&l32, label + (r), sizeof(ivec32));                              \\
-            ivec l = __builtin_convertvector(l32, ivec);                                      \\
+    /* One vector of rows (ACC: its accumulators) against the panel of centres first,
+    first + 1, ...: b, s and l, its lowest score, second lowest and the centre of the
+    lowest so far. */
+    #define FASTKM_KEEP_TWO(IT, VMIN, VMAX, ACC, b, s, l)                                     \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order */                     \\
                 vec score = base[g] - ACC[g];                                                 \\
@@ -1192,49 +1188,72 @@ cdef extern from *:
                 s = VMIN(s, VMAX(score, b));                                                  \\
                 b = VMIN(score, b);                                                           \\
                 l = (j & below) | (l & ~below);                                               \\
-            }                                                                                 \\
-            l32 = __builtin_convertvector(l, ivec32);                                         \\
-            __builtin_memcpy(best + (r), &b, sizeof(vec));                                    \\
-            __builtin_memcpy(second + (r), &s, sizeof(vec));                                  \\
-            __builtin_memcpy(label + (r), &l32, sizeof(ivec32));                              \\
-        }
-    #define FASTKM_DEFINE_PANEL_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
+            }
+    /* The panels one after the other for each pair of vectors of rows, whose lowest
+    scores, second lowest and labels stay in registers throughout: a call a panel stored
+    and loaded them each time (blobs 1M x 8, k = 100, one thread: a search of every row
+    29.1 to 28.3 ms). */
+    #define FASTKM_DEFINE_BLOCK_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
     __attribute__((noinline))                                                                 \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, T* second, int* label) {                             \\
+    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
+                     Py_ssize_t d, T* best, T* second, int* label) {                          \\
         FASTKM_PANEL_TYPES(T, IT)                                                             \\
         for (int r0 = 0; r0 < FASTKM_BLOCK_ROWS; r0 += 2 * W) {                               \\
-            FASTKM_PANEL_ACCUMULATE(T, 0)                                                     \\
-            FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc0, r0)                                         \\
-            FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc1, r0 + W)                                     \\
+            vec b0 = (vec){0} + (T)INFINITY, s0 = b0, b1 = b0, s1 = b0;                       \\
+            ivec l0 = (ivec){0}, l1 = (ivec){0};                                              \\
+            for (Py_ssize_t p = 0; p < n_panels; p++) { /* in index order */                  \\
+                const T* panel = panels + p * d * FASTKM_PANEL;                               \\
+                const T* base = bases + p * FASTKM_PANEL;                                     \\
+                int first = (int)(p * FASTKM_PANEL);                                          \\
+                FASTKM_PANEL_ACCUMULATE(T, 0)                                                 \\
+                FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc0, b0, s0, l0)                             \\
+                FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc1, b1, s1, l1)                             \\
+            }                                                                                 \\
+            ivec32 l32 = __builtin_convertvector(l0, ivec32);                                 \\
+            __builtin_memcpy(best + r0, &b0, sizeof(vec));                                    \\
+            __builtin_memcpy(second + r0, &s0, sizeof(vec));                                  \\
+            __builtin_memcpy(label + r0, &l32, sizeof(ivec32));                               \\
+            l32 = __builtin_convertvector(l1, ivec32);                                        \\
+            __builtin_memcpy(best + r0 + W, &b1, sizeof(vec));                                \\
+            __builtin_memcpy(second + r0 + W, &s1, sizeof(vec));                              \\
+            __builtin_memcpy(label + r0 + W, &l32, sizeof(ivec32));                           \\
         }                                                                                     \\
     }
     #else
-    #define FASTKM_DEFINE_PANEL_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
-    static void NAME(const T* block_t, const T* panel, const T* base, Py_ssize_t d,            \\
-                     int first, T* best, T* second, int* label) {                             \\
-        FASTKM_PORTABLE_DOTS(T)                                                               \\
-        for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
-            for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                     \\
-                T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                          \\
-                T m = score > best[r] ? score : best[r];                                      \\
-                second[r] = m < second[r] ? m : second[r];                                    \\
-                label[r] = score < best[r] ? first + g : label[r];                            \\
-                best[r] = score < best[r] ? score : best[r];                                  \\
-            }                                                                                 \\
+    #define FASTKM_DEFINE_BLOCK_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
+    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
+                     Py_ssize_t d, T* best, T* second, int* label) {                          \\
+        for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                         \\
+            best[r] = second[r] = (T)INFINITY;                                                \\
+            label[r] = 0;                                                                     \\
+        }                                                                                     \\
+        for (Py_ssize_t p = 0; p < n_panels; p++) {                                           \\
+            const T* panel = panels + p * d * FASTKM_PANEL;                                   \\
+            const T* base = bases + p * FASTKM_PANEL;                                         \\
+            int first = (int)(p * FASTKM_PANEL);                                              \\
+            FASTKM_PORTABLE_DOTS(T)                                                           \\
+            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
+                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                 \\
+                    T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                      \\
+                    T m = score > best[r] ? score : best[r];                                  \\
+                    second[r] = m < second[r] ? m : second[r];                                \\
+                    label[r] = score < best[r] ? first + g : label[r];                        \\
+                    best[r] = score < best[r] ? score : best[r];                              \\
+                }                                                                             \\
+        }                                                                                     \\
     }
     #endif
-    FASTKM_DEFINE_PANEL_TWO_NEAREST(fastkm_panel_two_nearest_f, float, int, FASTKM_VMIN_F,
+    FASTKM_DEFINE_BLOCK_TWO_NEAREST(fastkm_block_two_nearest_f, float, int, FASTKM_VMIN_F,
                                     FASTKM_VMAX_F)
-    FASTKM_DEFINE_PANEL_TWO_NEAREST(fastkm_panel_two_nearest_d, double, long long,
+    FASTKM_DEFINE_BLOCK_TWO_NEAREST(fastkm_block_two_nearest_d, double, long long,
                                     FASTKM_VMIN_D, FASTKM_VMAX_D)
     """
-    void fastkm_panel_two_nearest_f(const float* block_t, const float* panel,
-                                    const float* base, Py_ssize_t d, int first, float* best,
-                                    float* second, int* label) noexcept nogil
-    void fastkm_panel_two_nearest_d(const double* block_t, const double* panel,
-                                    const double* base, Py_ssize_t d, int first, double* best,
-                                    double* second, int* label) noexcept nogil
+    void fastkm_block_two_nearest_f(const float* block_t, const float* panels,
+                                    const float* bases, Py_ssize_t n_panels, Py_ssize_t d,
+                                    float* best, float* second, int* label) noexcept nogil
+    void fastkm_block_two_nearest_d(const double* block_t, const double* panels,
+                                    const double* bases, Py_ssize_t n_panels, Py_ssize_t d,
+                                    double* best, double* second, int* label) noexcept nogil
 
 
 cdef extern from *:
@@ -1322,22 +1341,12 @@ cdef inline void _block_two_nearest_panels(
         floating* second,           # OUT (BLOCK_ROWS,) second lowest (inf if k = 1)
         int* label,                 # OUT (BLOCK_ROWS,) centre of the lowest: lloyd_pass's
 ) noexcept nogil:
-    cdef Py_ssize_t i, p
-    cdef const floating* panels = <const floating*>P.panels
-    cdef const floating* base = <const floating*>P.base
-    for i in range(BLOCK_ROWS):
-        best[i] = INFINITY
-        second[i] = INFINITY
-        label[i] = 0
-    for p in range(P.n_panels):  # in index order, so that ties keep the lowest index
-        if floating is float:
-            fastkm_panel_two_nearest_f(block_t, panels + p * d * FASTKM_PANEL,
-                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                       best, second, label)
-        else:
-            fastkm_panel_two_nearest_d(block_t, panels + p * d * FASTKM_PANEL,
-                                       base + p * FASTKM_PANEL, d, <int>(p * FASTKM_PANEL),
-                                       best, second, label)
+    if floating is float:
+        fastkm_block_two_nearest_f(block_t, <const float*>P.panels, <const float*>P.base,
+                                   P.n_panels, d, best, second, label)
+    else:
+        fastkm_block_two_nearest_d(block_t, <const double*>P.panels, <const double*>P.base,
+                                   P.n_panels, d, best, second, label)
 
 
 cdef inline Py_ssize_t _settle_pending(
@@ -2884,7 +2893,7 @@ cdef extern from *:
         score = base[g] + sum over f of (x_f - c_f)^2   (direct form, d <= 4, "_direct")
 
     summed in feature order from zero, with the same operations (so the same FMAs), hence
-    bit-identical to fastkm_panel_nearest's (dot form) and to _lloyd_chunk_d's (direct form,
+    bit-identical to fastkm_block_nearest's (dot form) and to _lloyd_chunk_d's (direct form,
     with base = 0). The centres go in vector lanes (width, a multiple of FASTKM_GROUP_LANES(T),
     is the padded group size) and rows in separate accumulators: one row at a time would be a
     chain of dependent FMAs. */
@@ -2978,7 +2987,7 @@ cdef extern from *:
     }
     /* fastkm_panel_scores[_direct]_{f,d}(block_t, panel, base, d, scores): the scores of
     the FASTKM_PANEL centres g of the panel for the FASTKM_BLOCK_ROWS rows r of the block,
-    written out to scores[g * FASTKM_BLOCK_ROWS + r]: those fastkm_panel_nearest compares
+    written out to scores[g * FASTKM_BLOCK_ROWS + r]: those fastkm_block_nearest compares
     (the same accumulation code, hence bit-identical), or with DIRECT those of the direct
     form, for d <= 4. */
     #if FASTKM_VECTOR_EXTENSIONS
