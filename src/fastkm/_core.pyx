@@ -1176,18 +1176,22 @@ cdef extern from *:
     #define FASTKM_VMIN_D FASTKM_VMIN_F
     #define FASTKM_VMAX_D FASTKM_VMAX_F
     #endif
-    /* One vector of rows (ACC: its accumulators) against the panel of centres first,
-    first + 1, ...: b, s and l, its lowest score, second lowest and the centre of the
-    lowest so far. */
-    #define FASTKM_KEEP_TWO(IT, VMIN, VMAX, ACC, b, s, l)                                     \\
+    /* The two vectors of rows (acc0, acc1: their accumulators) against the panel of
+    centres first, first + 1, ...: b, s and l, their lowest scores, second lowest and the
+    centres of the lowest so far. Both in one loop, so that each centre's constant term is
+    broadcast once. */
+    #define FASTKM_KEEP_TWO(IT, VMIN, VMAX, b0, s0, l0, b1, s1, l1)                           \\
             _Pragma("GCC unroll 16")                                                          \\
             for (int g = 0; g < FASTKM_PANEL; g++) { /* in index order */                     \\
-                vec score = base[g] - ACC[g];                                                 \\
+                vec score0 = base[g] - acc0[g], score1 = base[g] - acc1[g];                   \\
                 ivec j = (ivec){0} + (IT)(first + g);                                         \\
-                ivec below = score < b;                                                       \\
-                s = VMIN(s, VMAX(score, b));                                                  \\
-                b = VMIN(score, b);                                                           \\
-                l = (j & below) | (l & ~below);                                               \\
+                ivec below0 = score0 < b0, below1 = score1 < b1;                              \\
+                s0 = VMIN(s0, VMAX(score0, b0));                                              \\
+                s1 = VMIN(s1, VMAX(score1, b1));                                              \\
+                b0 = VMIN(score0, b0);                                                        \\
+                b1 = VMIN(score1, b1);                                                        \\
+                l0 = (j & below0) | (l0 & ~below0);                                           \\
+                l1 = (j & below1) | (l1 & ~below1);                                           \\
             }
     /* The panels one after the other for each pair of vectors of rows, whose lowest
     scores, second lowest and labels stay in registers throughout: a call a panel stored
@@ -1206,8 +1210,7 @@ cdef extern from *:
                 const T* base = bases + p * FASTKM_PANEL;                                     \\
                 int first = (int)(p * FASTKM_PANEL);                                          \\
                 FASTKM_PANEL_ACCUMULATE(T, 0)                                                 \\
-                FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc0, b0, s0, l0)                             \\
-                FASTKM_KEEP_TWO(IT, VMIN, VMAX, acc1, b1, s1, l1)                             \\
+                FASTKM_KEEP_TWO(IT, VMIN, VMAX, b0, s0, l0, b1, s1, l1)                       \\
             }                                                                                 \\
             ivec32 l32 = __builtin_convertvector(l0, ivec32);                                 \\
             __builtin_memcpy(best + r0, &b0, sizeof(vec));                                    \\
