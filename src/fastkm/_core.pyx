@@ -162,6 +162,13 @@ cdef extern from *:
                 c += FASTKM_PANEL;                                                            \\
             }
 
+    /* Panel p of a block's search: its centres' values, their constant terms and the index
+    of its first centre. */
+    #define FASTKM_PANEL_POINTERS(T)                                                          \\
+        const T* panel = panels + p * d * FASTKM_PANEL;                                       \\
+        const T* base = bases + p * FASTKM_PANEL;                                             \\
+        int first = (int)(p * FASTKM_PANEL);
+
     /* IT: the integer type as wide as T (the type of T's comparison masks). vec: W values
        of T in one register; ivec: their comparison masks; ivec32: W labels. */
     #define FASTKM_PANEL_TYPES(T, IT)                                                         \\
@@ -179,9 +186,7 @@ cdef extern from *:
             vec b0 = (vec){0} + (T)INFINITY, b1 = b0;                                         \\
             ivec l0 = (ivec){0}, l1 = (ivec){0};                                              \\
             for (Py_ssize_t p = 0; p < n_panels; p++) { /* in index order */                  \\
-                const T* panel = panels + p * d * FASTKM_PANEL;                               \\
-                const T* base = bases + p * FASTKM_PANEL;                                     \\
-                int first = (int)(p * FASTKM_PANEL);                                          \\
+                FASTKM_PANEL_POINTERS(T)                                                      \\
                 FASTKM_PANEL_ACCUMULATE(T, 0)                                                 \\
                 _Pragma("GCC unroll 16")                                                      \\
                 for (int g = 0; g < FASTKM_PANEL; g++) { /* ties keep the lowest index */     \\
@@ -213,26 +218,30 @@ cdef extern from *:
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
                     dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
                                                        * panel[f * FASTKM_PANEL + g];
-    #define FASTKM_DEFINE_BLOCK_NEAREST(NAME, T, IT)                                          \\
-    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
-                     Py_ssize_t d, int* label) {                                              \\
-        T best[FASTKM_BLOCK_ROWS];                                                            \\
+    /* The block's rows against every panel, in index order: UPDATE for each row r and
+    centre j, with its score (best[r] = inf and label[r] = 0 first). */
+    #define FASTKM_PORTABLE_PANELS(T, UPDATE)                                                 \\
         for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                         \\
             best[r] = (T)INFINITY;                                                            \\
             label[r] = 0;                                                                     \\
         }                                                                                     \\
         for (Py_ssize_t p = 0; p < n_panels; p++) {                                           \\
             const T* panel = panels + p * d * FASTKM_PANEL;                                   \\
-            const T* base = bases + p * FASTKM_PANEL;                                         \\
-            int first = (int)(p * FASTKM_PANEL);                                              \\
             FASTKM_PORTABLE_DOTS(T)                                                           \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                 \\
-                    T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                      \\
-                    label[r] = score < best[r] ? first + g : label[r];                        \\
-                    best[r] = score < best[r] ? score : best[r];                              \\
+                    int j = (int)(p * FASTKM_PANEL + g);                                      \\
+                    T score = bases[j] - dots[g * FASTKM_BLOCK_ROWS + r];                     \\
+                    UPDATE                                                                    \\
                 }                                                                             \\
-        }                                                                                     \\
+        }
+    #define FASTKM_DEFINE_BLOCK_NEAREST(NAME, T, IT)                                          \\
+    static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
+                     Py_ssize_t d, int* label) {                                              \\
+        T best[FASTKM_BLOCK_ROWS];                                                            \\
+        FASTKM_PORTABLE_PANELS(T,                                                             \\
+            label[r] = score < best[r] ? j : label[r];                                        \\
+            best[r] = score < best[r] ? score : best[r];)                                     \\
     }
     #endif
     /* fastkm_transpose_shifted_{f,d}(X, d, n_real, shift, block_t): block_t[f, i] =
@@ -1206,9 +1215,7 @@ cdef extern from *:
             vec b0 = (vec){0} + (T)INFINITY, s0 = b0, b1 = b0, s1 = b0;                       \\
             ivec l0 = (ivec){0}, l1 = (ivec){0};                                              \\
             for (Py_ssize_t p = 0; p < n_panels; p++) { /* in index order */                  \\
-                const T* panel = panels + p * d * FASTKM_PANEL;                               \\
-                const T* base = bases + p * FASTKM_PANEL;                                     \\
-                int first = (int)(p * FASTKM_PANEL);                                          \\
+                FASTKM_PANEL_POINTERS(T)                                                      \\
                 FASTKM_PANEL_ACCUMULATE(T, 0)                                                 \\
                 FASTKM_KEEP_TWO(IT, VMIN, VMAX, b0, s0, l0, b1, s1, l1)                       \\
             }                                                                                 \\
@@ -1226,24 +1233,12 @@ cdef extern from *:
     #define FASTKM_DEFINE_BLOCK_TWO_NEAREST(NAME, T, IT, VMIN, VMAX)                          \\
     static void NAME(const T* block_t, const T* panels, const T* bases, Py_ssize_t n_panels,  \\
                      Py_ssize_t d, T* best, T* second, int* label) {                          \\
-        for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                         \\
-            best[r] = second[r] = (T)INFINITY;                                                \\
-            label[r] = 0;                                                                     \\
-        }                                                                                     \\
-        for (Py_ssize_t p = 0; p < n_panels; p++) {                                           \\
-            const T* panel = panels + p * d * FASTKM_PANEL;                                   \\
-            const T* base = bases + p * FASTKM_PANEL;                                         \\
-            int first = (int)(p * FASTKM_PANEL);                                              \\
-            FASTKM_PORTABLE_DOTS(T)                                                           \\
-            for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
-                for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) {                                 \\
-                    T score = base[g] - dots[g * FASTKM_BLOCK_ROWS + r];                      \\
-                    T m = score > best[r] ? score : best[r];                                  \\
-                    second[r] = m < second[r] ? m : second[r];                                \\
-                    label[r] = score < best[r] ? first + g : label[r];                        \\
-                    best[r] = score < best[r] ? score : best[r];                              \\
-                }                                                                             \\
-        }                                                                                     \\
+        for (int r = 0; r < FASTKM_BLOCK_ROWS; r++) second[r] = (T)INFINITY;                  \\
+        FASTKM_PORTABLE_PANELS(T,                                                             \\
+            T m = score > best[r] ? score : best[r];                                          \\
+            second[r] = m < second[r] ? m : second[r];                                        \\
+            label[r] = score < best[r] ? j : label[r];                                        \\
+            best[r] = score < best[r] ? score : best[r];)                                     \\
     }
     #endif
     FASTKM_DEFINE_BLOCK_TWO_NEAREST(fastkm_block_two_nearest_f, float, int, FASTKM_VMIN_F,
