@@ -1,4 +1,6 @@
-"""Building the kernels without OpenMP: a serial build that warns, or an error on request.
+"""Building the kernels without OpenMP: a serial build that warns, or an error on request;
+and without GCC's vector extensions: the portable C fallback of the micro-kernels, which must
+give their scores bit for bit.
 
 Each test compiles the extension (about a minute), so they are marked slow; CI runs them.
 """
@@ -30,8 +32,10 @@ def build(tmp_path, **env):
     return source, result
 
 
-def test_serial_build_warns_and_gives_the_same_results(tmp_path):
-    source, result = build(tmp_path, FASTKM_OPENMP="0")
+def test_serial_portable_build_warns_and_gives_the_same_results(tmp_path):
+    # One build for both (each takes minutes): serial, and with the portable kernels.
+    cflags = (os.environ.get("CFLAGS", "") + " -DFASTKM_NO_VECTOR_EXTENSIONS").strip()
+    source, result = build(tmp_path, FASTKM_OPENMP="0", CFLAGS=cflags)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "building serial kernels" in result.stderr
     rng = np.random.default_rng(0)
@@ -53,6 +57,14 @@ def test_serial_build_warns_and_gives_the_same_results(tmp_path):
 
     expected = fastkm.kmeans(X, 8, random_state=0).centers
     assert np.array_equal(np.load(tmp_path / "centers.npy"), expected)
+    # The kernel tests compare every kernel with plain references and with each other (ties
+    # to the lower index need the same scores from each): the portable kernels included.
+    kernels = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "tests" / "test_kernels.py")],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(source / "src")})
+    assert kernels.returncode == 0, kernels.stdout[-3000:]
 
 
 def test_required_openmp_makes_a_missing_one_an_error(tmp_path):

@@ -98,6 +98,21 @@ cdef extern from *:
     accumulators plus the two row vectors and a broadcast centre value. The scores never
     leave the registers either: the argmin update is done here, branchless. */
     #define FASTKM_BLOCK_ROWS 32
+    /* acc + a * b with one rounding where the ISA has an FMA (as the compiler contracts the
+    vector kernels' multiply-adds there), two elsewhere: every scalar accumulation that must
+    give a vector kernel's scores bit for bit goes through it, since left to itself gcc may
+    vectorize the products of an in-order sum and add them unfused. FASTKM_MADD(T): the one
+    for type T (float or double). */
+    #if defined(__FMA__)
+    #define FASTKM_MADD_F(a, b, acc) __builtin_fmaf((a), (b), (acc))
+    #define FASTKM_MADD_D(a, b, acc) __builtin_fma((a), (b), (acc))
+    #else
+    #define FASTKM_MADD_F(a, b, acc) ((acc) + (a) * (b))
+    #define FASTKM_MADD_D(a, b, acc) ((acc) + (a) * (b))
+    #endif
+    #define FASTKM_MADD_float FASTKM_MADD_F
+    #define FASTKM_MADD_double FASTKM_MADD_D
+    #define FASTKM_MADD(T) FASTKM_MADD_##T
     #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTKM_NO_VECTOR_EXTENSIONS)
     #define FASTKM_VECTOR_EXTENSIONS 1
     #if defined(__AVX512F__)
@@ -216,8 +231,9 @@ cdef extern from *:
         for (Py_ssize_t f = 0; f < d; f++)                                                    \\
             for (int g = 0; g < FASTKM_PANEL; g++)                                            \\
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
-                    dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r]     \\
-                                                       * panel[f * FASTKM_PANEL + g];
+                    dots[g * FASTKM_BLOCK_ROWS + r] = FASTKM_MADD(T)(                         \\
+                        block_t[f * FASTKM_BLOCK_ROWS + r], panel[f * FASTKM_PANEL + g],      \\
+                        dots[g * FASTKM_BLOCK_ROWS + r]);
     /* The block's rows against every panel, in index order: UPDATE for each row r and
     centre j, with its score (best[r] = inf and label[r] = 0 first). */
     #define FASTKM_PORTABLE_PANELS(T, UPDATE)                                                 \\
@@ -1256,7 +1272,7 @@ cdef extern from *:
 
 cdef extern from *:
     # w x + acc, with one rounding where the ISA has an FMA, two elsewhere (FASTKM_MADD_D,
-    # in the Yinyang section).
+    # with lloyd_pass's micro-kernels).
     double fastkm_madd "FASTKM_MADD_D"(double w, double x, double acc) noexcept nogil
     float fastkm_madd_f "FASTKM_MADD_F"(float w, float x, float acc) noexcept nogil
 
@@ -2943,9 +2959,9 @@ cdef extern from *:
                 for (Py_ssize_t f = 0; f < d; f++) {                                          \\
                     if (DIRECT) {                                                             \\
                         T t = xs[r * d + f] - group[f * width + g];                           \\
-                        acc += t * t;                                                         \\
+                        acc = FASTKM_MADD(T)(t, t, acc);                                      \\
                     } else {                                                                  \\
-                        acc += xs[r * d + f] * group[f * width + g];                          \\
+                        acc = FASTKM_MADD(T)(xs[r * d + f], group[f * width + g], acc);       \\
                     }                                                                         \\
                 }                                                                             \\
                 scores[r * width + g] = DIRECT ? base[g] + acc : base[g] - acc;               \\
@@ -2956,14 +2972,7 @@ cdef extern from *:
     row of d values, and base[r]): one accumulator per row, the same operations. Here gcc
     would vectorize the products over features and add them in order, unfused, which rounds
     differently from the micro-kernels' FMAs (contracted where the ISA has them): so the FMA
-    is explicit where they have it, and the product and sum separate where they do not. */
-    #if defined(__FMA__)
-    #define FASTKM_MADD_F(a, b, acc) __builtin_fmaf((a), (b), (acc))
-    #define FASTKM_MADD_D(a, b, acc) __builtin_fma((a), (b), (acc))
-    #else
-    #define FASTKM_MADD_F(a, b, acc) ((acc) + (a) * (b))
-    #define FASTKM_MADD_D(a, b, acc) ((acc) + (a) * (b))
-    #endif
+    is explicit (FASTKM_MADD). */
     #define FASTKM_DEFINE_ROW_SCORES(NAME, T, MADD, DIRECT)                                   \\
     static void NAME(const T* xs, const T** centres, const T* base, Py_ssize_t d,             \\
                      T* scores) {                                                             \\
@@ -3016,10 +3025,12 @@ cdef extern from *:
                 for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                   \\
                     if (DIRECT) {                                                             \\
                         T t = block_t[f * FASTKM_BLOCK_ROWS + r] - panel[f * FASTKM_PANEL + g]; \\
-                        dots[g * FASTKM_BLOCK_ROWS + r] += t * t;                             \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] = FASTKM_MADD(T)(                     \\
+                            t, t, dots[g * FASTKM_BLOCK_ROWS + r]);                           \\
                     } else {                                                                  \\
-                        dots[g * FASTKM_BLOCK_ROWS + r] += block_t[f * FASTKM_BLOCK_ROWS + r] \\
-                                                           * panel[f * FASTKM_PANEL + g];     \\
+                        dots[g * FASTKM_BLOCK_ROWS + r] = FASTKM_MADD(T)(                     \\
+                            block_t[f * FASTKM_BLOCK_ROWS + r], panel[f * FASTKM_PANEL + g],  \\
+                            dots[g * FASTKM_BLOCK_ROWS + r]);                                 \\
                     }                                                                         \\
         for (int g = 0; g < FASTKM_PANEL; g++)                                                \\
             for (int r = 0; r < FASTKM_BLOCK_ROWS; r++)                                       \\
