@@ -58,18 +58,75 @@ def check_against_lloyd(X, w, C, n_iter=8):
         ref_labels, ref_sums, ref_weights = lloyd_pass(X, w, centres)
         np.testing.assert_array_equal(labels, ref_labels)
         assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
-        # The bounds are bounds (checked in float64, with room for X's rounding).
-        dist = np.sqrt(((X.astype(np.float64)[:, None] - centres.astype(np.float64)[None])
-                        ** 2).sum(-1))
-        slack = 1e-3 if X.dtype == np.float32 else 1e-9
-        scale = 1 + dist.max()
-        own = dist[np.arange(len(X)), labels]
-        assert (upper >= own - slack * scale).all()
-        groups = centre_groups(C)
-        dist[np.arange(len(X)), labels] = np.inf
-        for g in range(lower.shape[1]):
-            nearest_other = dist[:, groups == g].min(axis=1)
-            assert (lower[:, g] <= nearest_other + slack * scale).all()
+        assert_bounds_hold(X, centres, labels, upper, lower, centre_groups(C))
+
+
+def assert_bounds_hold(X, centres, labels, upper, lower, groups):
+    """The bounds are bounds (checked in float64, with room for X's rounding)."""
+    dist = np.sqrt(((X.astype(np.float64)[:, None] - centres.astype(np.float64)[None])
+                    ** 2).sum(-1))
+    slack = 1e-3 if X.dtype == np.float32 else 1e-9
+    scale = 1 + dist.max()
+    own = dist[np.arange(len(X)), labels]
+    assert (upper >= own - slack * scale).all()
+    dist[np.arange(len(X)), labels] = np.inf
+    for g in range(lower.shape[1]):
+        nearest_other = dist[:, groups == g].min(axis=1)
+        assert (lower[:, g] <= nearest_other + slack * scale).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 20])
+def test_blocks_failing_many_bounds_searched_whole_the_others_row_by_row(d, dtype):
+    """One region's centres jump: most group bounds of its rows fail, and its blocks are
+    searched whole, every bound set afresh; the other region's centres move a little: a few
+    of its rows fail a bound, and only their failing groups are searched. Both give
+    lloyd_pass's labels and sums, and bounds that hold."""
+    rng = np.random.default_rng(d)
+    per, n_half = 40, 3200  # centres and rows per region; each region's rows in own blocks
+    near = rng.normal(size=(per, d)) * 3
+    far = rng.normal(size=(per, d)) * 3 + 1000
+    C = np.vstack([near, far]).astype(dtype)
+    X = np.vstack([near[rng.integers(per, size=n_half)], far[rng.integers(per, size=n_half)]])
+    X = (X + rng.normal(size=X.shape)).astype(dtype)
+    w = np.ones(len(X), dtype)
+    n, k = X.shape[0], len(C)
+    groups = centre_groups(C)
+    assert not set(groups[:per]) & set(groups[per:])  # (each region has groups of its own)
+    labels = np.zeros(n, np.int32)
+    upper = np.full(n, np.inf, dtype)
+    lower = np.zeros((n, groups.max() + 1), dtype)
+    sums, weights = np.empty((k, d)), np.empty(k)
+    core.yinyang_pass(X, w, C, np.zeros(k, dtype), labels, upper, lower, groups, sums,
+                      weights, 2)
+    new = C.astype(np.float64)
+    new[:per] += rng.normal(size=(per, d)) * 2
+    new[per:] += rng.normal(size=(per, d)) * (0.1 if d == 3 else 0.6)
+    new = new.astype(dtype)
+    moved = np.nextafter(np.sqrt(((new.astype(np.float64) - C) ** 2).sum(1)) * (1 + 1e-12),
+                         np.inf).astype(dtype)
+    moved = np.nextafter(moved, np.inf)
+    # The setting: in every block of near rows most group bounds fail, in every block of
+    # far rows few (a quarter or more: searched whole), but some do.
+    group_moved = np.array([moved[groups == g].max() for g in range(groups.max() + 1)])
+    failing = (lower - group_moved <= (upper + moved[labels])[:, None]).sum(1)
+    share = failing.reshape(-1, core.block_rows()).mean(1) / lower.shape[1]
+    half = len(share) // 2
+    assert (share[:half] > 1 / 2).all() and (share[half:] < 1 / 8).all()
+    assert failing[n_half:].any()
+    before, loose = labels.copy(), upper + moved[labels]
+    changed = core.yinyang_pass(X, w, new, moved, labels, upper, lower, groups, sums,
+                                weights, 2)
+    ref_labels, ref_sums, ref_weights = lloyd_pass(X, w, new)
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert changed == (labels != before).sum() > 0
+    assert np.array_equal(sums, ref_sums) and np.array_equal(weights, ref_weights)
+    assert_bounds_hold(X, new, labels, upper, lower, groups)
+    # The far rows that failed a bound were compared with their centre at least: their upper
+    # bounds tightened, most of the way from the shifted bound to the distance.
+    tried = np.flatnonzero(failing[n_half:] > 0) + n_half
+    own = np.sqrt(((X[tried].astype(np.float64) - new[labels[tried]]) ** 2).sum(1))
+    assert (upper[tried] - own).mean() < (loose[tried] - own).mean() / 2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

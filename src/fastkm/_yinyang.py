@@ -11,7 +11,8 @@ def centre_groups(centers, n_groups=None):
 
     The groups are formed once, from the initial centres, by a few Lloyd iterations on the
     centres themselves, started from the first ``n_groups`` of them (k-means++ spreads its
-    first picks out). Groups left empty are dropped. Deterministic.
+    first picks out). Groups left empty are dropped. Deterministic. (The groups only decide
+    which centres Yinyang's bounds cover together, never a label.)
 
     Returns
     -------
@@ -24,13 +25,19 @@ def centre_groups(centers, n_groups=None):
         n_groups = max(1, k // 10)
     means = C[:n_groups].copy()
     groups = np.zeros(k, dtype=np.intp)
+    # The distances from products of the centres with the means (elementwise, with each
+    # group's sum by np.add.at, a Lloyd iteration took 2 ms on MNIST's 100 centres of 784
+    # features). With einsum, not matmul: BLAS's threads would then spin on the cores the
+    # fit's first pass needs.
+    sq_norms = np.einsum("ij,ij->i", C, C)
     for _ in range(GROUP_ITERATIONS):
-        dist = np.stack([((C - m) ** 2).sum(axis=1) for m in means], axis=1)
+        dist = sq_norms[:, None] - 2 * np.einsum("ij,gj->ig", C, means) \
+            + np.einsum("ij,ij->i", means, means)
         groups = dist.argmin(axis=1)
-        counts = np.bincount(groups, minlength=len(means))
-        sums = np.zeros_like(means)
-        np.add.at(sums, groups, C)
+        counts = np.bincount(groups, minlength=n_groups)
         filled = counts > 0
-        means[filled] = sums[filled] / counts[filled, None]
+        starts = np.cumsum(counts) - counts  # of each group's members, sorted by group
+        members = C[np.argsort(groups, kind="stable")]
+        means[filled] = np.add.reduceat(members, starts[filled], axis=0) / counts[filled, None]
     _, groups = np.unique(groups, return_inverse=True)  # renumber without the empty groups
     return groups.astype(np.int32)
