@@ -5,6 +5,7 @@ import pytest
 
 import fastkm
 from fastkm import IterationInfo, KMeans, kmeans
+from fastkm._isa import core
 from fastkm._lloyd import auto_algorithm
 from tests.conftest import assert_same_fit, blobs, reference_lloyd
 
@@ -313,6 +314,26 @@ def test_tol_stops_earlier_than_strict_convergence():
     assert loose.n_iter_ < strict.n_iter_
     d2 = sq_distances(X, loose.cluster_centers_)
     np.testing.assert_array_equal(loose.labels_, d2.argmin(1))
+
+
+@pytest.mark.parametrize("d", [3, 12])
+def test_lloyd_fit_that_converges_reports_its_labels_inertia(d):
+    """'lloyd' passes leave out their inertia (for d > 4) unless a callback or verbose
+    reports it: a fit that stops when no label changes takes its last labels' inertia,
+    lloyd_pass's bit for bit (for d > 4), and the reports still get every iteration's."""
+    X = blobs(3000, d, 6, seed=d).astype(np.float32)
+    steps = []
+    fits = [KMeans(6, init=X[:6], algorithm="lloyd", tol=0, **options).fit(X)
+            for options in ({}, {"callback": steps.append})]
+    assert fits[0].n_iter_ < 300  # (stopped: no label changed)
+    labels, sums, weights = np.empty(len(X), np.int32), np.empty((6, d)), np.empty(6)
+    inertia, _ = core.lloyd_pass(X, None, fits[0].cluster_centers_, labels, sums, weights, 2)
+    assert np.array_equal(labels, fits[0].labels_)
+    for fit in fits:
+        assert fit.inertia_ == (inertia if d > 4 else pytest.approx(inertia, rel=1e-6))
+    assert len(steps) == fits[1].n_iter_
+    assert all(np.isfinite(step.inertia) for step in steps)
+    assert steps[-1].inertia == fits[1].inertia_
 
 
 def test_callback_receives_iteration_info_and_can_stop():

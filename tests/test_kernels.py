@@ -889,6 +889,29 @@ def test_take_labels_is_numpys_gather():
             core.take_labels(labels, wrong, np.empty(len(index), np.int32), 2)
 
 
+@pytest.mark.parametrize("d", [3, MAX_UNROLLED_FEATURES, MAX_UNROLLED_FEATURES + 1, 40])
+def test_lloyd_pass_can_leave_the_inertia_out(d):
+    """with_inertia=False: the same labels, sums and weights, and NaN for the inertia where
+    it costs a distance more (d > 4; labelled_inertia gives it then, bit for bit); below,
+    the inertia anyway."""
+    rng = np.random.default_rng(d)
+    X = (rng.normal(size=(20_000, d)) * 3).astype(np.float32)
+    C = X[rng.choice(len(X), 21, replace=False)].copy()
+    w = rng.uniform(0, 2, len(X)).astype(np.float32)
+    for weights in (None, w):
+        labels, sums, weight_sums, inertia = run_pass(X, weights, C)
+        out = np.full(len(X), -1, np.int32), np.empty_like(sums), np.empty_like(weight_sums)
+        left_out, changed = core.lloyd_pass(X, weights, C, *out, 2, with_inertia=False)
+        assert changed == len(X)
+        for got, expected in zip(out, (labels, sums, weight_sums)):
+            assert np.array_equal(got, expected)
+        if d > MAX_UNROLLED_FEATURES:
+            assert np.isnan(left_out)
+            assert core.labelled_inertia(X, weights, C, labels, 2) == inertia
+        else:
+            assert left_out == inertia
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 3, 5, 8, 40])
 def test_labelled_inertia_is_lloyd_pass_inertia(d, dtype):

@@ -33,6 +33,7 @@ def lloyd_pass(
     sums: Float64,
     weight_sums: Float64,
     n_threads: int = 1,
+    with_inertia: bool = True,
 ) -> tuple[float, int]: ...
 def zorder_keys(X: Floats, n_threads: int = 1) -> npt.NDArray[np.uint32]: ...
 def zorder_sort(

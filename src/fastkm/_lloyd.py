@@ -1,5 +1,6 @@
 """Lloyd's iteration: the loop around the one-pass kernel, convergence and empty clusters."""
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -277,8 +278,10 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
             inertia, n_changed = core.filter_pass(X, pass_weights, tree, centers, labels,
                                                   block_labels, sums, weight_sums, n_threads)
         else:
+            # (The inertia only for reports: the last labels' comes at the end.)
             inertia, n_changed = core.lloyd_pass(X, pass_weights, centers, labels, sums,
-                                                 weight_sums, n_threads)
+                                                 weight_sums, n_threads,
+                                                 with_inertia=callback is not None or verbose)
         new_centers, relocated = _updated_centers(X, sample_weight, centers, labels, sums,
                                                   weight_sums, n_threads,
                                                   order if use_filter else None)
@@ -320,6 +323,8 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     elif not labels_match_centers or use_bounds:
         inertia = core.lloyd_pass(X, pass_weights, centers, labels, sums, weight_sums,
                                   n_threads)[0]
+    elif math.isnan(inertia):  # (lloyd_pass left it out: see its with_inertia)
+        inertia = core.labelled_inertia(X, pass_weights, centers, labels, n_threads)
     return centers, labels, float(inertia), n_iter
 
 
