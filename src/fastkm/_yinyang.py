@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from ._isa import core
+
 #: Lloyd iterations on the centres that form the groups (Ding et al. use five).
 GROUP_ITERATIONS = 5
 
@@ -19,20 +21,18 @@ def centre_groups(centers, n_groups=None):
     ndarray of shape (n_clusters,), int32
         The group of each centre, numbered from 0 with no number unused.
     """
-    C = np.asarray(centers, dtype=np.float64)
+    C = np.ascontiguousarray(centers, dtype=np.float64)
     k = len(C)
     if n_groups is None:
         n_groups = max(1, k // 10)
     means = C[:n_groups].copy()
     groups = np.zeros(k, dtype=np.intp)
-    # The distances from products of the centres with the means (elementwise, with each
-    # group's sum by np.add.at, a Lloyd iteration took 2 ms on MNIST's 100 centres of 784
-    # features). With einsum, not matmul: BLAS's threads would then spin on the cores the
-    # fit's first pass needs.
-    sq_norms = np.einsum("ij,ij->i", C, C)
+    # The distances by the kernel transform uses (elementwise in NumPy, with each group's
+    # sum by np.add.at, a Lloyd iteration took 2 ms on MNIST's 100 centres of 784 features;
+    # a matmul would leave BLAS's threads spinning on the cores the fit's first pass needs).
+    dist = np.empty((k, n_groups))
     for _ in range(GROUP_ITERATIONS):
-        dist = sq_norms[:, None] - 2 * np.einsum("ij,gj->ig", C, means) \
-            + np.einsum("ij,ij->i", means, means)
+        core.sq_distances(C, means, dist, 1)
         groups = dist.argmin(axis=1)
         counts = np.bincount(groups, minlength=n_groups)
         filled = counts > 0
