@@ -437,8 +437,9 @@ default='k-means++'
         lower bound per group: ``1 + G`` values of X's dtype per sample (for float32,
         ``4 * (1 + n_clusters // 10)`` bytes), plus per thread about 32 bytes per row of a
         chunk (``max(2048, n_samples / 64)`` rows). A sample is compared only with the
-        groups its bounds cannot rule out; the labels are exactly those of 'lloyd', ties
-        included. For medium and high dimensions.
+        groups its bounds cannot rule out (a block of 32 samples with all the centres,
+        when more than a quarter of its group bounds fail); the labels are exactly those
+        of 'lloyd', ties included. For medium and high dimensions.
     n_threads : int or None, default=None
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
