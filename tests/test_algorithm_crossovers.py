@@ -95,12 +95,13 @@ def test_auto_algorithm_short_fits_below_five_features_run_lloyd():
     assert auto_algorithm(10**6, 3, 256, max_iter=5) == "filter"
 
 
-def test_auto_algorithm_short_fits_with_many_features_keep_yinyang_from_32_clusters():
+def test_auto_algorithm_short_fits_with_many_features_keep_yinyang_from_48_clusters():
     """From 96 features, below YINYANG_SHORT_FIT_CLUSTERS clusters Yinyang's first pass
     is only paid back in fits allowed YINYANG_MIN_ITERATIONS iterations."""
     assert auto_algorithm(5000, 784, 16, max_iter=19) == "lloyd"
     assert auto_algorithm(5000, 784, 16, max_iter=20) == "yinyang"
-    assert auto_algorithm(5000, 784, 32, max_iter=10) == "yinyang"
+    assert auto_algorithm(5000, 784, 47, max_iter=10) == "lloyd"
+    assert auto_algorithm(5000, 784, 48, max_iter=10) == "yinyang"
 
 
 def test_auto_algorithm_without_sorting_the_rows():

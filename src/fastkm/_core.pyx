@@ -2895,7 +2895,7 @@ def filter_pass(
 # others, the distance to their centre is computed, and then only the groups whose bound is
 # still below it are searched: at once for the groups that half of a batch of GROUP_ROWS rows
 # needs, else through a queue per group, so that the centres of a group are compared with
-# GROUP_ROWS rows at a time. Blocks whose bounds were reset (upper = inf), or with more than a
+# GROUP_ROWS rows at a time. Blocks whose bounds were reset (upper = inf), or with more than
 # 1 / YINYANG_BLOCK_SEARCH_SHARE of their rows' group bounds failing, are compared with every
 # centre in lloyd_pass's panels instead (_search_block). Bounds are stored in X's dtype,
 # rounded outwards, and moved by the shifts with outward rounding too.
@@ -3307,8 +3307,8 @@ cdef enum:
     # Rows scored at once by the Yinyang kernels (independent accumulators).
     GROUP_ROWS = 8
     # A block is searched whole when more than 1 / YINYANG_BLOCK_SEARCH_SHARE of its rows'
-    # group bounds fail (see _yinyang_chunk; MNIST, k = 100, 10 iterations on two threads:
-    # a half 66 ms, a quarter 61, an eighth 75).
+    # group bounds fail (see _yinyang_chunk; MNIST, k = 100, 10 iterations on two threads,
+    # three rounds: a half 70-75 ms, a quarter 62-69, an eighth 70-76).
     YINYANG_BLOCK_SEARCH_SHARE = 4
 
 assert FASTKM_GROUP_ROWS == GROUP_ROWS

@@ -405,7 +405,7 @@ default='k-means++'
         n_features) >= 4000``; with ``tol > 0``, only after Lloyd iterations that cost
         about as much, so that short fits never sort; on the distinct colours of pixels,
         which come sorted, at any k in fits of 5 iterations or more); from 5 features,
-        'yinyang' from 96 features and 32 clusters on (from 8 in fits allowed 20
+        'yinyang' from 96 features and 48 clusters on (from 8 in fits allowed 20
         iterations or more), else 'exponion' from 96 clusters (192 below 12 features) and
         100 samples per cluster, and 'hamerly' from 12 clusters and 1000 samples per
         cluster; each while its per-sample state fits in 1 GiB or X's size; else
