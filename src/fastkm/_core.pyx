@@ -2986,7 +2986,7 @@ cdef extern from *:
     would vectorize the products over features and add them in order, unfused, which rounds
     differently from the micro-kernels' FMAs (contracted where the ISA has them): so the FMA
     is explicit (FASTKM_MADD). */
-    #define FASTKM_DEFINE_ROW_SCORES(NAME, T, MADD, DIRECT)                                   \\
+    #define FASTKM_DEFINE_ROW_SCORES(NAME, T, DIRECT)                                         \\
     static void NAME(const T* xs, const T** centres, const T* base, Py_ssize_t d,             \\
                      T* scores) {                                                             \\
         T acc[FASTKM_GROUP_ROWS];                                                             \\
@@ -2996,9 +2996,9 @@ cdef extern from *:
             for (int r = 0; r < FASTKM_GROUP_ROWS; r++) {                                     \\
                 if (DIRECT) {                                                                 \\
                     T t = xs[r * d + f] - centres[r][f];                                      \\
-                    acc[r] = MADD(t, t, acc[r]);                                              \\
+                    acc[r] = FASTKM_MADD(T)(t, t, acc[r]);                                    \\
                 } else {                                                                      \\
-                    acc[r] = MADD(xs[r * d + f], centres[r][f], acc[r]);                      \\
+                    acc[r] = FASTKM_MADD(T)(xs[r * d + f], centres[r][f], acc[r]);            \\
                 }                                                                             \\
             }                                                                                 \\
         }                                                                                     \\
@@ -3060,10 +3060,10 @@ cdef extern from *:
     FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_d, double, 0)
     FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_direct_f, float, 1)
     FASTKM_DEFINE_GROUP_SCORES(fastkm_group_scores_direct_d, double, 1)
-    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_f, float, FASTKM_MADD_F, 0)
-    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_d, double, FASTKM_MADD_D, 0)
-    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_f, float, FASTKM_MADD_F, 1)
-    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_d, double, FASTKM_MADD_D, 1)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_f, float, 0)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_d, double, 0)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_f, float, 1)
+    FASTKM_DEFINE_ROW_SCORES(fastkm_row_scores_direct_d, double, 1)
     """
     enum: FASTKM_GROUP_ROWS
     int FASTKM_GROUP_LANES_F "FASTKM_GROUP_LANES(float)"

@@ -26,7 +26,6 @@ def centre_groups(centers, n_groups=None):
     if n_groups is None:
         n_groups = max(1, k // 10)
     means = C[:n_groups].copy()
-    groups = np.zeros(k, dtype=np.intp)
     # The distances by the kernel transform uses (elementwise in NumPy, with each group's
     # sum by np.add.at, a Lloyd iteration took 2 ms on MNIST's 100 centres of 784 features;
     # a matmul would leave BLAS's threads spinning on the cores the fit's first pass needs).
