@@ -260,9 +260,9 @@ cdef extern from *:
             best[r] = score < best[r] ? score : best[r];)                                     \\
     }
     #endif
-    /* fastkm_transpose_shifted_{f,d}(X, d, n_real, shift, block_t): block_t[f, i] =
-    X[min(i, n_real - 1), f] - shift[f] for the FASTKM_BLOCK_ROWS rows of a block, X's rows
-    being d apart. Element by element, the stores go FASTKM_BLOCK_ROWS apart, and at d = 128
+    /* fastkm_transpose_shifted_{f,d}(X, d, rows, n_real, shift, block_t): block_t[f, i] =
+    X[r(min(i, n_real - 1)), f] - shift[f] for the FASTKM_BLOCK_ROWS rows of a block, X's
+    rows being d apart, with r(i) = rows[i], or i where rows is NULL. Element by element, the stores go FASTKM_BLOCK_ROWS apart, and at d = 128
     that took a tenth of the pass; with vector shuffles, square tiles of LANES rows x LANES
     features are transposed in registers: log2(LANES) rounds of interleaving vector i with
     vector i + LANES / 2 turn rows into columns. */
@@ -295,6 +295,7 @@ cdef extern from *:
                 _Pragma("GCC unroll 16")                                                      \\
                 for (int i = 0; i < LANES; i++) {                                             \\
                     Py_ssize_t row = i0 + i < n_real ? i0 + i : n_real - 1;                   \\
+                    if (rows) row = rows[row];                                                \\
                     __builtin_memcpy(&r[i], X + row * d + f0, sizeof(tvec));                  \\
                     r[i] -= s;                                                                \\
                 }                                                                             \\
@@ -323,13 +324,14 @@ cdef extern from *:
     /* Tiles of LANES features, then of HALF (d = 8 is one tile of 8 rather than 8 single
        features when LANES = 16), then single features. */
     #define FASTKM_DEFINE_TRANSPOSE(NAME, T, LANES, HALF)                                     \\
-    static void NAME(const T* X, Py_ssize_t d, Py_ssize_t n_real, const T* shift,            \\
-                     T* block_t) {                                                            \\
+    static void NAME(const T* X, Py_ssize_t d, const Py_ssize_t* rows, Py_ssize_t n_real,    \\
+                     const T* shift, T* block_t) {                                            \\
         Py_ssize_t f0 = 0;                                                                    \\
         FASTKM_TRANSPOSE_TILES(T, LANES)                                                      \\
         FASTKM_TRANSPOSE_TILES(T, HALF)                                                       \\
         for (int i = 0; i < FASTKM_BLOCK_ROWS; i++) { /* features left over, if any */       \\
-            const T* row = X + (i < n_real ? i : n_real - 1) * d;                             \\
+            Py_ssize_t r = i < n_real ? i : n_real - 1;                                       \\
+            const T* row = X + (rows ? rows[r] : r) * d;                                      \\
             for (Py_ssize_t f = f0; f < d; f++)                                               \\
                 block_t[f * FASTKM_BLOCK_ROWS + i] = row[f] - shift[f];                       \\
         }                                                                                     \\
@@ -362,10 +364,12 @@ cdef extern from *:
     void fastkm_prefetch(const void* address) noexcept nogil
     void fastkm_prefetch_near(const void* address) noexcept nogil
     void fastkm_prefetch_write(const void* address) noexcept nogil
-    void fastkm_transpose_shifted_f(const float* X, Py_ssize_t d, Py_ssize_t n_real,
-                                    const float* shift, float* block_t) noexcept nogil
-    void fastkm_transpose_shifted_d(const double* X, Py_ssize_t d, Py_ssize_t n_real,
-                                    const double* shift, double* block_t) noexcept nogil
+    void fastkm_transpose_shifted_f(const float* X, Py_ssize_t d, const Py_ssize_t* rows,
+                                    Py_ssize_t n_real, const float* shift,
+                                    float* block_t) noexcept nogil
+    void fastkm_transpose_shifted_d(const double* X, Py_ssize_t d, const Py_ssize_t* rows,
+                                    Py_ssize_t n_real, const double* shift,
+                                    double* block_t) noexcept nogil
     void fastkm_block_nearest_f(const float* block_t, const float* panels,
                                 const float* bases, Py_ssize_t n_panels, Py_ssize_t d,
                                 int* label) noexcept nogil
@@ -949,9 +953,9 @@ cdef inline void _transpose_block_shifted(
     """_transpose_block of X - shift (lanes past the end repeat the last real row)."""
     cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
     if floating is float:
-        fastkm_transpose_shifted_f(X + start * d, d, n_real, shift, block_t)
+        fastkm_transpose_shifted_f(X + start * d, d, NULL, n_real, shift, block_t)
     else:
-        fastkm_transpose_shifted_d(X + start * d, d, n_real, shift, block_t)
+        fastkm_transpose_shifted_d(X + start * d, d, NULL, n_real, shift, block_t)
 
 
 cdef inline void _block_nearest_panels(
@@ -1421,13 +1425,12 @@ cdef inline Py_ssize_t _settle_pending(
         return changed
     shift = <const floating*>P.shift
     slack = P.slack[0]
-    if rows[n_pending - 1] - rows[0] == n_pending - 1:  # consecutive rows (first pass)
-        _transpose_block_shifted(X, d, rows[0], rows[0] + n_pending, shift, block_t)
+    # (Gathered in vector tiles too: element by element, the pending rows of late passes
+    # took a tenth of them at d = 8.)
+    if floating is float:
+        fastkm_transpose_shifted_f(X, d, rows, n_pending, shift, block_t)
     else:
-        for i in range(BLOCK_ROWS):
-            row = rows[min(i, n_pending - 1)]
-            for f in range(d):
-                block_t[f * BLOCK_ROWS + i] = X[row * d + f] - shift[f]
+        fastkm_transpose_shifted_d(X, d, rows, n_pending, shift, block_t)
     _block_two_nearest_panels(block_t, P, d, best, second, label)
     for i in range(BLOCK_ROWS):
         sq_norm[i] = 0
