@@ -6,20 +6,28 @@ same rows sorted by ``core.zorder_sort``, and that sort plus ``core.filter_tree`
 more once centres settle). ``--distinct`` runs on the workloads' distinct rows instead,
 weighted by their counts, as a fit does (``core.grid_distinct_rows``: workloads on a grid
 only, such as the photo); they come in Z-order, so the filter's set-up is its tree alone.
+``--gflops`` adds each pass's rate in GFLOP/s (its ``2 n d k`` multiply-add operations over
+its time) and, as the machine's reference, NumPy's float32 matrix product of 2048 x 2048
+matrices (BLAS) on the same thread counts: the rate issue 4 asks the kernel to approach
+from 64 features.
 
 Run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (those variables slow numpy's BLAS
 on the shared machines, see GUIDE section 5). Timings are the minimum of ``--repeat`` runs:
 the machines are shared and noisy. Example::
 
     PYTHONPATH=src python benchmarks/bench_lloyd_pass.py --workloads blobs128 blobs8 photo
+    PYTHONPATH=src python benchmarks/bench_lloyd_pass.py --gflops --workloads d=64,400000,256
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from _machine import best_time
-from fastkm._isa import core, level_name
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import best_time  # noqa: E402
+from fastkm._isa import core, level_name  # noqa: E402
 
 
 def photo_pixels(n=2560 * 1708, seed=0):
@@ -55,7 +63,17 @@ def workloads(names):
     del rng
 
 
-def main():
+def matmul_gflops(threads, size=2048, repeat=5):
+    """NumPy's float32 product of two size x size matrices on ``threads`` BLAS threads, in
+    GFLOP/s: what a tuned kernel reaches on this machine."""
+    from threadpoolctl import threadpool_limits
+    A = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    with threadpool_limits(threads):
+        A @ A  # (the first call starts BLAS's threads)
+        return 2 * size ** 3 / best_time(lambda: A @ A, repeat) / 1e9
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--workloads", nargs="+", default=["blobs128", "blobs8", "photo"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -67,8 +85,13 @@ def main():
     parser.add_argument("--ks", nargs="+", type=int, help="cluster counts for every workload")
     parser.add_argument("--distinct", action="store_true",
                         help="the workloads' distinct rows (on a grid), weighted by counts")
-    args = parser.parse_args()
+    parser.add_argument("--gflops", action="store_true",
+                        help="also each pass's GFLOP/s, and NumPy's matrix product's")
+    args = parser.parse_args(argv)
     print(f"kernels: {level_name(core)} ({core.__file__})")
+    if args.gflops:
+        print("reference: NumPy float32 matmul 2048 x 2048, "
+              + ", ".join(f"{t}T {matmul_gflops(t):.1f} GFLOP/s" for t in args.threads))
     for name, X, ks in workloads(args.workloads):
         rng = np.random.default_rng(1)
         w = np.ones(len(X), dtype=X.dtype)
@@ -107,6 +130,8 @@ def main():
                 sec = best_time(lambda: core.lloyd_pass(X, w, C, labels, sums, weights, t),
                                 args.repeat)
                 row.append(f"{t}T {sec * 1e3:8.1f} ms")
+                if args.gflops:
+                    row[-1] += f" ({2 * X.shape[0] * X.shape[1] * k / sec / 1e9:6.1f} GFLOP/s)"
             if sorted_rows is not None:
                 rows, row_weights, tree = sorted_rows
                 sorted_labels = np.full(len(X), -1, dtype=np.int32)
@@ -128,7 +153,8 @@ def main():
                                                        tol=0).fit(X), max(2, args.repeat // 3))
                     row.append(f"sklearn {t}T {sec / iters * 1e3:8.1f} ms/it")
             print("  ".join(row), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
