@@ -1,6 +1,7 @@
 """``fastkm cluster``: reading tables, outputs, the picture, and one-line errors that write
 nothing."""
 
+import io
 import json
 import subprocess
 import sys
@@ -158,6 +159,38 @@ def test_standardize_writes_centres_in_data_units(capsys, tmp_path):
         assert result["centers"][:, 0].tolist() != [0.0, 1.0]
 
 
+@pytest.mark.filterwarnings("error")
+def test_standardize_huge_values(capsys, tmp_path):
+    # Their squares overflow: std must not square them, and the result must not change.
+    huge, small = tmp_path / "huge.csv", tmp_path / "small.csv"
+    huge.write_text("x,y\n1e200,1\n2e200,1\n3e200,2\n-1e200,3\n")
+    small.write_text("x,y\n1,1\n2,1\n3,2\n-1,3\n")
+    for path in (huge, small):
+        status, _, err = run(capsys, path, "-k", 2, "--standardize", "-o",
+                             path.with_suffix(".npz"))
+        assert status == 0 and err == []
+    with np.load(tmp_path / "huge.npz") as a, np.load(tmp_path / "small.npz") as b:
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+        np.testing.assert_allclose(a["centers"], b["centers"] * [1e200, 1], rtol=1e-12)
+
+
+def test_centres_file_with_quoted_names_round_trips(capsys, tmp_path):
+    data = tmp_path / "q.csv"
+    data.write_text('"w, kg","h ""in"""\n1,2\n3,4\n5,6\n7,9\n')
+    run(capsys, data, "-k", 2, "-o", tmp_path / "a.csv")
+    assert (tmp_path / "a-centers.csv").read_text().startswith('"w, kg","h ""in"""\n')
+    status, lines, _ = run(capsys, data, "--init", tmp_path / "a-centers.csv")
+    assert status == 0 and "2 columns, 2 clusters (init from" in lines[0]
+    assert "after 1 iteration (converged)" in lines[1]
+
+
+def test_long_output_name(capsys, seed, tmp_path):
+    data, _, _ = seed
+    out = tmp_path / ("a" * 246 + ".npz")  # 250 bytes, under the 255-byte limit
+    status, _, err = run(capsys, data, "-o", out)
+    assert status == 0 and err == [] and out.exists()
+
+
 def test_force_replaces_outputs(capsys, seed, tmp_path):
     data, _, _ = seed
     out = tmp_path / "r.csv"
@@ -238,7 +271,13 @@ def assert_one_error(status, out, err, *mentions):
     ("x,y\n1,2\n3,4,5\n", [], ["line 3 has 3 fields, expected 2"]),
     ("x,y\n", [], ["a header and no data rows"]),
     ("", [], ["no data rows"]),
+    ("x,y\n1e308,1e308\n-1e308,-1e308\n1e308,-1e308\n0,0\n", ["-k", "2"],
+     ["values too large", "rescale"]),
+    ("x,y\n1,2\n3," + "4" * 200000 + "\n5,6\n", [], ["field limit"]),
+    ("x,y\n1,2\n3,4\n", ["--columns", "\u00b2", "-k", "1"], ["unknown column '\u00b2'"]),
+    ("x,y\n1,2\n3,4\n", ["--columns", "x,0", "-k", "1"], ["'0' is given twice"]),
 ])
+@pytest.mark.filterwarnings("error")
 def test_bad_data(capsys, tmp_path, content, extra, mentions):
     path = tmp_path / "d.csv"
     path.write_text(content)
@@ -251,6 +290,35 @@ def test_missing_file(capsys, tmp_path):
     status, out, err = run(capsys, tmp_path / "none.csv", "-o", tmp_path / "o.csv")
     assert_one_error(status, out, err, "none.csv", "No such file")
     assert names(tmp_path) == []
+
+
+def npy_header_only(shape):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return header.getvalue()
+
+
+def npz_bytes():
+    archive = io.BytesIO()
+    np.savez(archive, a=np.ones((3, 2)))
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize("as_init", [False, True])
+@pytest.mark.parametrize("content, mention", [
+    (b"", "not a numeric .npy array"),
+    (npz_bytes(), "an .npz archive"),
+    (npy_header_only((10**8, 10**6)), "bad.npy"),  # 728 TiB: too large, or truncated
+])
+def test_bad_npy(capsys, seed, tmp_path, content, mention, as_init):
+    data, _, _ = seed
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(content)
+    args = [data, "--init", bad] if as_init else [bad]
+    status, out, err = run(capsys, *args, "-o", tmp_path / "o.csv")
+    assert_one_error(status, out, err, "bad.npy", mention)
+    assert names(tmp_path) == ["bad.npy", "ex7.csv", "init.csv"]
 
 
 @pytest.mark.parametrize("init, mentions", [
@@ -277,6 +345,14 @@ def test_existing_output_without_force(capsys, seed, tmp_path, existing):
     assert (tmp_path / existing).read_text() == "keep\n"
 
 
+def test_existing_folder_is_refused_even_with_force(capsys, seed, tmp_path):
+    data, _, _ = seed
+    (tmp_path / "o-centers.csv").mkdir()
+    status, out, err = run(capsys, data, "-o", tmp_path / "o.csv", "--force")
+    assert_one_error(status, out, err, f"{tmp_path / 'o-centers.csv'}: is a folder")
+    assert names(tmp_path) == ["ex7.csv", "init.csv", "o-centers.csv"]
+
+
 def test_never_overwrites_the_input(capsys, seed, tmp_path):
     data, _, _ = seed
     before = data.read_text()
@@ -288,6 +364,8 @@ def test_never_overwrites_the_input(capsys, seed, tmp_path):
 @pytest.mark.parametrize("args, mentions", [
     (["-k", "0"], ["-k must be at least 1"]),
     (["--max-iter", "0"], ["--max-iter must be at least 1"]),
+    (["--seed", "-5"], ["--seed must be from 0 to 4294967295"]),
+    (["--seed", str(2**32)], ["--seed must be from 0 to 4294967295"]),
     (["-o", "out.txt"], ["-o must end in .csv or .npz"]),
     (["--plot", "p.jpg"], ["--plot must end in .png, .pdf or .svg"]),
     (["--panels"], ["give --plot FILE too"]),

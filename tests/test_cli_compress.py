@@ -1,5 +1,6 @@
 """``fastkm compress``: outputs, reports, refusals and one-line errors that write nothing."""
 
+import errno
 import shutil
 import struct
 import subprocess
@@ -141,6 +142,27 @@ def test_compare_picture(capsys, bird, tmp_path):
         {tuple(c) for c in pixels.reshape(-1, 3)}
 
 
+def test_output_link_to_the_input(capsys, bird):
+    link = bird.parent / "link.png"
+    link.symlink_to(bird)
+    status, out, err = run(capsys, bird, "-o", link, "--force")
+    assert_one_error(status, out, err)
+    assert err == [f"fastkm: error: {link}: is the input; fastkm never overwrites its input"]
+
+
+def test_compare_and_output_the_same_file(capsys, bird, tmp_path):
+    status, out, err = run(capsys, bird, "-o", tmp_path / "x.png", "--compare",
+                           tmp_path / "x.png")
+    assert_one_error(status, out, err, "x.png: --compare names the output file too")
+    assert names(tmp_path) == ["bird.png"]
+
+
+def test_long_output_name(capsys, bird, tmp_path):
+    output = tmp_path / ("a" * 246 + ".png")  # 250 bytes, under the 255-byte limit
+    status, _, err = run(capsys, bird, "-k", "4", "-o", output)
+    assert status == 0 and err == [] and output.exists()
+
+
 def test_existing_compare_file_needs_force(capsys, bird, tmp_path):
     (tmp_path / "cmp.png").write_bytes(b"keep")
     assert_one_error(*run(capsys, bird, "--compare", tmp_path / "cmp.png"), "cmp.png")
@@ -188,8 +210,9 @@ def test_decompression_bomb(capsys, bird, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["-k", "0"], "at least 1"),
-    (["-k", "257"], "at most 256 for PNG"),
-    (["-k", "300", "-o", "{tmp}/x.gif"], "at most 256 for GIF"),
+    (["-k", "257"], "at most 256"),
+    (["-k", "300", "-o", "{tmp}/x.gif"], "at most 256"),
+    (["-k", "300", "-o", "{tmp}/x.webp"], "at most 256"),  # quantize's limit too
     (["-k", "abc"], "invalid int"),
     (["-o", "{tmp}/x.svg"], "unknown output extension '.svg'"),
     (["--compare", "{tmp}/x.txt"], "unknown output extension '.txt'"),
@@ -200,6 +223,34 @@ def test_usage_errors(capsys, bird, tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     assert_one_error(*run(capsys, bird, *args), message, expected_status=2)
     assert names(tmp_path) == ["bird.png"]
+
+
+@pytest.mark.parametrize("name, limit", [("x.gif", "65535"), ("x.jpg", "65500"),
+                                         ("x.webp", "16383")])
+def test_too_large_for_the_output_format(capsys, tmp_path, name, limit):
+    Image.new("RGB", (70000, 4), "red").save(tmp_path / "long.png")
+    status, out, err = run(capsys, tmp_path / "long.png", "-k", "2", "-o", tmp_path / name)
+    assert_one_error(status, out, err, f"{tmp_path / name}: 70000 x 4 pixels", limit)
+    assert names(tmp_path) == ["long.png"]
+
+
+def test_failed_compare_picture_leaves_no_output(capsys, tmp_path):
+    # The picture is two images wide: too wide for WebP, when the image itself is not.
+    Image.new("RGB", (9000, 4), "red").save(tmp_path / "wide.png")
+    status, out, err = run(capsys, tmp_path / "wide.png", "-k", "2", "--compare",
+                           tmp_path / "c.webp")
+    assert_one_error(status, out, err, "c.webp", "16383")
+    assert names(tmp_path) == ["wide.png"]
+
+
+def test_disk_full_names_the_output(capsys, bird, monkeypatch):
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_io.os, "replace", full)
+    assert_one_error(*run(capsys, bird, "-k", "4"),
+                     f"{bird.parent / 'bird-k4.png'}: No space left on device")
+    assert names(bird.parent) == ["bird.png"]
 
 
 @pytest.mark.parametrize("folder", ["missing", "a_file"])
@@ -266,6 +317,21 @@ def test_several_inputs_into_an_output_folder(capsys, folder, tmp_path, data_dir
                            "--quiet")
     assert names(tmp_path / "out") == ["a-k4.png", "c-k4.png"]
     assert status == 1 and len(err) == 1 and "already written by this run" in err[0]
+
+
+def test_folder_run_takes_only_image_extensions(capsys, folder):
+    (folder / "b.png").unlink()
+    for name in ("doc.pdf", "page.eps", "clip.mpg", "data.h5"):
+        (folder / name).write_bytes(b"not an image")
+    status, out, err = run(capsys, folder, "-k", "4", "--quiet")
+    assert status == 0 and err == []
+    assert [name for name in names(folder) if "-k4" in name] == ["a-k4.png", "c-k4.png"]
+
+
+def test_several_inputs_into_an_image_name(capsys, folder, tmp_path):
+    assert_one_error(*run(capsys, folder, "-o", tmp_path / "multi.png"),
+                     "multi.png: -o names an image file", expected_status=2)
+    assert not (tmp_path / "multi.png").exists()
 
 
 def test_compare_needs_a_single_input(capsys, folder, tmp_path):

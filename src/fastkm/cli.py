@@ -27,9 +27,6 @@ import numpy as np
 #: Exit statuses.
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
 
-#: Formats that store a palette, hence at most 256 colours.
-PALETTE_FORMATS = {"PNG", "GIF"}
-
 #: Default output names, ``<stem>-k<K>.png``; a folder run skips files named like this, so
 #: that running it twice does not compress its own outputs.
 OUTPUT_NAME = re.compile(r"-k\d+\.png$", re.IGNORECASE)
@@ -64,8 +61,8 @@ def _add_compress(commands):
                     "photo shipped with fastkm into ./sample-k<K>.png.")
     compress.add_argument(
         "inputs", nargs="*", metavar="INPUT",
-        help="image files, or folders (every image in them, except files named like "
-             "outputs, *-k<N>.png)")
+        help="image files, or folders (their .png, .gif, .jpg, .jpeg, .webp, .tif, .tiff "
+             "and .bmp files, except files named like outputs, *-k<N>.png)")
     compress.add_argument("-k", "--colors", type=int, default=16, metavar="K",
                           help="number of colours, 1 to 256 (default 16)")
     compress.add_argument(
@@ -154,14 +151,18 @@ def _compress(args):
 
 def _check_args(args, single):
     """Usage errors, found before any image is read."""
+    from .image._io import FORMATS
+
     if args.colors < 1:
         raise UsageError(f"-k must be at least 1, got {args.colors}")
-    format_name = "PNG"  # of the default output names
-    if args.output is not None and single and not args.output.is_dir():
-        format_name = _output_format(args.output)
-    if format_name in PALETTE_FORMATS and args.colors > 256:
-        raise UsageError(f"-k must be at most 256 for {format_name} output, got "
-                         f"{args.colors}")
+    if args.colors > 256:  # quantize's limit, whatever the output format
+        raise UsageError(f"-k must be at most 256, got {args.colors}")
+    if args.output is not None and not args.output.is_dir():
+        if single:
+            _output_format(args.output)
+        elif args.output.suffix.lower() in FORMATS:  # a typo, not a folder to create
+            raise UsageError(f"{args.output}: -o names an image file, but there are several "
+                             f"inputs: give a folder")
     if args.compare is not None:
         if not single:
             raise UsageError("--compare writes one picture: give a single input file")
@@ -197,9 +198,10 @@ def _make_folder(folder):
 
 def _expand(inputs):
     """Files as given; folders as their image files, sorted by name, outputs skipped."""
-    from PIL import Image
+    # The output formats only: Pillow also registers formats it can only write (PDF) or
+    # reads through external tools and stubs (EPS, MPEG, HDF5), which would fail here.
+    from .image._io import FORMATS
 
-    extensions = Image.registered_extensions()
     for name in inputs:
         path = Path(name)
         if not path.is_dir():
@@ -208,7 +210,7 @@ def _expand(inputs):
         yield from sorted(
             child for child in path.iterdir()
             if child.is_file() and not child.name.startswith(".")
-            and child.suffix.lower() in extensions and not OUTPUT_NAME.search(child.name))
+            and child.suffix.lower() in FORMATS and not OUTPUT_NAME.search(child.name))
 
 
 def _run(jobs, args):
@@ -221,7 +223,7 @@ def _run(jobs, args):
         try:
             line = _compress_one(source, output, args, written)
         except (OSError, ValueError) as exc:
-            status = _error(_describe(exc, source), FAILED)
+            status = _error(_describe(exc, source, output, args.compare), FAILED)
             continue
         except Exception as exc:  # a bug must not stop a folder run; say what it was
             status = _error(f"{source}: unexpected {type(exc).__name__}: {exc}", FAILED)
@@ -235,21 +237,26 @@ def _compress_one(source, output, args, written):
     """Quantize one image and write it (and the compare picture); returns the report line."""
     from .image import quantize
     from .image._compare import compare_picture
-    from .image._io import load_image, save_image, save_quantized
+    from .image._io import _encode_image, _encode_quantized, _write_atomic, load_image
 
     _check_output(source, output, args.force, written)
     if args.compare is not None:
-        _check_output(source, args.compare, args.force, written | {output.resolve()})
+        if args.compare.resolve() == output.resolve():
+            raise ValueError(f"{args.compare}: --compare names the output file too")
+        _check_output(source, args.compare, args.force, written)
     start = time.perf_counter()
     loaded = load_image(source)
     q = quantize(loaded.pixels, args.colors, colorspace=args.colorspace, dither=args.dither)
-    size = save_quantized(output, q.palette, q.indices, icc_profile=loaded.icc_profile,
-                          overwrite=args.force)
-    written.add(output.resolve())
+    files = [(output, _encode_quantized(output, q.palette, q.indices, loaded.icc_profile))]
     seconds = time.perf_counter() - start
     if args.compare is not None:
         picture = compare_picture(loaded.pixels, q.to_array(), q.palette)
-        save_image(args.compare, picture, overwrite=args.force)
+        files.append((args.compare, _encode_image(args.compare, picture)))
+    # Both are encoded before either is written, so that an error leaves neither.
+    for path, data in files:
+        _write_atomic(path, data)
+    written.add(output.resolve())
+    size = len(files[0][1])
     before = source.stat().st_size
     return (f"{source} -> {output}: {before:,} -> {size:,} bytes ({before / size:.1f}:1), "
             f"PSNR {q.psnr:.2f} dB, {seconds:.2f} s")
@@ -259,6 +266,8 @@ def _check_output(source, output, force, written):
     """Refuse, before any work, to replace the input, this run's outputs, or (without
     --force) any existing file."""
     target = output.resolve()
+    if output.is_dir():  # even with --force: the rename would fail, or replace a folder
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(output))
     if source.exists() and target == source.resolve():
         raise ValueError(f"{output}: is the input; fastkm never overwrites its input")
     if target in written:
@@ -270,12 +279,14 @@ def _check_output(source, output, force, written):
         raise FileNotFoundError(errno.ENOENT, "no such folder", str(output.parent))
 
 
-def _describe(exc, source):
-    """One line naming the file: OSErrors carry their file name, ValueErrors start with it."""
+def _describe(exc, source, *outputs):
+    """One line naming the file: OSErrors carry their file name, ValueErrors start with
+    the input's or an output's (else the input's is put first)."""
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
     message = str(exc)
-    return message if message.startswith(str(source)) else f"{source}: {message}"
+    named = tuple(f"{path}:" for path in (source, *outputs) if path is not None)
+    return message if message.startswith(named) else f"{source}: {message}"
 
 
 # -- cluster ---------------------------------------------------------------------------------
@@ -367,6 +378,8 @@ def _check_cluster_args(args):
         raise UsageError(f"-k must be at least 1, got {args.clusters}")
     if args.max_iter < 1:
         raise UsageError(f"--max-iter must be at least 1, got {args.max_iter}")
+    if not 0 <= args.seed < 2**32:  # NumPy's range of seeds
+        raise UsageError(f"--seed must be from 0 to {2**32 - 1}, got {args.seed}")
     if args.output is not None and args.output.suffix.lower() not in TABLE_OUTPUTS:
         raise UsageError(f"{args.output}: -o must end in .csv or .npz")
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_OUTPUTS:
@@ -400,17 +413,24 @@ def _cluster_targets(args):
     return targets
 
 
+# Overflow (values beyond about 1e154, whose squares are infinite) is reported once, by the
+# check after the fit or by KMeans's own of the initial centres, not as NumPy warnings.
+@np.errstate(over="ignore", invalid="ignore")
 def _fit_and_render(X, names, init, k, args, targets):
     """Cluster X; returns the (path, bytes) pairs to write and the report's lines."""
     from ._kmeans import KMeans
     from .plot import iterations, record
 
     if args.standardize:
-        mean, scale = X.mean(axis=0), X.std(axis=0)
+        # Each column is divided by its largest |x| first: the squares in std overflow
+        # beyond 1e154, and X - mean near 1e308.
+        peak = np.abs(X).max(axis=0)
+        peak[peak == 0] = 1
+        mean, scale = (X / peak).mean(axis=0), (X / peak).std(axis=0)
         scale[scale == 0] = 1  # a constant column stays constant (0), rather than NaN
-        X = (X - mean) / scale
+        X = (X / peak - mean) / scale
         if not isinstance(init, str):
-            init = (init - mean) / scale
+            init = (init / peak - mean) / scale
     recorder = record() if args.plot is not None else None
     starts = []  # each run's initial centres, for the picture's paths
     fit_init, n_init = init, "auto"
@@ -421,7 +441,11 @@ def _fit_and_render(X, names, init, k, args, targets):
                     random_state=args.seed, callback=recorder).fit(X)
     except ValueError as exc:  # e.g. fewer distinct rows than clusters
         raise ValueError(f"{args.data}: {exc}") from None
-    centers = km.cluster_centers_ * scale + mean if args.standardize else km.cluster_centers_
+    centers = ((km.cluster_centers_ * scale + mean) * peak if args.standardize
+               else km.cluster_centers_)
+    if not (np.isfinite(km.inertia_) and np.isfinite(centers).all()):
+        raise ValueError(f"{args.data}: values too large: squared distances overflow; "
+                         f"rescale the data")
     files = []
     if args.output is not None and "centers" in targets:
         files.append((targets["output"], _csv_bytes(["label"], km.labels_[:, None])))
@@ -479,11 +503,13 @@ def _count(n, noun):
 
 
 def _csv_bytes(header, rows):
-    """CSV text: the header line, then the rows (integers as such, floats to full
-    precision, as repr writes them)."""
-    lines = [",".join(header)]
-    lines += [",".join(map(repr, row)) for row in rows.tolist()]
-    return ("\n".join(lines) + "\n").encode()
+    """CSV text: the header line (quoted where a name holds a comma or a quote), then the
+    rows (integers as such, floats to full precision, as repr writes them)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows.tolist())
+    return text.getvalue().encode()
 
 
 def _read_init(path, n_clusters, n_features):
@@ -518,8 +544,13 @@ def _read_data(path, columns):
 def _read_npy(path):
     try:
         X = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
         raise ValueError(f"{path}: not a numeric .npy array ({exc})") from None
+    except MemoryError:
+        raise ValueError(f"{path}: the array is too large for memory") from None
+    if not isinstance(X, np.ndarray):  # np.load opens an .npz archive whatever its name
+        X.close()
+        raise ValueError(f"{path}: an .npz archive, not a .npy array")
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2 or X.size == 0 or X.dtype.kind not in "fiub":
@@ -536,8 +567,12 @@ def _read_csv(path, columns):
         raise ValueError(f"{path}: not a text (UTF-8) CSV file") from None
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = next((d for d in ",;\t" if d in first), ",")
-    rows = [(number, row) for number, row in enumerate(
-        csv.reader(io.StringIO(text), delimiter=delimiter), 1) if any(c.strip() for c in row)]
+    try:
+        rows = [(number, row) for number, row in enumerate(
+            csv.reader(io.StringIO(text), delimiter=delimiter), 1)
+            if any(c.strip() for c in row)]
+    except csv.Error as exc:  # a field over the csv module's size limit, say
+        raise ValueError(f"{path}: not a CSV file fastkm can read ({exc})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
     header = _is_header(rows)
@@ -588,11 +623,14 @@ def _column_indices(columns, names, width, path):
     chosen = []
     for item in (c.strip() for c in columns.split(",")):
         if names is not None and item in names:
-            chosen.append(names.index(item))
-        elif item.isdigit() and int(item) < width:
-            chosen.append(int(item))
+            index = names.index(item)
+        elif item.isascii() and item.isdigit() and int(item) < width:  # not '²'
+            index = int(item)
         else:
             known = (f"the columns are {', '.join(names)}" if names is not None
                      else f"give 0-based indices below {width}")
             raise ValueError(f"{path}: unknown column {item!r} in --columns ({known})")
+        if index in chosen:
+            raise ValueError(f"{path}: column {item!r} is given twice in --columns")
+        chosen.append(index)
     return chosen

@@ -46,6 +46,10 @@ TRUECOLOUR_OPTIONS = {
     "BMP": {},
 }
 
+#: The most pixels a side of each format with a limit below Pillow's own (beyond it the
+#: encoders fail with unclear messages).
+MAX_SIDE = {"GIF": 65535, "JPEG": 65500, "WEBP": 16383}
+
 #: Formats that cannot store an ICC profile (Pillow writes none for them).
 NO_ICC = {"GIF", "BMP"}
 
@@ -391,7 +395,8 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     Raises
     ------
     ValueError
-        If the extension is unknown or the palette/indices are invalid.
+        If the extension is unknown, the palette/indices are invalid, or the image is
+        larger than the format allows (GIF 65535, JPEG 65500, WebP 16383 pixels a side).
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
     OSError
@@ -409,22 +414,28 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     True
     """
     path = Path(path)
-    format_name = output_format(path)
+    output_format(path)
     _check_target(path, overwrite)
+    data = _encode_quantized(path, palette, indices, icc_profile, compress_level)
+    _write_atomic(path, data)
+    return len(data)
+
+
+def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=None):
+    """The bytes :func:`save_quantized` writes to ``path``."""
+    format_name = output_format(path)
     palette, indices = _check_quantized(palette, indices)
     if format_name in ("PNG", "GIF") and len(palette) > 256:
         raise ValueError(f"{path}: {format_name} holds at most 256 colours, got "
                          f"{len(palette)}; use a truecolour format (.webp, .tif, ...)")
+    _check_side(path, format_name, indices.shape[1], indices.shape[0])
     if format_name in NO_ICC:
         icc_profile = None
     if format_name == "PNG":
-        data = _encode_png(to_pil(palette, indices), len(palette), icc_profile, compress_level)
-    elif format_name == "GIF":
-        data = _encode_gif(palette, indices)
-    else:
-        data = _encode_truecolour(palette, indices, format_name, icc_profile)
-    _write_atomic(path, data)
-    return len(data)
+        return _encode_png(to_pil(palette, indices), len(palette), icc_profile, compress_level)
+    if format_name == "GIF":
+        return _encode_gif(palette, indices)
+    return _encode_truecolour(palette, indices, format_name, icc_profile)
 
 
 def save_image(path, img, *, overwrite=False):
@@ -444,11 +455,18 @@ def save_image(path, img, *, overwrite=False):
         The number of bytes written.
     """
     path = Path(path)
-    format_name = output_format(path)
+    output_format(path)
     _check_target(path, overwrite)
-    data = _encode(img, format_name, **TRUECOLOUR_OPTIONS.get(format_name, {}))
+    data = _encode_image(path, img)
     _write_atomic(path, data)
     return len(data)
+
+
+def _encode_image(path, img):
+    """The bytes :func:`save_image` writes to ``path``."""
+    format_name = output_format(path)
+    _check_side(path, format_name, *img.size)
+    return _encode(img, format_name, **TRUECOLOUR_OPTIONS.get(format_name, {}))
 
 
 def output_format(path):
@@ -480,6 +498,13 @@ def _check_target(path, overwrite):
     if path.exists() and not overwrite:
         raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)",
                               str(path))
+
+
+def _check_side(path, format_name, width, height):
+    limit = MAX_SIDE.get(format_name)
+    if limit is not None and max(width, height) > limit:
+        raise ValueError(f"{path}: {width} x {height} pixels is too large for "
+                         f"{format_name} (at most {limit} pixels a side); use .png or .tif")
 
 
 def _encode(img, format_name, **options):
@@ -533,10 +558,11 @@ def _write_atomic(path, data):
 
     The rename is atomic within one folder, so readers see the old file or the whole new
     one. The temporary file is removed on any failure, KeyboardInterrupt included, and is
-    created with the usual 0o666 & ~umask permissions (mkstemp's 0o600 would stick).
+    created with the usual 0o666 & ~umask permissions (mkstemp's 0o600 would stick). Its
+    name is short, since ``path``'s own may already be near the 255-byte limit.
     """
     folder = path.parent
-    temporary = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    temporary = folder / f".fastkm-{uuid.uuid4().hex[:16]}.tmp"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
@@ -548,6 +574,8 @@ def _write_atomic(path, data):
             file.write(data)
         os.replace(temporary, path)
         done = True
+    except OSError as exc:  # name the target, not the temporary file (or none: disk full)
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         if not done:
             temporary.unlink(missing_ok=True)
