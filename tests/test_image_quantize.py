@@ -248,3 +248,89 @@ def test_error_stays_exact_with_counts_beyond_float32():
     q = quantize(image, 1)
     assert q.palette.tolist() == [[2, 0, 0]]  # 1.5, rounded to even
     assert q.mse * image.size == (4 + 1) * ((1 << 24) + 1)
+
+
+def rgba_photo(partial):
+    """photo_like with fully transparent rows, black pixels and, if ``partial``, rows of
+    partial alpha."""
+    image = np.zeros((20, 20, 4), np.uint8)
+    image[..., :3] = photo_like(20, 20)
+    image[..., 3] = 255
+    image[12, :2, :3] = 0  # opaque black: nearest to a [0, 0, 0, 0] entry by colour alone
+    image[:5] = 0
+    if partial:
+        image[5:8, :, 3] = 128
+    return image
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("colorspace", ["rgb", "oklab"])
+def test_quantize_round_trips_through_apply_palette(partial, colorspace):
+    image = rgba_photo(partial)
+    q = quantize(image, 8, colorspace=colorspace)
+    transparent = np.flatnonzero(q.palette[:, 3] == 0)
+    assert len(transparent) == 1 and (q.indices[:5] == transparent[0]).all()
+    for palette in (q.palette, fit_palette([image], 8, colorspace=colorspace)):
+        again = apply_palette(image, palette, colorspace=colorspace)
+        np.testing.assert_array_equal(again.palette, q.palette)
+        np.testing.assert_array_equal(again.indices, q.indices)
+        assert again.mse == q.mse
+    # The opaque part alone, on the same palette: the same indices, its black pixels
+    # included (not sent to the transparent entry).
+    opaque = apply_palette(image[8:], q.palette, colorspace=colorspace)
+    np.testing.assert_array_equal(opaque.indices, q.indices[8:])
+    if not partial:
+        dithered = quantize(image, 8, dither=True)
+        again = apply_palette(image, dithered.palette, dither=True)
+        np.testing.assert_array_equal(again.indices, dithered.indices)
+
+
+def test_apply_palette_adds_a_transparent_entry_and_keeps_every_colour():
+    image = np.array([[[255, 0, 0, 255], [0, 255, 0, 255]],
+                      [[0, 0, 255, 255], [0, 0, 0, 0]]], np.uint8)
+    q = apply_palette(image, [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+    assert q.palette.tolist() == [[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 255],
+                                  [0, 0, 0, 0]]
+    assert q.indices.tolist() == [[0, 1], [2, 3]] and q.mse == 0
+    np.testing.assert_array_equal(q.to_array(), image)
+    # Room for one more entry, but not for 257.
+    palette = np.stack([np.arange(256)] * 3, axis=1)
+    q = apply_palette(image, palette[:255])
+    assert len(q.palette) == 256 and q.palette[q.indices[1, 1]].tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="transparent entry .* 256 colours"):
+        apply_palette(image, palette)
+
+
+def test_apply_palette_keeps_transparent_entries_for_transparent_pixels():
+    # fit_palette's [0, 0, 0, 0] entry: opaque black must not vanish into it.
+    palette = fit_palette([np.array([[[9, 9, 9, 255], [0, 0, 0, 0]]], np.uint8)], 2)
+    assert palette.tolist() == [[9, 9, 9, 255], [0, 0, 0, 0]]
+    q = apply_palette(np.zeros((1, 1, 3), np.uint8), palette)
+    assert q.to_array().tolist() == [[[9, 9, 9, 255]]]
+    assert q.mse == 3 * 81 / 4
+    # A transparent entry anywhere is found and used; visible pixels, partially
+    # transparent ones too, never get it.
+    palette = [[200, 200, 200, 255], [0, 0, 0, 0], [10, 10, 10, 255], [0, 0, 0, 100]]
+    image = np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [1, 1, 1, 2], [0, 0, 0, 90]]], np.uint8)
+    q = apply_palette(image, palette)
+    assert q.palette.tolist() == palette and q.indices.tolist() == [[1, 2, 3, 3]]
+    q = apply_palette(image[:, 1:2], palette)  # no transparent pixels: still never entry 1
+    assert q.indices.tolist() == [[2]]
+    with pytest.raises(ValueError, match="no visible entry"):
+        apply_palette(image, [[0, 0, 0, 0]])
+    assert apply_palette(image[:, :1], [[5, 5, 5, 255], [0, 0, 0, 0]]).indices.tolist() == \
+        [[1]]
+
+
+def test_apply_palette_counts_alpha_of_translucent_entries():
+    # An opaque image on a palette with a translucent entry: alpha is part of "nearest".
+    image = np.full((1, 1, 3), [255, 0, 0], np.uint8)
+    q = apply_palette(image, [[255, 0, 0, 10], [250, 0, 0, 255]])
+    assert q.indices.tolist() == [[1]] and q.mse == 25 / 4
+    with pytest.raises(ValueError, match="partial transparency"):
+        apply_palette(image, [[255, 0, 0, 10], [250, 0, 0, 255]], dither=True)
+
+
+def test_apply_palette_rejects_an_unknown_colorspace():
+    with pytest.raises(ValueError, match="colorspace"):
+        apply_palette(photo_like(), [[0, 0, 0], [255, 255, 255]], colorspace="nonsense")

@@ -207,21 +207,34 @@ def apply_palette(image, palette, *, colorspace="rgb", dither=False, n_threads=N
     ----------
     image : str, path, PIL.Image or ndarray
     palette : array-like of shape (K, 3) or (K, 4), 0-255 values, K <= 256
+        Visible pixels are matched only against the visible entries (alpha above 0, or
+        every entry of an RGB palette); fully transparent pixels take the first fully
+        transparent entry (alpha 0), which is appended when the palette has none.
     colorspace, dither, n_threads
         As for :func:`quantize`; ``colorspace`` sets the metric of "nearest".
 
     Returns
     -------
     QuantizedImage
+        Its palette is ``palette``, as RGBA when the image has transparency, plus the
+        appended transparent entry if one was needed.
     """
+    if colorspace not in COLORSPACES:
+        raise ValueError(f"colorspace must be one of {COLORSPACES}, got {colorspace!r}")
     palette = _check_palette(palette)
     loaded = _io.load_image(image)
     if palette.shape[1] == 4 and loaded.pixels.shape[2] == 3:
         loaded = loaded._replace(pixels=_with_channels(loaded.pixels, 4))
     elif palette.shape[1] == 3 and loaded.pixels.shape[2] == 4:
-        palette = np.concatenate([palette, np.full((len(palette), 1), 255, np.uint8)], 1)
-    return _apply(loaded, _Histogram(loaded.pixels, n_threads), palette, colorspace, dither,
-                  n_threads)
+        palette = _with_alpha(palette, 4)
+    histogram = _Histogram(loaded.pixels, n_threads)
+    if histogram.n_transparent and not (palette[:, 3] == 0).any():
+        if len(palette) == 256:
+            raise ValueError("the image has fully transparent pixels but the palette has no "
+                             "fully transparent entry (alpha 0) and no room to add one: it "
+                             "already has 256 colours")
+        palette = np.concatenate([palette, np.zeros((1, 4), np.uint8)])
+    return _apply(loaded, histogram, palette, colorspace, dither, n_threads)
 
 
 # -- the histogram -------------------------------------------------------------------------
@@ -481,31 +494,46 @@ def _check_palette(palette):
 
 
 def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
-    """Map the image's pixels onto ``palette`` and measure the error."""
+    """Map the image's pixels onto ``palette`` and measure the error.
+
+    Visible pixels go to the visible entries (alpha above 0), fully transparent ones to the
+    first fully transparent entry, which the palette must have if the image has such pixels.
+    """
     n_threads = effective_n_threads(n_threads)
     strength = _check_dither(dither)
     n_pixels = histogram.shape[0] * histogram.shape[1]
     channels = palette.shape[1]
-    visible_palette = palette if histogram.n_transparent == 0 else palette[:-1]
+    visible = np.arange(len(palette)) if channels == 3 else np.flatnonzero(palette[:, 3] > 0)
+    transparent_index = 0 if channels == 3 else int(np.argmax(palette[:, 3] == 0))
     if len(histogram.colours) == 0:
-        indices = np.zeros(histogram.shape, np.uint8)
+        indices = np.full(histogram.shape, transparent_index, np.uint8)
         return QuantizedImage(palette, indices, 0.0, loaded.icc_profile)
-    if histogram.colours.shape[1] != visible_palette.shape[1]:  # binary alpha, RGBA palette
-        visible_palette = visible_palette[:, :histogram.colours.shape[1]]
-    points = _to_space(histogram.colours, colorspace)
+    if len(visible) == 0:
+        raise ValueError("the palette has no visible entry (alpha above 0) for the image's "
+                         "visible pixels")
+    visible_palette = palette[visible]
+    colours = histogram.colours
+    if colours.shape[1] != visible_palette.shape[1]:  # binary alpha, RGBA palette
+        if (visible_palette[:, 3] == 255).all():
+            visible_palette = visible_palette[:, :3]
+        else:  # translucent entries: the opaque pixels' alpha counts in the distance
+            colours = _with_alpha(colours, 4)
+    points = _to_space(colours, colorspace)
     labels, error = _nearest(points, histogram.counts.astype(np.float32),
                              _to_space(visible_palette, colorspace), n_threads)
     if strength:
         indices = _dither(histogram, visible_palette, labels, strength)
         squared = _pixel_squared_error(histogram, visible_palette, indices.reshape(-1))
+        if len(visible) < len(palette):
+            indices = visible.astype(np.uint8)[indices]
     else:
-        indices = histogram.remap(labels)
         # In RGB the pass's error is already exact (integer colours and counts, float32
         # squared distances below 2**24, float64 sums) while the counts fit float32.
         squared = error if colorspace == "rgb" and histogram.counts.max() <= 1 << 24 else \
-            _squared_error(histogram.colours, histogram.counts, visible_palette, labels)
+            _squared_error(colours, histogram.counts, visible_palette, labels)
+        indices = histogram.remap(visible[labels])
     if histogram.transparent is not None:
-        indices.reshape(-1)[histogram.transparent] = len(palette) - 1
+        indices.reshape(-1)[histogram.transparent] = transparent_index
     return QuantizedImage(palette, indices, squared / (n_pixels * channels), loaded.icc_profile)
 
 
@@ -534,9 +562,9 @@ def _check_dither(dither):
 
 def _dither(histogram, palette, labels, strength):
     """Error-diffused palette indices, (H, W) uint8, for an RGB (or binary-alpha) image."""
-    if histogram.colours.shape[1] != 3:
-        raise ValueError("dithering is not supported for images with partial transparency; "
-                         "use dither=False")
+    if histogram.colours.shape[1] != 3 or palette.shape[1] != 3:  # RGBA matching
+        raise ValueError("dithering is not supported with partial transparency (in the "
+                         "image or in the palette's visible entries); use dither=False")
     h, w = histogram.shape
     image = histogram.pixels.reshape(h, w, 3)
     skip = np.zeros((h, w), np.uint8) if histogram.transparent is None else \
