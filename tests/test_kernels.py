@@ -335,7 +335,7 @@ def test_lloyd_pass_empty_input_and_bad_shapes():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [1, 3, 8])
+@pytest.mark.parametrize("d", [1, 3, 8, 37, 128])  # transposed blocks; rows where they lie
 def test_kmeanspp_kernels_match_numpy(d, dtype):
     rng = np.random.default_rng(d)
     n = 5000
@@ -350,13 +350,42 @@ def test_kmeanspp_kernels_match_numpy(d, dtype):
     starts = np.arange(n_chunks) * chunk_rows
     np.testing.assert_allclose(chunk_pot, np.add.reduceat(w * closest, starts), rtol=1e-10)
 
-    candidates = X[[5, 17, 400]]
-    potentials = np.empty(3)
-    core.kmeanspp_candidate_potentials(X, w, candidates, closest, potentials, 2)
-    for pot, cand in zip(potentials, candidates):
-        dist = ((X.astype(np.float64) - cand.astype(np.float64)) ** 2).sum(1)
-        np.testing.assert_allclose(pot, (w * np.minimum(closest, dist)).sum(),
-                                   rtol=1e-5 if dtype == np.float32 else 1e-10)
+    # (1 to 7 candidates: whole groups of four, and the leftovers.)
+    for rows in ([5], [5, 17, 400], [5, 17, 400, 9, 33], [5, 17, 400, 9, 33, 2, 4000]):
+        candidates = X[rows]
+        potentials = np.empty(len(rows))
+        core.kmeanspp_candidate_potentials(X, w, candidates, closest, potentials, 2)
+        for pot, cand in zip(potentials, candidates):
+            dist = ((X.astype(np.float64) - cand.astype(np.float64)) ** 2).sum(1)
+            np.testing.assert_allclose(pot, (w * np.minimum(closest, dist)).sum(),
+                                       rtol=1e-5 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 37, 128])
+def test_kmeanspp_kernels_give_chosen_rows_zero_and_any_thread_count_the_same(d, dtype):
+    # A row equal to a chosen centre must weigh nothing in the next draws (else it may be
+    # drawn again), and the sums must not depend on the threads.
+    rng = np.random.default_rng(d)
+    X = (rng.normal(size=(20000, d)) * 100 + 1000).astype(dtype)
+    X[7000:7100] = X[3]
+    w = np.ones(len(X), dtype=dtype)
+    n_chunks, _ = core.row_chunks(len(X))
+    results = []
+    for threads in (1, 2, 3):
+        closest = np.full(len(X), np.inf)
+        chunk_pot = np.empty(n_chunks)
+        core.kmeanspp_update_closest(X, w, X[3:4], closest, chunk_pot, threads)
+        assert (closest[7000:7100] == 0).all() and closest[3] == 0
+        potentials = np.empty(6)
+        core.kmeanspp_candidate_potentials(X, w, X[[3, 1, 2, 3, 5, 6]], closest, potentials,
+                                           threads)
+        assert potentials[0] == potentials[3] == pytest.approx(chunk_pot.sum(), rel=1e-12)
+        results.append((closest, chunk_pot, potentials))
+    for closest, chunk_pot, potentials in results[1:]:
+        np.testing.assert_array_equal(closest, results[0][0])
+        np.testing.assert_array_equal(chunk_pot, results[0][1])
+        np.testing.assert_array_equal(potentials, results[0][2])
 
 
 def test_sq_distances_matches_numpy():

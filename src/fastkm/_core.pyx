@@ -3847,6 +3847,179 @@ def yinyang_pass(
 # ---------------------------------------------------------------------------------------------
 # Greedy k-means++ initialization
 
+cdef extern from *:
+    """
+    /* fastkm_row_sq_distances_{f,d}(x, cands, n_cands, d, out): out[l] = |x - c_l|^2 for one
+    row x and the n_cands rows c_l of cands (d values each), features in vector lanes: from
+    many features on, k-means++'s passes read each row where it lies instead of transposing
+    blocks of rows (an element at a time, which took most of their time on MNIST), and a
+    block of 32 such rows no longer overflows the first-level cache. Feature f goes to the
+    partial sum of lane f % FASTKM_SQ_LANES(T) (a 64-byte vector, whatever the ISA: gcc
+    splits it where registers are narrower), the features after the last full vector to a
+    sum of their own, in order; the lanes are then added pairwise, halves first, and the
+    leftover sum last. So a row's distances do not depend on the thread count. Four
+    candidates at a time share each load of the row, and their lanes are added in one tree
+    of vector shuffles (the same additions as lane by lane, which took more time than the
+    distances themselves at 128 features). */
+    #define FASTKM_SQ_LANES(T) (64 / (int)sizeof(T))
+    #if FASTKM_VECTOR_EXTENSIONS
+    typedef float fastkm_sq_vec_float __attribute__((vector_size(64)));
+    typedef double fastkm_sq_vec_double __attribute__((vector_size(64)));
+    #if defined(__clang__) || __GNUC__ >= 12
+    #define FASTKM_SHUFFLE __builtin_shufflevector
+    /* The four lane trees, side by side: out[i] = the tree of a_i. */
+    static inline void fastkm_sq_tree4_float(fastkm_sq_vec_float a0, fastkm_sq_vec_float a1,
+                                             fastkm_sq_vec_float a2, fastkm_sq_vec_float a3,
+                                             float* out) {
+        fastkm_sq_vec_float p01 =
+            FASTKM_SHUFFLE(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+            + FASTKM_SHUFFLE(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                             31);
+        fastkm_sq_vec_float p23 =
+            FASTKM_SHUFFLE(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+            + FASTKM_SHUFFLE(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                             31);
+        fastkm_sq_vec_float q =
+            FASTKM_SHUFFLE(p01, p23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27)
+            + FASTKM_SHUFFLE(p01, p23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                             31);
+        fastkm_sq_vec_float r =
+            FASTKM_SHUFFLE(q, q, 0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13)
+            + FASTKM_SHUFFLE(q, q, 2, 3, 6, 7, 10, 11, 14, 15, 2, 3, 6, 7, 10, 11, 14, 15);
+        fastkm_sq_vec_float t =
+            FASTKM_SHUFFLE(r, r, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)
+            + FASTKM_SHUFFLE(r, r, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
+        for (int i = 0; i < 4; i++) out[i] = t[i];
+    }
+    static inline void fastkm_sq_tree4_double(fastkm_sq_vec_double a0, fastkm_sq_vec_double a1,
+                                              fastkm_sq_vec_double a2, fastkm_sq_vec_double a3,
+                                              double* out) {
+        fastkm_sq_vec_double p01 = FASTKM_SHUFFLE(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11)
+                                   + FASTKM_SHUFFLE(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
+        fastkm_sq_vec_double p23 = FASTKM_SHUFFLE(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11)
+                                   + FASTKM_SHUFFLE(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+        fastkm_sq_vec_double q = FASTKM_SHUFFLE(p01, p23, 0, 1, 4, 5, 8, 9, 12, 13)
+                                 + FASTKM_SHUFFLE(p01, p23, 2, 3, 6, 7, 10, 11, 14, 15);
+        fastkm_sq_vec_double t = FASTKM_SHUFFLE(q, q, 0, 2, 4, 6, 0, 2, 4, 6)
+                                 + FASTKM_SHUFFLE(q, q, 1, 3, 5, 7, 1, 3, 5, 7);
+        for (int i = 0; i < 4; i++) out[i] = t[i];
+    }
+    #else
+    /* (Older gcc: the same additions, lane by lane.) */
+    #define FASTKM_DEFINE_SQ_TREE4(T)                                                         \\
+    static inline void fastkm_sq_tree4_##T(fastkm_sq_vec_##T a0, fastkm_sq_vec_##T a1,         \\
+                                           fastkm_sq_vec_##T a2, fastkm_sq_vec_##T a3,         \\
+                                           T* out) {                                          \\
+        fastkm_sq_vec_##T a[4] = {a0, a1, a2, a3};                                            \\
+        for (int k = 0; k < 4; k++) {                                                         \\
+            T lanes[FASTKM_SQ_LANES(T)];                                                      \\
+            __builtin_memcpy(lanes, &a[k], sizeof(lanes));                                    \\
+            for (int half = FASTKM_SQ_LANES(T) / 2; half > 0; half /= 2)                      \\
+                for (int i = 0; i < half; i++) lanes[i] += lanes[i + half];                   \\
+            out[k] = lanes[0];                                                                \\
+        }                                                                                     \\
+    }
+    FASTKM_DEFINE_SQ_TREE4(float)
+    FASTKM_DEFINE_SQ_TREE4(double)
+    #endif
+    #define FASTKM_SQ_ACCUMULATE(T, ACC, XV, C)                                               \\
+        do {                                                                                  \\
+            fastkm_sq_vec_##T cv_;                                                            \\
+            __builtin_memcpy(&cv_, (C), sizeof(cv_));                                         \\
+            cv_ = (XV) - cv_;                                                                 \\
+            (ACC) += cv_ * cv_;                                                               \\
+        } while (0)
+    /* The sum of the features after the last full vector, in order. */
+    #define FASTKM_SQ_REST(T, X, C, FULL, D)                                                  \\
+        ({                                                                                    \\
+            T rest_ = 0;                                                                      \\
+            for (Py_ssize_t f_ = (FULL); f_ < (D); f_++) {                                    \\
+                T t_ = (X)[f_] - (C)[f_];                                                     \\
+                rest_ += t_ * t_;                                                             \\
+            }                                                                                 \\
+            rest_;                                                                            \\
+        })
+    #define FASTKM_DEFINE_ROW_SQ_DISTANCES(NAME, T)                                           \\
+    static void NAME(const T* x, const T* cands, Py_ssize_t n_cands, Py_ssize_t d, T* out) { \\
+        enum { W = FASTKM_SQ_LANES(T) };                                                      \\
+        Py_ssize_t full = d - d % W, l = 0;                                                   \\
+        T tree[4];                                                                            \\
+        for (; l < n_cands; l += 4) {                                                         \\
+            /* (Past the last candidate, the group repeats it: one tree for all.) */         \\
+            const T* c0 = cands + l * d;                                                      \\
+            const T* c1 = cands + (l + 1 < n_cands ? l + 1 : n_cands - 1) * d;                \\
+            const T* c2 = cands + (l + 2 < n_cands ? l + 2 : n_cands - 1) * d;                \\
+            const T* c3 = cands + (l + 3 < n_cands ? l + 3 : n_cands - 1) * d;                \\
+            fastkm_sq_vec_##T a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, xv;                     \\
+            if (l + 1 < n_cands) {                                                            \\
+                for (Py_ssize_t f = 0; f < full; f += W) {                                    \\
+                    __builtin_memcpy(&xv, x + f, sizeof(xv));                                 \\
+                    FASTKM_SQ_ACCUMULATE(T, a0, xv, c0 + f);                                  \\
+                    FASTKM_SQ_ACCUMULATE(T, a1, xv, c1 + f);                                  \\
+                    FASTKM_SQ_ACCUMULATE(T, a2, xv, c2 + f);                                  \\
+                    FASTKM_SQ_ACCUMULATE(T, a3, xv, c3 + f);                                  \\
+                }                                                                             \\
+            } else {  /* one candidate left: alone */                                        \\
+                for (Py_ssize_t f = 0; f < full; f += W) {                                    \\
+                    __builtin_memcpy(&xv, x + f, sizeof(xv));                                 \\
+                    FASTKM_SQ_ACCUMULATE(T, a0, xv, c0 + f);                                  \\
+                }                                                                             \\
+            }                                                                                 \\
+            fastkm_sq_tree4_##T(a0, a1, a2, a3, tree);                                        \\
+            out[l] = tree[0] + FASTKM_SQ_REST(T, x, c0, full, d);                             \\
+            if (l + 1 < n_cands) out[l + 1] = tree[1] + FASTKM_SQ_REST(T, x, c1, full, d);    \\
+            if (l + 2 < n_cands) out[l + 2] = tree[2] + FASTKM_SQ_REST(T, x, c2, full, d);    \\
+            if (l + 3 < n_cands) out[l + 3] = tree[3] + FASTKM_SQ_REST(T, x, c3, full, d);    \\
+        }                                                                                     \\
+    }
+    #else
+    /* Portable fallback: the same partial sums and additions, in arrays. */
+    #define FASTKM_DEFINE_ROW_SQ_DISTANCES(NAME, T)                                           \\
+    static void NAME(const T* x, const T* cands, Py_ssize_t n_cands, Py_ssize_t d, T* out) { \\
+        enum { W = FASTKM_SQ_LANES(T) };                                                      \\
+        Py_ssize_t full = d - d % W;                                                          \\
+        for (Py_ssize_t l = 0; l < n_cands; l++) {                                            \\
+            const T* c = cands + l * d;                                                       \\
+            T lanes[W], rest = 0;                                                             \\
+            for (int i = 0; i < W; i++) lanes[i] = 0;                                         \\
+            for (Py_ssize_t f = 0; f < full; f += W)                                          \\
+                for (int i = 0; i < W; i++) {                                                 \\
+                    T t = x[f + i] - c[f + i];                                                \\
+                    lanes[i] += t * t;                                                        \\
+                }                                                                             \\
+            for (int half = W / 2; half > 0; half /= 2)                                       \\
+                for (int i = 0; i < half; i++) lanes[i] += lanes[i + half];                   \\
+            for (Py_ssize_t f = full; f < d; f++) {                                           \\
+                T t = x[f] - c[f];                                                            \\
+                rest += t * t;                                                                \\
+            }                                                                                 \\
+            out[l] = lanes[0] + rest;                                                         \\
+        }                                                                                     \\
+    }
+    #endif
+    FASTKM_DEFINE_ROW_SQ_DISTANCES(fastkm_row_sq_distances_f, float)
+    FASTKM_DEFINE_ROW_SQ_DISTANCES(fastkm_row_sq_distances_d, double)
+    """
+    void fastkm_row_sq_distances_f(const float* x, const float* cands, Py_ssize_t n_cands,
+                                   Py_ssize_t d, float* out) noexcept nogil
+    void fastkm_row_sq_distances_d(const double* x, const double* cands, Py_ssize_t n_cands,
+                                   Py_ssize_t d, double* out) noexcept nogil
+
+
+cdef enum:
+    # From this many features k-means++'s passes take the rows where they lie
+    # (fastkm_row_sq_distances), below in transposed blocks (which vectorize over rows).
+    ROW_MAJOR_MIN_FEATURES = 32
+
+
+cdef inline void _row_sq_distances(const floating* x, const floating* cands,
+                                   Py_ssize_t n_cands, Py_ssize_t d,
+                                   floating* out) noexcept nogil:
+    if floating is float:
+        fastkm_row_sq_distances_f(x, cands, n_cands, d, out)
+    else:
+        fastkm_row_sq_distances_d(x, cands, n_cands, d, out)
+
 
 cdef inline void _candidates_chunk_d(
         const floating* X,                   # IN  (n, d)
@@ -3858,15 +4031,24 @@ cdef inline void _candidates_chunk_d(
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
         double* potentials,                  # OUT (L,) zeroed, potential of each candidate
 ) noexcept nogil:
-    cdef Py_ssize_t block_start, i, l, m, n_real
+    cdef Py_ssize_t block_start, i, l, m, n_real, row
     cdef floating dist[4 * BLOCK_ROWS]
     cdef double lane_weight[BLOCK_ROWS]
     cdef double lane_closest[BLOCK_ROWS]
     # One running sum per candidate and lane: a single sum per candidate would be a chain
     # of dependent additions, four times slower than the distances themselves.
     cdef double lane_potential[MAX_CANDIDATES * BLOCK_ROWS]
+    cdef floating row_dist[MAX_CANDIDATES]
     for i in range(n_candidates * BLOCK_ROWS):
         lane_potential[i] = 0
+    if d >= ROW_MAJOR_MIN_FEATURES:
+        # (A row's distances take many cycles: one sum per candidate chains no addition
+        # that waits.)
+        for row in range(start, stop):
+            _row_sq_distances(X + row * d, candidates, n_candidates, d, row_dist)
+            for l in range(n_candidates):
+                potentials[l] += sample_weight[row] * min(<double>row_dist[l], closest_sq[row])
+        return
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         for i in range(BLOCK_ROWS):  # lanes past the end weigh nothing
@@ -3948,8 +4130,15 @@ cdef inline double _update_closest_chunk_d(
     cdef floating dist[BLOCK_ROWS]
     cdef double lane_total[BLOCK_ROWS]  # per lane, as in _candidates_chunk_d
     cdef double total = 0
+    cdef floating row_dist
     for i in range(BLOCK_ROWS):
         lane_total[i] = 0
+    if d >= ROW_MAJOR_MIN_FEATURES:
+        for row in range(start, stop):
+            _row_sq_distances(X + row * d, center, 1, d, &row_dist)
+            closest_sq[row] = min(<double>row_dist, closest_sq[row])
+            total += sample_weight[row] * closest_sq[row]
+        return total
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         _block_sq_distances(block_t, center, d, dist)
