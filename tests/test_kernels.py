@@ -388,13 +388,58 @@ def test_kmeanspp_kernels_give_chosen_rows_zero_and_any_thread_count_the_same(d,
         np.testing.assert_array_equal(potentials, results[0][2])
 
 
-def test_sq_distances_matches_numpy():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeanspp_pruning_matches_the_full_passes(dtype):
+    # Greedy k-means++'s steps with each row's nearest centre and the centres' gaps (which
+    # skip the rows a candidate cannot come nearer to) against the same steps comparing
+    # every row with every candidate, on blobs (where most pairs are skipped).
+    d = core.row_major_min_features() + 8
+    rng = np.random.default_rng(5)
+    means = rng.normal(size=(12, d)) * 20
+    X = (means[rng.integers(0, 12, 6000)] + rng.normal(size=(6000, d))).astype(dtype)
+    w = rng.uniform(0.5, 2, len(X)).astype(dtype)
+    n_chunks, _ = core.row_chunks(len(X))
+    full, pruned = np.full(len(X), np.inf), np.full(len(X), np.inf)
+    chunk_full, chunk_pruned = np.empty(n_chunks), np.empty(n_chunks)
+    nearest = np.zeros(len(X), np.int32)
+    chosen = [X[0]]
+    core.kmeanspp_update_closest(X, w, X[:1], full, chunk_full, 2)
+    core.kmeanspp_update_closest(X, w, X[:1], pruned, chunk_pruned, 2)
+    for c in range(1, 12):
+        candidates = X[rng.choice(len(X), 6, p=w * full / (w * full).sum())]
+        C = np.array(chosen)
+        gaps = np.empty((c, 6), dtype)
+        core.sq_distances(C, candidates, gaps, 2)
+        pot_full, pot_pruned = np.empty(6), np.empty(6)
+        core.kmeanspp_candidate_potentials(X, w, candidates, full, pot_full, 2)
+        core.kmeanspp_candidate_potentials(X, w, candidates, pruned, pot_pruned, 2, nearest,
+                                           gaps)
+        np.testing.assert_allclose(pot_pruned, pot_full, rtol=1e-6)
+        best = int(np.argmin(pot_full))
+        core.kmeanspp_update_closest(X, w, candidates[best:best + 1], full, chunk_full, 2)
+        core.kmeanspp_update_closest(X, w, candidates[best:best + 1], pruned, chunk_pruned,
+                                     2, nearest, np.ascontiguousarray(gaps[:, best]), c)
+        chosen.append(candidates[best])
+        np.testing.assert_allclose(pruned, full, rtol=1e-6)
+        np.testing.assert_allclose(chunk_pruned, chunk_full, rtol=1e-6)
+        exact = ((X[:, None, :].astype(np.float64) - np.array(chosen, np.float64)) ** 2).sum(-1)
+        np.testing.assert_array_equal(nearest, np.argmin(exact, 1))
+    with pytest.raises(ValueError, match="features"):  # too few features to prune
+        core.kmeanspp_candidate_potentials(X[:, :3].copy(), w, candidates[:, :3].copy(),
+                                           full, pot_full, 1, nearest, gaps[:, :6])
+
+
+@pytest.mark.parametrize("d, k", [(6, 9), (37, 9), (64, 130)])  # blocks; rows; > 64 centres
+def test_sq_distances_matches_numpy(d, k):
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(1001, 6))
-    C = rng.normal(size=(9, 6))
-    out = np.empty((1001, 9))
+    X = rng.normal(size=(1001, d))
+    C = rng.normal(size=(k, d))
+    out = np.empty((1001, k))
     core.sq_distances(X, C, out, 2)
     np.testing.assert_allclose(out, ((X[:, None] - C[None]) ** 2).sum(-1), rtol=1e-12)
+    out32 = np.empty((1001, k), np.float32)
+    core.sq_distances(X.astype(np.float32), C.astype(np.float32), out32, 2)
+    np.testing.assert_allclose(out32, out, rtol=1e-5)
 
 
 def test_row_chunks_cover_rows_exactly():

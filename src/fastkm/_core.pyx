@@ -396,6 +396,9 @@ cdef enum:
     ACCUMULATOR_WAYS = 4
     # k-means++ candidates scored per pass (2 + ln k of them: 64 covers any k).
     MAX_CANDIDATES = 64
+    # From this many features k-means++'s passes take the rows where they lie
+    # (fastkm_row_sq_distances), below in transposed blocks (which vectorize over rows).
+    ROW_MAJOR_MIN_FEATURES = 32
     # Multiply-adds a thread must get before a pass uses it (about a quarter millisecond).
     MIN_WORK_PER_THREAD = 1 << 20
     # A guess at a bounded pass's work per row and feature (bounds, some distances).
@@ -473,6 +476,11 @@ def block_rows():
 def ball_neighbours():
     """How many nearest other centres exponion_pass lists per centre (its tables' width)."""
     return BALL_NEIGHBOURS
+
+
+def row_major_min_features():
+    """From how many features k-means++'s passes take rows where they lie, and can prune."""
+    return ROW_MAJOR_MIN_FEATURES
 
 
 def row_chunks(Py_ssize_t n_rows):
@@ -3850,7 +3858,7 @@ def yinyang_pass(
 cdef extern from *:
     """
     /* fastkm_row_sq_distances_{f,d}(x, cands, n_cands, d, out): out[l] = |x - c_l|^2 for one
-    row x and the n_cands rows c_l of cands (d values each), features in vector lanes: from
+    row x and the n_cands rows c_l = cands[l] (d values each), features in vector lanes: from
     many features on, k-means++'s passes read each row where it lies instead of transposing
     blocks of rows (an element at a time, which took most of their time on MNIST), and a
     block of 32 such rows no longer overflows the first-level cache. Feature f goes to the
@@ -3940,16 +3948,17 @@ cdef extern from *:
             rest_;                                                                            \\
         })
     #define FASTKM_DEFINE_ROW_SQ_DISTANCES(NAME, T)                                           \\
-    static void NAME(const T* x, const T* cands, Py_ssize_t n_cands, Py_ssize_t d, T* out) { \\
+    static void NAME(const T* x, const T* const* cands, Py_ssize_t n_cands, Py_ssize_t d,     \\
+                     T* out) {                                                                \\
         enum { W = FASTKM_SQ_LANES(T) };                                                      \\
         Py_ssize_t full = d - d % W, l = 0;                                                   \\
         T tree[4];                                                                            \\
         for (; l < n_cands; l += 4) {                                                         \\
             /* (Past the last candidate, the group repeats it: one tree for all.) */         \\
-            const T* c0 = cands + l * d;                                                      \\
-            const T* c1 = cands + (l + 1 < n_cands ? l + 1 : n_cands - 1) * d;                \\
-            const T* c2 = cands + (l + 2 < n_cands ? l + 2 : n_cands - 1) * d;                \\
-            const T* c3 = cands + (l + 3 < n_cands ? l + 3 : n_cands - 1) * d;                \\
+            const T* c0 = cands[l];                                                           \\
+            const T* c1 = cands[l + 1 < n_cands ? l + 1 : n_cands - 1];                       \\
+            const T* c2 = cands[l + 2 < n_cands ? l + 2 : n_cands - 1];                       \\
+            const T* c3 = cands[l + 3 < n_cands ? l + 3 : n_cands - 1];                       \\
             fastkm_sq_vec_##T a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, xv;                     \\
             if (l + 1 < n_cands) {                                                            \\
                 for (Py_ssize_t f = 0; f < full; f += W) {                                    \\
@@ -3975,11 +3984,12 @@ cdef extern from *:
     #else
     /* Portable fallback: the same partial sums and additions, in arrays. */
     #define FASTKM_DEFINE_ROW_SQ_DISTANCES(NAME, T)                                           \\
-    static void NAME(const T* x, const T* cands, Py_ssize_t n_cands, Py_ssize_t d, T* out) { \\
+    static void NAME(const T* x, const T* const* cands, Py_ssize_t n_cands, Py_ssize_t d,     \\
+                     T* out) {                                                                \\
         enum { W = FASTKM_SQ_LANES(T) };                                                      \\
         Py_ssize_t full = d - d % W;                                                          \\
         for (Py_ssize_t l = 0; l < n_cands; l++) {                                            \\
-            const T* c = cands + l * d;                                                       \\
+            const T* c = cands[l];                                                            \\
             T lanes[W], rest = 0;                                                             \\
             for (int i = 0; i < W; i++) lanes[i] = 0;                                         \\
             for (Py_ssize_t f = 0; f < full; f += W)                                          \\
@@ -4000,25 +4010,30 @@ cdef extern from *:
     FASTKM_DEFINE_ROW_SQ_DISTANCES(fastkm_row_sq_distances_f, float)
     FASTKM_DEFINE_ROW_SQ_DISTANCES(fastkm_row_sq_distances_d, double)
     """
-    void fastkm_row_sq_distances_f(const float* x, const float* cands, Py_ssize_t n_cands,
-                                   Py_ssize_t d, float* out) noexcept nogil
-    void fastkm_row_sq_distances_d(const double* x, const double* cands, Py_ssize_t n_cands,
-                                   Py_ssize_t d, double* out) noexcept nogil
+    void fastkm_row_sq_distances_f(const float* x, const float* const* cands,
+                                   Py_ssize_t n_cands, Py_ssize_t d, float* out) noexcept nogil
+    void fastkm_row_sq_distances_d(const double* x, const double* const* cands,
+                                   Py_ssize_t n_cands, Py_ssize_t d, double* out) noexcept nogil
 
 
-cdef enum:
-    # From this many features k-means++'s passes take the rows where they lie
-    # (fastkm_row_sq_distances), below in transposed blocks (which vectorize over rows).
-    ROW_MAJOR_MIN_FEATURES = 32
-
-
-cdef inline void _row_sq_distances(const floating* x, const floating* cands,
+cdef inline void _row_sq_distances(const floating* x, const floating* const* cands,
                                    Py_ssize_t n_cands, Py_ssize_t d,
                                    floating* out) noexcept nogil:
     if floating is float:
         fastkm_row_sq_distances_f(x, cands, n_cands, d, out)
     else:
         fastkm_row_sq_distances_d(x, cands, n_cands, d, out)
+
+
+cdef void _row_sq_distances_all(const floating* x, const floating* centers, Py_ssize_t k,
+                                Py_ssize_t d, floating* out) noexcept nogil:
+    """out[j] = |x - centers[j]|^2 for the k rows of centers, MAX_CANDIDATES at a time."""
+    cdef Py_ssize_t j0, j
+    cdef const floating* cands[MAX_CANDIDATES]
+    for j0 from 0 <= j0 < k by MAX_CANDIDATES:
+        for j in range(j0, min(k, j0 + MAX_CANDIDATES)):
+            cands[j - j0] = centers + j * d
+        _row_sq_distances(x, cands, min(k, j0 + MAX_CANDIDATES) - j0, d, out + j0)
 
 
 cdef inline void _candidates_chunk_d(
@@ -4031,24 +4046,15 @@ cdef inline void _candidates_chunk_d(
         floating* block_t,                   # scratch (d, BLOCK_ROWS)
         double* potentials,                  # OUT (L,) zeroed, potential of each candidate
 ) noexcept nogil:
-    cdef Py_ssize_t block_start, i, l, m, n_real, row
+    cdef Py_ssize_t block_start, i, l, m, n_real
     cdef floating dist[4 * BLOCK_ROWS]
     cdef double lane_weight[BLOCK_ROWS]
     cdef double lane_closest[BLOCK_ROWS]
     # One running sum per candidate and lane: a single sum per candidate would be a chain
     # of dependent additions, four times slower than the distances themselves.
     cdef double lane_potential[MAX_CANDIDATES * BLOCK_ROWS]
-    cdef floating row_dist[MAX_CANDIDATES]
     for i in range(n_candidates * BLOCK_ROWS):
         lane_potential[i] = 0
-    if d >= ROW_MAJOR_MIN_FEATURES:
-        # (A row's distances take many cycles: one sum per candidate chains no addition
-        # that waits.)
-        for row in range(start, stop):
-            _row_sq_distances(X + row * d, candidates, n_candidates, d, row_dist)
-            for l in range(n_candidates):
-                potentials[l] += sample_weight[row] * min(<double>row_dist[l], closest_sq[row])
-        return
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         for i in range(BLOCK_ROWS):  # lanes past the end weigh nothing
@@ -4068,6 +4074,59 @@ cdef inline void _candidates_chunk_d(
     for l in range(n_candidates):
         for i in range(BLOCK_ROWS):
             potentials[l] += lane_potential[l * BLOCK_ROWS + i]
+
+
+cdef void _candidates_rows_chunk(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* candidates,          # IN  (L, d), L <= MAX_CANDIDATES
+        Py_ssize_t n_candidates, Py_ssize_t d,
+        const double* closest_sq,            # IN  (n,)
+        const int* nearest,                  # IN  (n,) the chosen centre at closest_sq from
+                                             #     each row, or NULL: no pruning
+        const floating* gaps,                # IN  (chosen, L) squared distances from the
+                                             #     chosen centres to the candidates
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        double* potentials,                  # OUT (L,) zeroed, potential of each candidate
+) noexcept nogil:
+    """_candidates_chunk_d for many features, a row at a time where it lies. A candidate at
+    least twice as far from a row's nearest centre as the row itself (its squared gap at
+    least 4 closest_sq) is at least as far from the row as that centre (the triangle
+    inequality), so it leaves the row's term as it is: its distance is not computed, and a
+    row that no candidate comes near is not read (Raff, "Exact acceleration of k-means++
+    and k-means||", 2021)."""
+    cdef Py_ssize_t row, l, m, n_near
+    cdef double closest, limit
+    cdef const floating* gap_row
+    cdef const floating* near_cands[MAX_CANDIDATES]
+    cdef Py_ssize_t near[MAX_CANDIDATES]
+    cdef floating dist[MAX_CANDIDATES]
+    cdef double term[MAX_CANDIDATES]
+    for l in range(n_candidates):
+        near[l] = l
+    for row in range(start, stop):
+        closest = closest_sq[row]
+        n_near = n_candidates
+        if nearest != NULL:
+            # (Listed without a branch: which candidates are near is unpredictable.)
+            gap_row = gaps + nearest[row] * n_candidates
+            limit = 4 * closest
+            n_near = 0
+            for l in range(n_candidates):
+                near[n_near] = l
+                n_near += gap_row[l] < limit
+        for l in range(n_candidates):
+            term[l] = closest
+        if n_near:
+            for m in range(n_near):
+                near_cands[m] = candidates + near[m] * d
+            _row_sq_distances(X + row * d, near_cands, n_near, d, dist)
+            for m in range(n_near):
+                term[near[m]] = min(<double>dist[m], closest)
+        # (A row's distances take many cycles: one sum per candidate chains no addition
+        # that waits.)
+        for l in range(n_candidates):
+            potentials[l] += sample_weight[row] * term[l]
 
 
 cdef void _candidates_chunk(
@@ -4091,15 +4150,33 @@ def kmeanspp_candidate_potentials(
         const double[::1] closest_sq,        # IN  (n,) squared distance to the nearest chosen centre
         double[::1] potentials,              # OUT (L,) potential if each candidate were added
         int n_threads=1,
+        const int[::1] nearest=None,         # IN  (n,) index of that centre among the chosen
+                                             #     (from ROW_MAJOR_MIN_FEATURES features)
+        const floating[:, ::1] gaps=None,    # IN  (chosen, L) squared distances from the
+                                             #     chosen centres to the candidates
 ):
-    """For each candidate, sum(w * min(closest_sq, |x - candidate|**2)) over the rows."""
+    """For each candidate, sum(w * min(closest_sq, |x - candidate|**2)) over the rows.
+
+    With ``nearest`` and ``gaps``, a candidate is not compared with a row it cannot come
+    nearer to than the row's centre (see _candidates_rows_chunk): the same sums, to
+    rounding (a pruned term is closest_sq itself where a computed distance might have
+    rounded a hair below it)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_candidates = candidates.shape[0]
     cdef Py_ssize_t n_chunks, chunk_rows, c, l
+    cdef const int* nearest_p = NULL
+    cdef const floating* gaps_p = NULL
     _check_shapes(X, sample_weight, candidates)
     if closest_sq.shape[0] != n or potentials.shape[0] != n_candidates:
         raise ValueError("kmeanspp_candidate_potentials: array sizes do not match X")
     if n_candidates > MAX_CANDIDATES:
         raise ValueError(f"at most {MAX_CANDIDATES} candidates per call")
+    if nearest is not None:
+        if d < ROW_MAJOR_MIN_FEATURES or gaps is None or nearest.shape[0] != n \
+                or gaps.shape[1] != n_candidates or gaps.shape[0] == 0:
+            raise ValueError("kmeanspp_candidate_potentials: nearest and gaps need "
+                             f"{ROW_MAJOR_MIN_FEATURES} features or more, one entry per "
+                             "row and a gap per chosen centre and candidate")
+        nearest_p, gaps_p = &nearest[0], &gaps[0, 0]
     _row_chunks(n, &n_chunks, &chunk_rows)
     # Per row and candidate: a distance, a minimum and a weighted sum.
     n_threads = _threads_for(n_chunks, n_threads, n * n_candidates * (d + 8))
@@ -4108,9 +4185,16 @@ def kmeanspp_candidate_potentials(
     potentials[:] = 0
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        _candidates_chunk(&X[0, 0], &sample_weight[0], &candidates[0, 0], n_candidates, d,
-                          &closest_sq[0], c * chunk_rows, min(n, (c + 1) * chunk_rows),
-                          &scratch[threadid(), 0], &chunk_pot[c, 0])
+        if d >= ROW_MAJOR_MIN_FEATURES:
+            _candidates_rows_chunk(&X[0, 0], &sample_weight[0], &candidates[0, 0],
+                                   n_candidates, d, &closest_sq[0], nearest_p, gaps_p,
+                                   c * chunk_rows, min(n, (c + 1) * chunk_rows),
+                                   &chunk_pot[c, 0])
+        else:
+            _candidates_chunk(&X[0, 0], &sample_weight[0], &candidates[0, 0], n_candidates,
+                              d, &closest_sq[0], c * chunk_rows,
+                              min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0],
+                              &chunk_pot[c, 0])
 
     for c in range(n_chunks):
         for l in range(n_candidates):
@@ -4130,15 +4214,8 @@ cdef inline double _update_closest_chunk_d(
     cdef floating dist[BLOCK_ROWS]
     cdef double lane_total[BLOCK_ROWS]  # per lane, as in _candidates_chunk_d
     cdef double total = 0
-    cdef floating row_dist
     for i in range(BLOCK_ROWS):
         lane_total[i] = 0
-    if d >= ROW_MAJOR_MIN_FEATURES:
-        for row in range(start, stop):
-            _row_sq_distances(X + row * d, center, 1, d, &row_dist)
-            closest_sq[row] = min(<double>row_dist, closest_sq[row])
-            total += sample_weight[row] * closest_sq[row]
-        return total
     for block_start from start <= block_start < stop by BLOCK_ROWS:
         n_real = _transpose_block(X, d, block_start, stop, block_t)
         _block_sq_distances(block_t, center, d, dist)
@@ -4148,6 +4225,36 @@ cdef inline double _update_closest_chunk_d(
             lane_total[i] += sample_weight[row] * closest_sq[row]
     for i in range(BLOCK_ROWS):
         total += lane_total[i]
+    return total
+
+
+cdef double _update_closest_rows_chunk(
+        const floating* X,                   # IN  (n, d)
+        const floating* sample_weight,       # IN  (n,)
+        const floating* center,              # IN  (d,)
+        Py_ssize_t d,
+        const floating* gaps,                # IN  (chosen,) squared distances from the
+                                             #     chosen centres to this one (with nearest)
+        int center_index,                    # IN  this centre's index among the chosen
+        Py_ssize_t start, Py_ssize_t stop,   # IN  rows of this chunk
+        double* closest_sq,                  # IN/OUT (n,) rows [start, stop) updated
+        int* nearest,                        # IN/OUT (n,) as in _candidates_rows_chunk, or
+                                             #     NULL: no pruning
+) noexcept nogil:
+    """_update_closest_chunk_d for many features, pruned as _candidates_rows_chunk."""
+    cdef Py_ssize_t row
+    cdef double total = 0
+    cdef floating dist
+    cdef const floating* cands[1]
+    cands[0] = center
+    for row in range(start, stop):
+        if nearest == NULL or gaps[nearest[row]] < 4 * closest_sq[row]:
+            _row_sq_distances(X + row * d, cands, 1, d, &dist)
+            if dist < closest_sq[row]:
+                closest_sq[row] = dist
+                if nearest != NULL:
+                    nearest[row] = center_index
+        total += sample_weight[row] * closest_sq[row]
     return total
 
 
@@ -4171,26 +4278,46 @@ def kmeanspp_update_closest(
         double[::1] closest_sq,              # IN/OUT (n,) squared distance to the nearest centre
         double[::1] chunk_potentials,        # OUT (n_chunks,) sum(w * closest_sq) per row chunk
         int n_threads=1,
+        int[::1] nearest=None,               # IN/OUT (n,) as in kmeanspp_candidate_potentials:
+                                             #     center_index where center is nearer
+        const floating[::1] gaps=None,       # IN  (center_index,) squared distances from
+                                             #     the chosen centres to this one
+        int center_index=0,
 ):
     """closest_sq = min(closest_sq, |x - center|**2), and its weighted sum per row chunk.
 
     The per-chunk sums (chunks as in ``row_chunks``) let the caller draw the next centre in
-    proportion to ``w * closest_sq`` without a cumulative sum over all rows.
+    proportion to ``w * closest_sq`` without a cumulative sum over all rows. With
+    ``nearest`` and ``gaps``, pruned as kmeanspp_candidate_potentials.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Py_ssize_t n_chunks, chunk_rows, c
+    cdef int* nearest_p = NULL
+    cdef const floating* gaps_p = NULL
     _check_shapes(X, sample_weight, center)
     _row_chunks(n, &n_chunks, &chunk_rows)
     # Per row: a distance, a minimum, a store and a weighted sum.
     n_threads = _threads_for(n_chunks, n_threads, n * (d + 16))
     if closest_sq.shape[0] != n or chunk_potentials.shape[0] != n_chunks:
         raise ValueError("kmeanspp_update_closest: array sizes do not match X")
+    if nearest is not None:
+        if d < ROW_MAJOR_MIN_FEATURES or gaps is None or nearest.shape[0] != n \
+                or gaps.shape[0] != center_index or center_index < 1:
+            raise ValueError("kmeanspp_update_closest: nearest and gaps need "
+                             f"{ROW_MAJOR_MIN_FEATURES} features or more, one entry per "
+                             "row and a gap per centre chosen before this one")
+        nearest_p, gaps_p = &nearest[0], &gaps[0]
     cdef floating[:, ::1] scratch = _scratch(X, n_threads)
 
     for c in prange(n_chunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        chunk_potentials[c] = _update_closest_chunk(
-            &X[0, 0], &sample_weight[0], &center[0, 0], d, c * chunk_rows,
-            min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0], &closest_sq[0])
+        if d >= ROW_MAJOR_MIN_FEATURES:
+            chunk_potentials[c] = _update_closest_rows_chunk(
+                &X[0, 0], &sample_weight[0], &center[0, 0], d, gaps_p, center_index,
+                c * chunk_rows, min(n, (c + 1) * chunk_rows), &closest_sq[0], nearest_p)
+        else:
+            chunk_potentials[c] = _update_closest_chunk(
+                &X[0, 0], &sample_weight[0], &center[0, 0], d, c * chunk_rows,
+                min(n, (c + 1) * chunk_rows), &scratch[threadid(), 0], &closest_sq[0])
 
 
 def kmeanspp_draw_rows(
@@ -4445,7 +4572,8 @@ def sq_distances(
         floating[:, ::1] out,                # OUT (n, k) squared distances
         int n_threads=1,
 ):
-    """Squared Euclidean distance of every row to every centre (used by ``transform``)."""
+    """Squared Euclidean distance of every row to every centre (used by ``transform``, and
+    for k-means++'s gaps between centres)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     cdef Py_ssize_t b, i, j, n_real
@@ -4453,7 +4581,13 @@ def sq_distances(
     cdef floating* dist
     if centers.shape[1] != d or out.shape[0] != n or out.shape[1] != k:
         raise ValueError("sq_distances: array shapes do not match")
+    if n == 0 or k == 0:
+        return
     n_threads = _threads_for(n_blocks, n_threads, n * k * d)
+    if d >= ROW_MAJOR_MIN_FEATURES:
+        for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+            _row_sq_distances_all(&X[i, 0], &centers[0, 0], k, d, &out[i, 0])
+        return
     cdef floating[:, ::1] scratch = _scratch(X, n_threads, extra=BLOCK_ROWS)
     for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         block_t = &scratch[threadid(), 0]

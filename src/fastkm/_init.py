@@ -38,7 +38,11 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads, n_loc
     Each new centre is the best, by resulting potential, of ``2 + ln(k)`` rows drawn with
     probability proportional to ``weight * squared distance to the nearest chosen centre``.
     Distances are kept in one float64 array of n values; the draws use per-chunk sums from
-    the kernel, so no pass builds a cumulative sum over all rows.
+    the kernel, so no pass builds a cumulative sum over all rows. From
+    ``core.row_major_min_features()`` features each row's nearest chosen centre is kept too
+    (an int32 array), and a candidate or new centre at least twice as far from it as the row
+    is not compared with the row (Raff 2021): on clustered data most rows are not read at
+    all once most clusters hold a centre.
 
     Parameters
     ----------
@@ -73,17 +77,36 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_threads, n_loc
                                  chunk_pot, n_threads)
     potentials = np.empty(n_local_trials)
     candidates = np.empty(n_local_trials, dtype=np.intp)
+    pruned = X.shape[1] >= core.row_major_min_features()
+    if pruned:  # every row's nearest chosen centre: the first, for now
+        nearest = np.zeros(n, dtype=np.int32)
+        chosen = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+        chosen[0] = X[indices[0]]
+        gaps = np.empty((n_clusters, n_local_trials), dtype=X.dtype)
     for c in range(1, n_clusters):
         total = chunk_pot.sum()
         if not total > 0:
             raise fewer_distinct_points_error(c, n_clusters)
         draws = random_state.uniform(size=n_local_trials) * total
         core.kmeanspp_draw_rows(sample_weight, closest_sq, chunk_pot, draws, candidates)
-        core.kmeanspp_candidate_potentials(X, sample_weight, X[candidates], closest_sq,
-                                           potentials, n_threads)
-        indices[c] = candidates[np.argmin(potentials)]
-        core.kmeanspp_update_closest(X, sample_weight, X[indices[c]:indices[c] + 1],
-                                     closest_sq, chunk_pot, n_threads)
+        rows = X[candidates]
+        if not pruned:
+            core.kmeanspp_candidate_potentials(X, sample_weight, rows, closest_sq, potentials,
+                                               n_threads)
+            best = np.argmin(potentials)
+            indices[c] = candidates[best]
+            core.kmeanspp_update_closest(X, sample_weight, X[indices[c]:indices[c] + 1],
+                                         closest_sq, chunk_pot, n_threads)
+            continue
+        core.sq_distances(chosen[:c], rows, gaps[:c], n_threads)
+        core.kmeanspp_candidate_potentials(X, sample_weight, rows, closest_sq, potentials,
+                                           n_threads, nearest, gaps[:c])
+        best = np.argmin(potentials)
+        indices[c] = candidates[best]
+        chosen[c] = rows[best]
+        core.kmeanspp_update_closest(X, sample_weight, chosen[c:c + 1], closest_sq, chunk_pot,
+                                     n_threads, nearest, np.ascontiguousarray(gaps[:c, best]),
+                                     c)
     return X[indices], indices
 
 
