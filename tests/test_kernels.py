@@ -933,19 +933,24 @@ def test_mean_variance_is_numpys_and_thread_independent(dtype, n, d):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_finite_finds_any_nan_or_infinity(dtype):
+def test_largest_magnitude_and_any_nan_or_infinity(dtype):
     info = np.finfo(dtype)
-    X = np.full((300_000, 3), info.max, dtype=dtype)  # (work for 2 threads)
+    X = np.full((300_000, 3), info.max / 2, dtype=dtype)  # (work for 2 threads)
     X[::2] = -info.tiny / 2  # (subnormal)
     X[1] = 0.0
     for n_threads in (1, 2):
-        assert core.all_finite(X, n_threads)
+        assert core.largest_magnitude(X, n_threads) == info.max / 2
+        for top in (-info.max, info.max, -info.tiny / 4):
+            Y = X.copy() if abs(top) > 1 else np.full((300_000, 3), info.tiny / 8, dtype)
+            Y[150_000, 1] = top
+            assert core.largest_magnitude(Y, n_threads) == abs(top), top
         for bad in (np.nan, np.inf, -np.inf):
             for where in [(0, 0), (150_000, 1), (-1, 2)]:
                 Y = X.copy()
                 Y[where] = bad
-                assert not core.all_finite(Y, n_threads), (bad, where)
-    assert core.all_finite(np.empty((0, 3), dtype))
+                assert core.largest_magnitude(Y, n_threads) == np.inf, (bad, where)
+    assert core.largest_magnitude(np.empty((0, 3), dtype)) == 0
+    assert core.largest_magnitude(np.zeros((5, 3), dtype)) == 0
 
 
 def test_take_labels_is_numpys_gather():

@@ -93,7 +93,7 @@ def test_reassigns_clusters_left_without_samples():
     {"n_clusters": 0}, {"batch_size": 0}, {"max_iter": 0}, {"tol": -1.0},
     {"max_no_improvement": -1}, {"init_size": 0}, {"n_init": 0}, {"n_init": "x"},
     {"reassignment_ratio": -0.1}, {"init": "kmeans"}, {"n_threads": 0}, {"verbose": -1},
-    {"init": np.zeros((2, 2))}, {"n_clusters": 1000},
+    {"init": np.zeros((2, 2))}, {"n_clusters": 1000}, {"tol": True},
 ])
 def test_bad_parameters_raise(params):
     X = blobs(500, 3, 3, dtype=np.float64)
@@ -101,6 +101,37 @@ def test_bad_parameters_raise(params):
         MiniBatchKMeans(**{"n_clusters": 3, **params}).fit(X)
     with pytest.raises(ValueError):
         MiniBatchKMeans(**{"n_clusters": 3, **params}).partial_fit(X)
+
+
+def test_partial_fit_checks_later_chunks_as_predict_does():
+    pd = pytest.importorskip("pandas")
+    X = blobs(600, 3, 3, dtype=np.float64)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    mbk = MiniBatchKMeans(3, random_state=0).partial_fit(frame[:300])
+    with pytest.raises(ValueError, match="feature names"):
+        mbk.partial_fit(pd.DataFrame(X[300:], columns=["x", "y", "z"]))
+    with pytest.raises(ValueError, match="feature names"):
+        mbk.partial_fit(frame[["b", "a", "c"]])
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        mbk.partial_fit(X[300:])
+    assert mbk.n_steps_ == 2 and mbk.feature_names_in_.tolist() == ["a", "b", "c"]
+    unnamed = MiniBatchKMeans(3, random_state=0).partial_fit(X[:300])
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        unnamed.partial_fit(frame[300:])
+    with pytest.raises(ValueError, match="2 features, but MiniBatchKMeans is expecting 3"):
+        unnamed.partial_fit(X[:, :2])
+
+
+@pytest.mark.filterwarnings("error")
+def test_partial_fit_chunk_beyond_the_centres_dtype():
+    X = blobs(600, 3, 3, dtype=np.float32)
+    mbk = MiniBatchKMeans(3, random_state=0).partial_fit(X)
+    with pytest.raises(ValueError, match="X overflows float32, the fitted centres' dtype"):
+        mbk.partial_fit(np.r_[X[:10].astype(np.float64), [[1e100, 0, 0]]])
+    with pytest.raises(ValueError, match="X holds values too large"):
+        mbk.partial_fit(np.r_[X[:10].astype(np.float64), [[1e30, 0, 0]]])
+    mbk.partial_fit(X.astype(np.float64))
+    assert mbk.cluster_centers_.dtype == np.float32
 
 
 def test_params_protocol_and_not_fitted():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastkm
-from fastkm import KMeans, NotFittedError, kmeans
+from fastkm import KMeans, MiniBatchKMeans, NotFittedError, _chunked, kmeans
 from fastkm._validation import check_array
 
 
@@ -50,7 +50,7 @@ def test_non_finite_pixels(value):
 
 
 def test_non_finite_x_in_a_later_block():
-    # all_finite checks X in blocks: a NaN far from the start must be found too.
+    # largest_magnitude checks X in chunks: a NaN far from the start must be found too.
     X = np.zeros((3_000_000, 1))
     X[-1, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
@@ -140,6 +140,188 @@ def test_overflowing_values_never_give_nan_centres():
             KMeans(2, random_state=0).fit(X, sample_weight=np.full(50, 1e308))
 
 
+def test_integer_beyond_float64_is_a_value_error():
+    with pytest.raises(ValueError, match="X must be numeric"):
+        KMeans(1).fit([[10**400, 1.0], [0, 1]])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="X must be numeric"):
+        KMeans(1).fit(pd.DataFrame({"a": [10**400, 0], "b": [1.0, 1.0]}))
+
+
+# -- values whose squared distances overflow or underflow -------------------------------------
+
+# Beyond these, 4 d max|x|**2 overflows the dtype (float64: also n of them summed).
+HUGE = {np.float32: 2.0**64, np.float64: 2.0**520}
+
+
+def exact_limit(dtype, d, n):
+    terms = n if dtype == np.float64 else 1
+    return np.sqrt(np.finfo(dtype).max / (8 * d * terms))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_whose_squared_distances_overflow(dtype):
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    huge = (X * HUGE[dtype]).astype(dtype)
+    with pytest.raises(ValueError, match="X holds values too large.*rescale X"):
+        KMeans(3, random_state=0).fit(huge)
+    with pytest.raises(ValueError, match="init holds values too large"):
+        KMeans(3, init=huge[:3]).fit(X.astype(dtype))
+    with pytest.raises(ValueError, match="X holds values too large"):
+        MiniBatchKMeans(3, random_state=0).fit(huge)
+    with pytest.raises(ValueError, match="X holds values too large"):
+        MiniBatchKMeans(3, random_state=0).partial_fit(huge)
+    fitted = KMeans(3, random_state=0).fit(X.astype(dtype))
+    for method in ("predict", "transform", "score"):
+        with pytest.raises(ValueError, match="X holds values too large"):
+            getattr(fitted, method)(huge)
+
+
+def test_float32_values_too_large_suggest_float64():
+    X = np.random.default_rng(0).normal(size=(50, 3)) * 1e20
+    with pytest.raises(ValueError, match="overflow float32.*or use float64"):
+        MiniBatchKMeans(3, random_state=0).fit(X.astype(np.float32))
+    KMeans(3, random_state=0).fit(X)  # (fine in float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_largest_accepted_values_give_finite_results(dtype):
+    """Values just within the bound, spread to make the distances and their sums as large
+    as they get: the fit is that of X scaled down by a power of 2, exactly (float64's bound
+    counts the rows summed, as the inertia and the variance behind tol sum them)."""
+    n, d = 2000, 3
+    M = 0.99 * exact_limit(dtype, d, n)
+    X = (np.random.default_rng(0).uniform(-1, 1, size=(n, d)) * M).astype(dtype)
+    X[:2] = [[M] * d, [-M] * d]
+    scale = dtype(2.0**-40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for k, init in ((1, "k-means++"), (4, "k-means++"), (2, X[:2])):
+            km = KMeans(k, init=init, random_state=0).fit(X)
+            small = KMeans(k, init=init if k != 2 else X[:2] * scale,
+                           random_state=0).fit(X * scale)
+            np.testing.assert_array_equal(km.labels_, small.labels_)
+            np.testing.assert_array_equal(km.cluster_centers_ * scale,
+                                          small.cluster_centers_)
+            assert km.n_iter_ == small.n_iter_
+            assert km.inertia_ == small.inertia_ / float(scale) ** 2
+            assert km.score(X) == -km.inertia_
+            np.testing.assert_array_equal(km.transform(X) * scale,
+                                          small.transform(X * scale))
+        assert np.isfinite(MiniBatchKMeans(4, random_state=0).fit(X).inertia_)
+    with pytest.raises(ValueError, match="values too large"):
+        KMeans(1).fit(X * dtype(1.02))
+
+
+def test_float64_values_whose_summed_distances_overflow():
+    # Each squared distance fits float64, but not their sums (the inertia, the variance
+    # that scales tol): unchecked, the fit stopped after one iteration with inertia inf.
+    n, d = 1000, 3
+    X = np.random.default_rng(0).uniform(-1, 1, size=(n, d)) * 0.99 * exact_limit(
+        np.float64, d, 1)
+    with pytest.raises(ValueError, match="values too large.*3 features and 1000 rows"):
+        KMeans(3, random_state=0).fit(X)
+    fitted = KMeans(3, random_state=0).fit(X / 2**40)
+    with pytest.raises(ValueError, match="values too large"):
+        fitted.score(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_too_large_in_an_out_of_core_fit(tmp_path, monkeypatch, dtype):
+    monkeypatch.setattr(_chunked, "MEMMAP_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr(_chunked, "CHUNK_BYTES", 1 << 12)
+    X = np.random.default_rng(0).normal(size=(2000, 3))
+    path = tmp_path / "x.dat"
+    mm = np.memmap(path, dtype=dtype, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    fitted = KMeans(3, random_state=0).fit(mm)
+    assert _chunked.is_out_of_core(mm)
+    mm[-1, 0] = HUGE[dtype]  # in the last chunk
+    mm.flush()
+    with pytest.raises(ValueError, match="X holds values too large"):
+        KMeans(3, random_state=0).fit(mm)
+    for method in ("predict", "score"):
+        with pytest.raises(ValueError, match="X holds values too large"):
+            getattr(fitted, method)(mm)
+    mm[:] = X * (1e-22 if dtype == np.float32 else 1e-170)
+    mm.flush()
+    with pytest.raises(ValueError, match="X holds values too small"):
+        KMeans(3, random_state=0).fit(mm)
+    mm[-500:] = X[-500:]  # the largest |x| is that of all chunks, not of each
+    mm.flush()
+    KMeans(3, random_state=0).fit(mm)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-22), (np.float64, 1e-170)])
+def test_values_whose_squared_distances_underflow(dtype, scale):
+    X = np.random.default_rng(0).normal(size=(2000, 3))
+    tiny = (X * scale).astype(dtype)
+    with pytest.raises(ValueError, match="X holds values too small.*rescale X"):
+        KMeans(3, random_state=0).fit(tiny)
+    with pytest.raises(ValueError, match="X holds values too small"):
+        MiniBatchKMeans(3, random_state=0).fit(tiny)
+    with pytest.raises(ValueError, match="X holds values too small"):
+        MiniBatchKMeans(3, random_state=0).partial_fit(tiny)
+    # Not data to fit: their distances to centres of ordinary values are fine.
+    fitted = KMeans(3, random_state=0).fit(X.astype(dtype))
+    np.testing.assert_array_equal(fitted.predict(tiny),
+                                  fitted.predict(np.zeros_like(tiny)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smallest_accepted_values_give_the_same_labels(dtype):
+    """Scaled by a power of 2 to just above the floor, the fit is the unscaled one."""
+    X = np.random.default_rng(0).normal(size=(2000, 3)).astype(dtype)
+    floor = 2.0**12 * np.sqrt(np.finfo(dtype).tiny)
+    scale = 2.0 ** np.ceil(np.log2(floor / np.abs(X).max()))
+    reference = KMeans(3, random_state=0).fit(X)
+    km = KMeans(3, random_state=0).fit(X * dtype(scale))
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+    np.testing.assert_array_equal(km.cluster_centers_, reference.cluster_centers_ * scale)
+    with pytest.raises(ValueError, match="values too small"):
+        KMeans(3, random_state=0).fit(X * dtype(scale / 2))
+
+
+def test_all_zero_data_is_not_too_small():
+    km = KMeans(1).fit(np.zeros((10, 2)))
+    assert km.inertia_ == 0
+    with pytest.raises(ValueError, match="distinct"):
+        KMeans(2, random_state=0).fit(np.zeros((10, 2), np.float32))
+
+
+def test_grid_rows_too_large():
+    """Repeated rows on a grid skip X's own scan (their search checks finiteness): their
+    magnitude must still be checked."""
+    rng = np.random.default_rng(0)
+    X = (rng.integers(0, 8, size=(200_000, 3)) * 1e19).astype(np.float32)
+    with pytest.raises(ValueError, match="X holds values too large"):
+        KMeans(4, n_init=1, random_state=0).fit(X)
+    KMeans(4, n_init=1, random_state=0).fit(X / np.float32(1e19))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("init", [[[0, 0, 0], [1e300, 1, 1]],
+                                  np.array([[0, 0, 0], [-1e39, 1, 1]])])
+def test_init_beyond_the_range_of_x_dtype(init):
+    X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="init overflows float32"):
+        KMeans(2, init=init).fit(X)
+    with pytest.raises(ValueError, match="init overflows float32"):
+        MiniBatchKMeans(2, init=init).fit(X)
+    with pytest.raises(ValueError, match="returned by init overflows float32"):
+        KMeans(2, init=lambda X, k, random_state: np.asarray(init)).fit(X)
+
+
+@pytest.mark.filterwarnings("error")
+def test_float64_centres_beyond_float32_test_data():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    fitted = KMeans(2, random_state=0).fit(X * 1e100)
+    for method in ("predict", "transform", "score"):
+        with pytest.raises(ValueError, match="cluster_centers_ overflows float32"):
+            getattr(fitted, method)(X.astype(np.float32))
+
+
 # -- bad parameters ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("params, error, match", [
@@ -152,6 +334,7 @@ def test_overflowing_values_never_give_nan_centres():
     ({"tol": -1e-4}, ValueError, "tol"),
     ({"tol": np.nan}, ValueError, "tol"),
     ({"tol": "0"}, ValueError, "tol"),
+    ({"tol": True}, ValueError, "tol"),
     ({"max_iter": 0}, ValueError, "max_iter"),
     ({"max_iter": 2.5}, ValueError, "max_iter"),
     ({"n_init": 0}, ValueError, "n_init"),
@@ -188,6 +371,15 @@ def test_bad_parameters(X, params, error, match):
 def test_bad_init_array(X, init, match):
     with pytest.raises(ValueError, match=match):
         KMeans(3, init=init).fit(X)
+
+
+@pytest.mark.parametrize("n_threads", [2**31, 10**30])
+def test_n_threads_beyond_a_c_int(X, n_threads):
+    # Capped (no kernel starts more threads than it has chunks): the usual result.
+    km = KMeans(3, random_state=0, n_threads=n_threads).fit(X)
+    assert_same_fit(km, KMeans(3, random_state=0, n_threads=1).fit(X))
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    MiniBatchKMeans(3, random_state=0, n_threads=n_threads).fit(X)
 
 
 def test_callable_init_returning_a_bad_array(X):

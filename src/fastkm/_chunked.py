@@ -31,7 +31,13 @@ import numpy as np
 from ._init import fewer_distinct_points_error, initial_centers
 from ._isa import core
 from ._lloyd import _largest_first, assigned_sq_distances, centres_from_sums, end_of_iteration
-from ._validation import ROW_STEP
+from ._validation import (
+    ROW_STEP,
+    as_checked_dtype,
+    check_finite_values,
+    check_magnitude,
+    largest_magnitude,
+)
 
 #: File-backed memmaps of at least this many bytes are fitted chunk by chunk.
 MEMMAP_THRESHOLD_BYTES = 128 << 20
@@ -160,24 +166,24 @@ class RowReader:
 
 
 def scan(reader, tol):
-    """Check that X is finite; return ``tol`` scaled by X's mean feature variance.
+    """Check X's values as check_finite_values does; return ``tol`` scaled by X's mean
+    feature variance.
 
     Two passes over the file when ``tol > 0`` (as ``fastkm._core.mean_variance`` in memory),
     one otherwise.
     """
     n, d = reader.shape
     total = np.zeros(d)
+    largest = 0.0
     for _, _, chunk in reader.chunks():
-        part = np.zeros(d)
-        for start in range(0, len(chunk), ROW_STEP):
-            part += chunk[start:start + ROW_STEP].sum(axis=0, dtype=np.float64)
-        if not np.isfinite(part).all() and not np.isfinite(chunk).all():
-            raise ValueError("Input X contains NaN or infinity")
-        total += part
-    if not np.isfinite(total).all():  # finite values whose sum overflows float64
-        for _, _, chunk in reader.chunks():
-            if not np.isfinite(chunk).all():
-                raise ValueError("Input X contains NaN or infinity")
+        for start in range(0, len(chunk), ROW_STEP):  # (each step scanned while cached)
+            step = chunk[start:start + ROW_STEP]
+            # Values too large are refused before they are summed (a sum of values that
+            # pass stays below n times their bound, within float64's range).
+            largest = max(largest, largest_magnitude(step))
+            check_magnitude(largest, d, reader.dtype, n_terms=n, to_fit=False)
+            total += step.sum(axis=0, dtype=np.float64)
+    check_magnitude(largest, d, reader.dtype, n_terms=n)  # values too small: all of X's
     if not tol > 0:
         return 0.0
     mean = total / n
@@ -250,15 +256,14 @@ def assign(X, sample_weight, centers, n_threads):
     if d != centers.shape[1]:
         raise ValueError(f"X has {d} features, but the estimator is expecting "
                          f"{centers.shape[1]} features as input")
-    centers = np.ascontiguousarray(centers, dtype=reader.dtype)
+    centers = as_checked_dtype(centers, reader.dtype, name="cluster_centers_", n_terms=n)
     k = centers.shape[0]
     labels = np.empty(n, dtype=np.int32)
     part_sums, part_weights = np.empty((k, d)), np.empty(k)
     ones = np.ones(min(reader.chunk_rows, n), dtype=reader.dtype)
     inertia = 0.0
     for start, stop, chunk in reader.chunks():
-        if not np.isfinite(chunk).all():
-            raise ValueError("Input X contains NaN or infinity")
+        check_finite_values(chunk, n_terms=n, to_fit=False)
         inertia += core.lloyd_pass(chunk, _weights(sample_weight, start, stop, reader.dtype,
                                                    ones),
                                    centers, labels[start:stop], part_sums, part_weights,

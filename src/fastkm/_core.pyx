@@ -4535,35 +4535,51 @@ def mean_variance(const floating[:, ::1] X, int n_threads=1, sample_weight=None)
     return t / d
 
 
-cdef uint64_t _non_finite(const floating* values, Py_ssize_t count) noexcept nogil:
-    """Nonzero when a value is NaN or infinite: its exponent's bits all ones (integer tests
-    that the compiler vectorizes, unlike a branch on isfinite)."""
-    cdef uint64_t bad = 0, bits, exponent = 0x7FF
-    cdef uint32_t bits32
+cdef uint64_t _largest_bits(const floating* values, Py_ssize_t count) noexcept nogil:
+    """The bits of the largest |value|, sign cleared: as unsigned integers such bits order
+    as the magnitudes do, with infinity and NaN above every finite value, and an integer
+    maximum vectorizes (a floating one must not reorder around NaN)."""
+    cdef uint64_t top = 0, bits, magnitude = 1
+    cdef uint32_t top32 = 0, bits32
     cdef Py_ssize_t i
-    exponent = exponent << 52
+    magnitude = (magnitude << 63) - 1  # all bits but the sign's
     for i in range(count):
         if floating is float:
             memcpy(&bits32, &values[i], 4)
-            bad = bad | ((bits32 & 0x7F800000) == 0x7F800000)
+            bits32 = bits32 & 0x7FFFFFFF
+            top32 = bits32 if bits32 > top32 else top32
         else:
             memcpy(&bits, &values[i], 8)
-            bad = bad | ((bits & exponent) == exponent)
-    return bad
+            bits = bits & magnitude
+            top = bits if bits > top else top
+    return top32 if floating is float else top
 
 
-def all_finite(const floating[:, ::1] X, int n_threads=1):
-    """Whether every value of X is finite (chunks of rows in parallel)."""
+def largest_magnitude(const floating[:, ::1] X, int n_threads=1):
+    """The largest |x| of X (0 when empty), or infinity if X holds NaN or infinity (chunks
+    of rows in parallel; one read of X serves both checks of validation)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_chunks, chunk_rows, c
-    cdef uint64_t bad = 0
+    cdef uint64_t top = 0
+    cdef uint32_t top32
+    cdef float value32
+    cdef double value
     if n == 0 or d == 0:
-        return True
+        return 0.0
     _row_chunks(n, &n_chunks, &chunk_rows)
     n_threads = _threads_for(n_chunks, n_threads, n * d // 4)
+    cdef uint64_t[::1] chunk_top = np.zeros(n_chunks, dtype=np.uint64)
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        bad |= _non_finite(&X[c * chunk_rows, 0], (min(n, (c + 1) * chunk_rows)
-                                                   - c * chunk_rows) * d)
-    return bad == 0
+        chunk_top[c] = _largest_bits(&X[c * chunk_rows, 0], (min(n, (c + 1) * chunk_rows)
+                                                            - c * chunk_rows) * d)
+    for c in range(n_chunks):
+        top = max(top, chunk_top[c])
+    if floating is float:
+        top32 = <uint32_t>top
+        memcpy(&value32, &top32, 4)
+        value = value32
+    else:
+        memcpy(&value, &top, 8)
+    return value if value == value else INFINITY
 
 
 def sq_distances(

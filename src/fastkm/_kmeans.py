@@ -20,6 +20,7 @@ from ._isa import core
 from ._lloyd import lloyd
 from ._swap import swap_refine
 from ._validation import (
+    as_checked_dtype,
     check_array,
     check_finite_values,
     check_positive_int,
@@ -115,7 +116,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         dtype = X.dtype
     n_clusters = check_positive_int(n_clusters, "n_clusters")
     max_iter = check_positive_int(max_iter, "max_iter")
-    if not isinstance(tol, numbers.Real) or not tol >= 0:
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"tol must be a non-negative number, got {tol!r}")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -130,7 +131,7 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
     if sample_weight is not None:  # (None: unit weights, made below where needed)
         sample_weight = check_sample_weight(sample_weight, n_samples, dtype)
-    init_array = _check_init(init, n_clusters, n_features, dtype)
+    init_array = _check_init(init, n_clusters, n_features, dtype, n_terms=n_samples)
     n_init = _check_n_init(n_init, init)
     random_state = check_random_state(random_state)
     if reader is not None:
@@ -144,6 +145,8 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         # check, a read of all of X (1.7 ms on the GUIDE's photo), is not needed.
         if distinct is None or not distinct.zordered:
             check_finite_values(X, n_threads=n_threads)
+        else:  # (the magnitudes, from X's values, all among those of its distinct rows)
+            check_finite_values(distinct.rows, n_terms=n_samples)
         if sample_weight is None and (distinct is None or init_size is not None):
             sample_weight = check_sample_weight(None, n_samples, dtype)
     fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
@@ -162,7 +165,8 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
             centers = init_array
         elif callable(init):
             centers = _check_init(init(X, n_clusters, random_state=random_state), n_clusters,
-                                  n_features, dtype, name="the array returned by init")
+                                  n_features, dtype, name="the array returned by init",
+                                  n_terms=n_samples)
         elif reader is not None:
             centers = _chunked.sample_initial_centers(reader, n_clusters, init, sample_weight,
                                                       random_state, n_threads,
@@ -213,8 +217,11 @@ def _with_all_labels(callback, inverse, n_threads):
     return with_all_labels
 
 
-def _check_init(init, n_clusters, n_features, dtype, name="init"):
-    """The init array as a C-contiguous array of X's dtype, or None for a string/callable."""
+def _check_init(init, n_clusters, n_features, dtype, name="init", n_terms=None):
+    """The init array as a C-contiguous array of X's dtype, or None for a string/callable.
+
+    ``n_terms``: X's rows, whose distances to these centres are summed (check_magnitude).
+    """
     if isinstance(init, str):
         if init not in ("k-means++", "random"):
             raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
@@ -222,11 +229,12 @@ def _check_init(init, n_clusters, n_features, dtype, name="init"):
         return None
     if callable(init) and name == "init":
         return None
-    centers = check_array(init, name=name)
+    centers = check_array(init, name=name, check_finite=False)
     if centers.shape != (n_clusters, n_features):
         raise ValueError(f"{name} has shape {centers.shape}; expected (n_clusters, "
                          f"n_features) = ({n_clusters}, {n_features})")
-    return np.ascontiguousarray(centers, dtype=dtype)
+    return as_checked_dtype(centers, dtype, name=name,
+                            n_terms=n_clusters if n_terms is None else n_terms)
 
 
 def _check_n_init(n_init, init):
@@ -310,7 +318,7 @@ class _CentersEstimator:
     def transform(self, X):
         """Euclidean distance of each sample of X to each centre, shape (n, n_clusters)."""
         X = self._check_test_data(X)
-        centers = self.cluster_centers_.astype(X.dtype)
+        centers = self._centers_for(X)
         distances = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
         core.sq_distances(X, centers, distances, effective_n_threads(self.n_threads))
         return np.sqrt(distances, out=distances)
@@ -337,7 +345,7 @@ class _CentersEstimator:
                           dtype=object)
 
     def _assign(self, X, sample_weight):
-        centers = self.cluster_centers_.astype(X.dtype)
+        centers = self._centers_for(X)
         k, d = centers.shape
         labels = np.empty(X.shape[0], dtype=np.int32)
         inertia, _ = core.lloyd_pass(X, sample_weight, centers, labels, np.empty((k, d)),
@@ -362,11 +370,17 @@ class _CentersEstimator:
         if fitted_names is None and names is not None:
             warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
                           f"without feature names", UserWarning, stacklevel=3)
-        X = check_array(X)
+        # Not data to fit: values near 0 are compared with the fitted centres.
+        X = check_array(X, to_fit=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
         return X
+
+    def _centers_for(self, X):
+        """The fitted centres in X's dtype (float64 centres may overflow float32 X's)."""
+        return as_checked_dtype(self.cluster_centers_, X.dtype, name="cluster_centers_",
+                                n_terms=X.shape[0])
 
 
 class KMeans(_CentersEstimator):

@@ -37,6 +37,7 @@ from ._isa import core
 from ._kmeans import _CentersEstimator, _check_init, _feature_names
 from ._lloyd import centres_from_sums
 from ._validation import (
+    as_checked_dtype,
     check_array,
     check_positive_int,
     check_random_state,
@@ -177,7 +178,8 @@ default='k-means++'
         n_clusters = check_positive_int(self.n_clusters, "n_clusters")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.batch_size, "batch_size")
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+        if not isinstance(self.tol, numbers.Real) or isinstance(self.tol, bool) or \
+                not self.tol >= 0:
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
         if self.max_no_improvement is not None:
             check_positive_int(self.max_no_improvement, "max_no_improvement", minimum=0)
@@ -193,7 +195,7 @@ default='k-means++'
             raise ValueError(f"compute_labels must be a bool, got {self.compute_labels!r}")
         if n_samples < n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
-        init_array = _check_init(self.init, n_clusters, n_features, dtype)
+        init_array = _check_init(self.init, n_clusters, n_features, dtype, n_terms=n_samples)
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or a positive integer, got "
@@ -300,14 +302,15 @@ default='k-means++'
         """
         feature_names = _feature_names(X)
         has_centers = hasattr(self, "cluster_centers_")
-        X = check_array(X)
-        n, d = X.shape
-        if has_centers:
-            if d != self.n_features_in_:
-                raise ValueError(f"X has {d} features, but MiniBatchKMeans is expecting "
-                                 f"{self.n_features_in_} features as input")
-            X = np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype)
+        if has_centers:  # the features' names and count of the first call, as predict
+            X = self._check_test_data(X)
+            if X.dtype != self.cluster_centers_.dtype:
+                X = as_checked_dtype(X, self.cluster_centers_.dtype, name="X",
+                                     n_terms=X.shape[0], dtype_of="the fitted centres' dtype")
         else:
+            X = check_array(X)
+        n, d = X.shape
+        if not has_centers:
             k, init_array, _ = self._check_params(n, d, X.dtype)
             self._random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, n, X.dtype)
@@ -341,7 +344,8 @@ default='k-means++'
         X_init = X[rows]
         if callable(self.init):
             return _check_init(self.init(X_init, k, random_state=random_state), k,
-                               X.shape[1], X.dtype, name="the array returned by init")
+                               X.shape[1], X.dtype, name="the array returned by init",
+                               n_terms=X.shape[0])
         w_init = np.ascontiguousarray(sample_weight[rows])
         try:
             return initial_centers(X_init, k, self.init, w_init, random_state,

@@ -1,5 +1,6 @@
 """Input checks shared by the estimators: arrays, weights, random state and thread count."""
 
+import math
 import numbers
 import os
 
@@ -10,19 +11,24 @@ from ._isa import core
 #: Rows per numpy step when the Python layer itself walks over X (bounds temporaries).
 ROW_STEP = 65536
 
+#: Data to fit whose largest |x| is below UNDERFLOW_MARGIN * sqrt(tiny) is refused: see
+#: check_magnitude.
+UNDERFLOW_MARGIN = 2.0 ** 12
+
 
 def is_sparse(X):
     """Whether X is a scipy sparse matrix or array, without importing scipy."""
     return type(X).__module__.startswith("scipy.sparse")
 
 
-def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=True):
+def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=True,
+                to_fit=True):
     """X as a C-contiguous 2-D float32 or float64 array, copied only when it must be.
 
     Integer and boolean input becomes float64; float32 stays float32. Read-only arrays and
-    memmaps are accepted as they are when already C-contiguous and floating. ``n_threads``:
-    for the check that every value is finite (``check_finite=False``: the caller makes it
-    later, with :func:`check_finite_values`).
+    memmaps are accepted as they are when already C-contiguous and floating. ``n_threads``
+    and ``to_fit``: for the check that every value is finite and of a usable magnitude
+    (``check_finite=False``: the caller makes it later, with :func:`check_finite_values`).
     """
     if is_sparse(X):
         raise TypeError(f"{name} is a sparse matrix; fastkm needs dense data "
@@ -31,15 +37,15 @@ def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=
         dtypes = set(map(str, X.dtypes))
         try:
             X = X.to_numpy(dtype=np.float32 if dtypes == {"float32"} else np.float64)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{name} must be numeric: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _numeric_error(name, exc) from None
     if isinstance(X, np.ndarray) and X.dtype == object or not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
             if X.dtype == object or X.dtype.kind in "USV":
                 X = X.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{name} must be numeric: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # (OverflowError: an int
+            raise _numeric_error(name, exc) from None         # beyond float64's range)
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} is complex; fastkm needs real "
                          f"numbers")
@@ -59,14 +65,80 @@ def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=
     X = np.asarray(X, dtype=dtype, order="C") if not X.flags.c_contiguous or X.dtype != dtype \
         else X
     if check_finite:
-        check_finite_values(X, name=name, n_threads=n_threads)
+        check_finite_values(X, name=name, n_threads=n_threads, to_fit=to_fit)
     return X
 
 
-def check_finite_values(X, *, name="X", n_threads=1):
-    """Raise ValueError unless every value of X (from check_array) is finite."""
-    if not core.all_finite(X, n_threads):
+def _numeric_error(name, exc):
+    error = TypeError if isinstance(exc, TypeError) else ValueError
+    return error(f"{name} must be numeric: {exc}")
+
+
+def check_finite_values(X, *, name="X", n_threads=1, n_terms=None, to_fit=True):
+    """Raise ValueError unless every value of X (from check_array) is finite and of a
+    magnitude whose squared distances X's dtype holds (:func:`check_magnitude`; ``n_terms``:
+    the rows whose distances are summed, X's own by default). One parallel read of X for
+    its largest |x| makes both checks.
+    """
+    check_magnitude(largest_magnitude(X, name=name, n_threads=n_threads), X.shape[-1],
+                    X.dtype, name=name, n_terms=X.shape[0] if n_terms is None else n_terms,
+                    to_fit=to_fit)
+
+
+def largest_magnitude(X, *, name="X", n_threads=1):
+    """The largest |x| of X (0 if empty); ValueError if X holds NaN or infinity."""
+    X = np.atleast_2d(X)
+    X = np.ascontiguousarray(X.reshape(-1, X.shape[-1]),
+                             dtype=X.dtype if X.dtype in (np.float32, np.float64) else np.float64)
+    largest = core.largest_magnitude(X, n_threads)
+    if not math.isfinite(largest):
         raise ValueError(f"Input {name} contains NaN or infinity")
+    return largest
+
+
+def check_magnitude(largest, n_features, dtype, *, name="X", n_terms=1, to_fit=True):
+    """Raise ValueError where values up to ``largest`` in magnitude would make squared
+    distances overflow ``dtype``, or, in data to fit (``to_fit``), underflow it."""
+    dtype = np.dtype(dtype)
+    info = np.finfo(dtype)
+    # Rows and centres (means of rows, or init arrays checked the same way) lie within
+    # [-L, L] for an L that passes: a squared distance is at most 4 d L**2, and so is every
+    # partial sum of the kernels' dot form |c'|**2 / 2 - x'.c' (x' = x - s, c' = c - s, s
+    # the centres' mean); a factor 2 covers their rounding. The inertia, the variance behind
+    # tol and k-means++'s potentials add n_terms such distances in float64: a bound for
+    # float64 X only, as n float32 squares cannot reach float64's range.
+    terms = max(1, n_terms) if dtype == np.float64 else 1
+    limit = math.sqrt(float(info.max) / (8 * n_features * terms))
+    if largest > limit:
+        rows = f" and {terms} rows" if terms > 1 else ""
+        raise ValueError(f"{name} holds values too large: squared distances overflow "
+                         f"{dtype.name} (largest |x| = {largest:.3g}, above {limit:.3g} for "
+                         f"{n_features} features{rows}); rescale {name}"
+                         + (" or use float64" if dtype == np.float32 else ""))
+    # Rows a 4096th of largest apart or more then have squared distances of at least
+    # tiny, normal numbers with all their precision; below, subnormal distances lose
+    # digits, and vanish to 0 (distinct rows then look equal). All-zero data is fine.
+    floor = UNDERFLOW_MARGIN * math.sqrt(float(info.tiny))
+    if to_fit and 0 < largest < floor:
+        raise ValueError(f"{name} holds values too small: squared distances underflow "
+                         f"{dtype.name} (largest |x| = {largest:.3g}, below {floor:.3g}); "
+                         f"rescale {name}"
+                         + (" or use float64" if dtype == np.float32 else ""))
+
+
+def as_checked_dtype(A, dtype, *, name, n_terms, dtype_of="X's dtype"):
+    """C-contiguous A (centres, or X from check_array) as an array of ``dtype``, a copy only
+    where it differs, checked as check_finite_values checks data not to fit.
+
+    A value beyond ``dtype``'s range is a ValueError, not an infinity and numpy's warning.
+    """
+    dtype = np.dtype(dtype)
+    largest = largest_magnitude(A, name=name)
+    if largest > float(np.finfo(dtype).max):
+        raise ValueError(f"{name} overflows {dtype.name}, {dtype_of} (largest |value| = "
+                         f"{largest:.3g}); rescale {name}")
+    check_magnitude(largest, A.shape[-1], dtype, name=name, n_terms=n_terms, to_fit=False)
+    return np.ascontiguousarray(A, dtype=dtype)
 
 
 def check_sample_weight(sample_weight, n_samples, dtype):
@@ -126,7 +198,8 @@ def effective_n_threads(n_threads):
     if not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool) \
             or n_threads < 1:
         raise ValueError(f"n_threads must be None or a positive integer, got {n_threads!r}")
-    return int(n_threads)
+    # The kernels take a C int; none starts more threads than it has chunks of work.
+    return min(int(n_threads), 2**31 - 1)
 
 
 def check_positive_int(value, name, minimum=1):
