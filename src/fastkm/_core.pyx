@@ -3884,7 +3884,7 @@ cdef extern from *:
     #if FASTKM_VECTOR_EXTENSIONS
     typedef float fastkm_sq_vec_float __attribute__((vector_size(64)));
     typedef double fastkm_sq_vec_double __attribute__((vector_size(64)));
-    #if defined(__clang__) || __GNUC__ >= 12
+    #if FASTKM_SHUFFLE_TRANSPOSE  /* (__builtin_shufflevector: gcc 12 or clang) */
     #define FASTKM_SHUFFLE __builtin_shufflevector
     /* The four lane trees, side by side: out[i] = the tree of a_i. */
     static inline void fastkm_sq_tree4_float(fastkm_sq_vec_float a0, fastkm_sq_vec_float a1,
@@ -3924,7 +3924,7 @@ cdef extern from *:
         for (int i = 0; i < 4; i++) out[i] = t[i];
     }
     #else
-    /* (Older gcc: the same additions, lane by lane.) */
+    /* (Without __builtin_shufflevector: the same additions, lane by lane.) */
     #define FASTKM_DEFINE_SQ_TREE4(T)                                                         \\
     static inline void fastkm_sq_tree4_##T(fastkm_sq_vec_##T a0, fastkm_sq_vec_##T a1,         \\
                                            fastkm_sq_vec_##T a2, fastkm_sq_vec_##T a3,         \\
