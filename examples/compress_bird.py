@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fastkm.image import quantize
+from fastkm.image import load_image, quantize
+
+# A private module: fastkm.image exports no function for the side-by-side picture. This is
+# the one behind `fastkm compress --compare`; called here, it draws the picture from the
+# result above instead of quantizing the photo a second time.
 from fastkm.image._compare import compare_picture
-from fastkm.image._io import load_image
 
 BIRD = Path(__file__).resolve().parent.parent / "tests" / "data" / "bird_small.png"
 

@@ -97,6 +97,23 @@ def test_output_folder_for_one_input(capsys, bird, tmp_path):
     assert names(tmp_path / "out") == ["bird-k4.png"]
 
 
+@pytest.mark.parametrize("name", ["new", "new/", "new.d/"])
+def test_output_folder_for_one_input_is_created(capsys, bird, tmp_path, name):
+    # A name without an extension, or ending in a separator, is a folder, as for several
+    # inputs (a name with an extension, such as new.d without the slash, names a file).
+    status, out, err = run(capsys, bird, "-k", "4", "-o", f"{tmp_path}/{name}")
+    folder = tmp_path / name.rstrip("/")
+    assert status == 0 and err == [], err
+    assert names(folder) == ["bird-k4.png"]
+    assert out[0].startswith(f"{bird} -> {folder / 'bird-k4.png'}: ")
+
+
+def test_output_folder_that_cannot_be_created(capsys, bird, tmp_path):
+    assert_one_error(*run(capsys, bird, "-o", tmp_path / "missing" / "new"),
+                     "cannot create the output folder", expected_status=2)
+    assert names(tmp_path) == ["bird.png"]
+
+
 def test_options_reach_quantize(capsys, bird, monkeypatch):
     calls = []
     real = fastkm.image.quantize
@@ -217,6 +234,7 @@ def test_decompression_bomb(capsys, bird, monkeypatch):
     (["-o", "{tmp}/x.svg"], "unknown output extension '.svg'"),
     (["--compare", "{tmp}/x.txt"], "unknown output extension '.txt'"),
     (["--dither", "2"], "invalid strength"),
+    (["--dither", "photo.jpg"], "invalid strength 'photo.jpg'"),  # as --help says
     (["--colorspace", "hsv"], "invalid choice"),
 ])
 def test_usage_errors(capsys, bird, tmp_path, args, message):

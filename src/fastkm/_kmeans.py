@@ -80,7 +80,8 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
            verbose=0, callback=None, swap_trials=0, init_size=None):
     """Exact k-means clustering of the rows of X.
 
-    Parameters are those of :class:`KMeans`.
+    Parameters are those of :class:`KMeans` (among them: a ``callback`` or ``verbose``
+    makes 'hamerly', 'exponion' and 'yinyang' run as 'lloyd', with the same result).
 
     Returns
     -------
@@ -386,8 +387,14 @@ class _CentersEstimator:
 class KMeans(_CentersEstimator):
     """Exact k-means clustering (Lloyd's algorithm) with parallel Cython kernels.
 
-    A drop-in for :class:`sklearn.cluster.KMeans` on dense data: same parameters, methods
-    and fitted attributes. Results are bit-identical for every ``n_threads``.
+    Used as :class:`sklearn.cluster.KMeans` on dense data: the same fitting, prediction
+    and transform methods and fitted attributes, and scikit-learn's parameters but two:
+    ``copy_x`` is not accepted (a TypeError), and ``algorithm`` takes fastkm's exact
+    algorithms, without 'elkan' (its distance-bound counterparts here are 'hamerly',
+    'exponion' and 'yinyang'). Added: ``n_threads``, ``callback``, ``swap_trials`` and
+    ``init_size``. scikit-learn's ``set_output`` and metadata-routing methods
+    (``set_fit_request`` and the like) are absent. Results are bit-identical for every
+    ``n_threads``.
 
     Parameters
     ----------
@@ -423,7 +430,9 @@ default='k-means++'
         iterations or more), else 'exponion' from 96 clusters (192 below 12 features) and
         100 samples per cluster, and 'hamerly' from 12 clusters and 1000 samples per
         cluster; each while its per-sample state fits in 1 GiB or X's size; else
-        'lloyd': the crossovers measured in BENCHMARKS.md.
+        'lloyd': the crossovers measured in BENCHMARKS.md. With a ``callback`` or
+        ``verbose``, 'hamerly', 'exponion' and 'yinyang' (chosen or picked by 'auto') run
+        as 'lloyd', since their passes do not compute the inertia that those report.
         'filter' (the filtering algorithm of Pelleg & Moore 1999 and Kanungo et al. 2002;
         at most 4 features, as colours have: with more it runs as 'lloyd') sorts the
         samples once along a Z-order curve and compares each block of 32 with only the
@@ -458,10 +467,15 @@ default='k-means++'
         OpenMP threads for the kernels. None uses every usable core, as limited by
         ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits``.
     verbose : int, default=0
-        Print progress when positive.
+        Print progress when positive. The iterations then run as 'lloyd' where
+        ``algorithm`` is (or 'auto' picks) 'hamerly', 'exponion' or 'yinyang': the same
+        result, to rounding, without their speed-up (see ``callback``).
     callback : callable or None, default=None
         Called after every iteration with an :class:`IterationInfo` (iteration number,
-        inertia, centre shift, centres, labels). Returning True stops the run.
+        inertia, centre shift, centres, labels). Returning True stops the run. Where
+        ``algorithm`` is (or 'auto' picks) 'hamerly', 'exponion' or 'yinyang', the fit
+        runs as 'lloyd', since their passes do not compute the inertia: the same result,
+        to rounding, but a slower fit wherever the bounds would have paid.
     init_size : int or None, default=None
         With ``init='k-means++'``, run the initialization on this many rows drawn at random
         (with replacement; duplicates dropped) instead of all of them, as scikit-learn's

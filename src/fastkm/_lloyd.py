@@ -198,12 +198,13 @@ def lloyd(X, sample_weight, centers_init, *, max_iter, tol, n_threads, callback=
     ``algorithm='hamerly'`` keeps two distance bounds per sample (2 values of X's dtype),
     ``'exponion'`` three bounds and the second-nearest centre (3 values and an int32), and
     both skip the samples their bounds prove cannot change cluster: the same iterations,
-    usually much faster once few samples move. Their passes do not compute the inertia, so
-    with a ``callback`` or ``verbose`` they run as 'lloyd'.
+    usually much faster once few samples move.
     ``algorithm='yinyang'`` keeps an upper bound per sample and a lower bound per sample
     and group of centres (at most ``1 + max(1, k // 10)`` values of X's dtype; see
     ``fastkm._yinyang``), and compares the samples whose bounds fail only with the groups
     they cannot rule out.
+    The passes of these three do not compute the inertia, so with a ``callback`` or
+    ``verbose`` they run as 'lloyd' (the same iterations, without the bounds' savings).
     Without sample weights, the bounded algorithms update the clusters' sums by the samples
     that change cluster once few do (see SUMS_UPDATE_SHARE), so their centres agree with
     'lloyd''s to float64 rounding; with weights, their sums are 'lloyd''s bit for bit.

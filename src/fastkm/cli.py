@@ -66,20 +66,30 @@ def _add_compress(commands):
     compress.add_argument("-k", "--colors", type=int, default=16, metavar="K",
                           help="number of colours, 1 to 256 (default 16)")
     compress.add_argument(
-        "-o", "--output", type=Path, metavar="OUT",
+        "-o", "--output", metavar="OUT",
         help="output file for one input (its extension picks the format: .png, .gif, "
-             ".webp, .tif, .bmp, .jpg), or folder for several; default <stem>-k<K>.png "
-             "beside each input")
+             ".webp, .tif, .bmp, .jpg), or a folder, created if missing, for the "
+             "<stem>-k<K>.png files: always with several inputs; with one, when OUT is "
+             "a folder already, has no extension or ends in a path separator. Default: "
+             "<stem>-k<K>.png beside each input")
     compress.add_argument("--colorspace", choices=("rgb", "oklab"), default="rgb",
                           help="rgb maximizes PSNR (default); oklab is perceptual")
     compress.add_argument(
         "--dither", nargs="?", const=True, default=False, type=_strength, metavar="S",
-        help="error-diffusion dithering, of strength S in (0, 1] if given")
+        help="dither by Floyd-Steinberg error diffusion. Off by default (pngquant and "
+             "Pillow dither by default; fastkm does not). --dither alone means full "
+             "strength (1); --dither S, a strength S in (0, 1]. Put --dither after the "
+             "inputs or give S: directly before an input it takes the file name as S "
+             "('fastkm compress --dither photo.jpg' fails with \"invalid strength "
+             "'photo.jpg'\")")
     compress.add_argument("--compare", type=Path, metavar="FILE",
                           help="also write a picture of original, result and palette "
-                               "side by side (one input only)")
+                               "side by side (one input only), besides the output "
+                               "itself")
     compress.add_argument("--force", action="store_true",
-                          help="replace existing output files (never the input)")
+                          help="replace existing output files (never the input). Without "
+                               "it an existing output is an error: that input is "
+                               "skipped, the others go on, and the exit status is 1")
     compress.add_argument("--quiet", action="store_true", help="print errors only")
 
 
@@ -135,14 +145,14 @@ def _error(message, status):
 def _compress(args):
     """Compress every input; returns the exit status."""
     single = len(args.inputs) <= 1 and not any(Path(p).is_dir() for p in args.inputs)
-    _check_args(args, single)
+    to_folder = _check_args(args, single)
+    if to_folder:
+        _make_folder(args.output)
     if not args.inputs:
         sample = importlib.resources.files("fastkm") / "data" / "sample.png"
         with importlib.resources.as_file(sample) as path:  # the package may be a zip
             # The package folder may be read-only: the output goes to the current one.
             return _run([(path, _output(args, Path(), "sample"))], args)
-    if not single and args.output is not None:
-        _make_folder(args.output)
     sources = [Path(args.inputs[0])] if single else list(_expand(args.inputs))
     if not sources:
         return _error("no images found in " + ", ".join(args.inputs), FAILED)
@@ -150,23 +160,41 @@ def _compress(args):
 
 
 def _check_args(args, single):
-    """Usage errors, found before any image is read."""
-    from .image._io import FORMATS
-
+    """Usage errors, found before any image is read; turns -o into a Path and returns
+    whether it names a folder (to be created if missing) rather than a file."""
     if args.colors < 1:
         raise UsageError(f"-k must be at least 1, got {args.colors}")
     if args.colors > 256:  # quantize's limit, whatever the output format
         raise UsageError(f"-k must be at most 256, got {args.colors}")
-    if args.output is not None and not args.output.is_dir():
-        if single:
-            _output_format(args.output)
-        elif args.output.suffix.lower() in FORMATS:  # a typo, not a folder to create
-            raise UsageError(f"{args.output}: -o names an image file, but there are several "
-                             f"inputs: give a folder")
+    to_folder = False
+    if args.output is not None:
+        to_folder = _names_folder(args.output, single)
+        args.output = Path(args.output)
     if args.compare is not None:
         if not single:
             raise UsageError("--compare writes one picture: give a single input file")
         _output_format(args.compare)
+    return to_folder
+
+
+def _names_folder(text, single):
+    """Whether -o's ``text`` names a folder: an existing one, a name ending in a path
+    separator, and else, for one input, a name without an extension (with one, it is a
+    file, whose format the extension picks), for several any name but an image file's."""
+    from .image._io import FORMATS
+
+    path = Path(text)  # (which drops a trailing separator)
+    if path.is_dir() or text.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        return True
+    if single:
+        if path.suffix:
+            _output_format(path)
+            return False
+        return True
+    if path.suffix.lower() in FORMATS:  # a typo, not a folder to create
+        raise UsageError(f"{path}: -o names an image file, but there are several inputs: "
+                         f"give a folder")
+    return True
 
 
 def _output_format(path):
@@ -193,7 +221,7 @@ def _make_folder(folder):
         raise UsageError(f"{folder}: cannot create the output folder ({exc.strerror})") \
             from None
     if not folder.is_dir():
-        raise UsageError(f"{folder}: not a folder (-o names a folder for several inputs)")
+        raise UsageError(f"{folder}: not a folder (-o names a folder here)")
 
 
 def _expand(inputs):
@@ -321,7 +349,9 @@ def _add_cluster(commands):
                          help="seed of the initialization (default 0, so that runs repeat)")
     cluster.add_argument("--standardize", action="store_true",
                          help="scale every column to mean 0 and variance 1 before "
-                              "clustering (centres are still written in DATA's units)")
+                              "clustering: the printed inertia (and the --plot axes) "
+                              "are then in these standardized units, while the centres "
+                              "are still written in DATA's units")
     cluster.add_argument("--columns", metavar="A,B,...",
                          help="use only these columns: header names or 0-based indices")
     cluster.add_argument(

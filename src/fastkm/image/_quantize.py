@@ -101,11 +101,42 @@ class QuantizedImage:
         return _io.to_pil(self.palette, self.indices)
 
     def save(self, path, *, overwrite=False, **options):
-        """Write the image: an indexed PNG (smallest bit depth), a GIF, or truecolour.
+        """Write the image in the format its file extension names.
 
-        The format follows the extension; see ``fastkm.image._io.save_quantized`` for the
-        options. An existing file is only replaced with ``overwrite=True``. Returns the
-        number of bytes written.
+        ``.png``: an indexed PNG. It is encoded at the lowest bit depth that holds the
+        palette (1, 2, 4 or 8 bits) and, for 16 colours or fewer, at 8 bits too; the
+        smaller file is kept (zlib often packs whole-byte indices better). ``.gif``: a GIF
+        (one transparent entry at most: the least opaque, when its alpha is below 128).
+        ``.jpg``, ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and ``.bmp``:
+        truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited over white.
+        The source's ICC profile is embedded where the format allows it (PNG, JPEG, WebP,
+        TIFF). The file is written under a temporary name beside ``path`` and renamed at
+        the end, so an error or Ctrl-C never leaves a partial file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        overwrite : bool, default=False
+            Replace an existing file; otherwise an existing file raises FileExistsError.
+        **options
+            ``compress_level`` (int in [0, 9]): the PNG zlib level, for faster saves; by
+            default Pillow's ``optimize`` (the highest level) is used. Other formats
+            ignore it. There is no other option.
+
+        Returns
+        -------
+        int
+            The number of bytes written.
+
+        Raises
+        ------
+        ValueError
+            If the extension is unknown, or the image is larger than the format allows
+            (GIF 65535, JPEG 65500, WebP 16383 pixels a side).
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is false.
+        OSError
+            If the folder is missing or not writable, naming the path.
         """
         return _io.save_quantized(path, self.palette, self.indices,
                                   icc_profile=self.icc_profile, overwrite=overwrite, **options)
