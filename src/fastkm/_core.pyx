@@ -4027,18 +4027,25 @@ cdef extern from *:
                                    Py_ssize_t n_cands, Py_ssize_t d, double* out) noexcept nogil
 
 
-cdef inline void _row_sq_distances(const floating* x, const floating* const* cands,
-                                   Py_ssize_t n_cands, Py_ssize_t d,
-                                   floating* out) noexcept nogil:
+cdef inline void _row_sq_distances(
+        const floating* x,                   # IN  (d,) one row
+        const floating* const* cands,        # IN  (n_cands,) rows of d values
+        Py_ssize_t n_cands, Py_ssize_t d,
+        floating* out,                       # OUT (n_cands,) squared distances
+) noexcept nogil:
     if floating is float:
         fastkm_row_sq_distances_f(x, cands, n_cands, d, out)
     else:
         fastkm_row_sq_distances_d(x, cands, n_cands, d, out)
 
 
-cdef void _row_sq_distances_all(const floating* x, const floating* centers, Py_ssize_t k,
-                                Py_ssize_t d, floating* out) noexcept nogil:
-    """out[j] = |x - centers[j]|^2 for the k rows of centers, MAX_CANDIDATES at a time."""
+cdef void _row_sq_distances_all(
+        const floating* x,          # IN  (d,) one row
+        const floating* centers,    # IN  (k, d)
+        Py_ssize_t k, Py_ssize_t d,
+        floating* out,              # OUT (k,) its squared distance to each centre
+) noexcept nogil:
+    """fastkm_row_sq_distances over all k centres, MAX_CANDIDATES at a time."""
     cdef Py_ssize_t j0, j
     cdef const floating* cands[MAX_CANDIDATES]
     for j0 from 0 <= j0 < k by MAX_CANDIDATES:
