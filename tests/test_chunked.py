@@ -164,3 +164,21 @@ def test_array_like_read_in_chunks(small_chunks):
     np.testing.assert_array_equal(chunked.predict(store), chunked.labels_)
     assert store.largest_read <= _chunked.RowReader(store).chunk_rows < len(X)
     fastkm.KMeans(5, random_state=0).fit(store)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_sparse_weights_seed_from_positive_rows(tmp_path, small_chunks, init):
+    """Two weighted rows of 20000: a uniform sample of 1000 rows held none of them ('The
+    initialization sample of 0 rows ...') while the in-memory fit succeeds."""
+    X = blobs(20000, 3, 2)
+    w = np.zeros(len(X))
+    w[[4321, 17000]] = [1.0, 3.0]
+    mm = to_memmap(tmp_path / "x.dat", X)
+    chunked = fastkm.KMeans(2, init=init, init_size=1000, random_state=0).fit(
+        mm, sample_weight=w)
+    in_memory = fastkm.KMeans(2, init=init, init_size=1000, random_state=0).fit(
+        X, sample_weight=w)
+    for km in (chunked, in_memory):
+        np.testing.assert_array_equal(np.sort(km.cluster_centers_, axis=0),
+                                      np.sort(X[[4321, 17000]], axis=0))
+        assert km.inertia_ == pytest.approx(0, abs=1e-9)

@@ -234,3 +234,128 @@ def test_invalid_input(client):
         fastkm.dask.KMeans(30).fit(da.from_array(X[:10], chunks=(5, 2)))
     with pytest.raises(ValueError, match="swap_trials"):
         fastkm.dask.KMeans(3, swap_trials=5).fit(da.from_array(X[:400], chunks=(300, 2)))
+
+
+@pytest.fixture
+def local_scheduler():
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+def test_zero_features_refused_as_in_memory(local_scheduler):
+    """The kernels would read beyond the rows (a crash: munmap_chunk(): invalid pointer)."""
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    frame = dd.from_pandas(pd.DataFrame(_blobs(500, 3, 2), columns=list("abc")),
+                           npartitions=5)
+    for empty in (frame[[]], da.zeros((10, 0), chunks=5)):
+        for init in ("k-means||", "k-means++"):
+            with pytest.raises(ValueError, match=r"Found array with 0 feature\(s\)"):
+                fastkm.dask.KMeans(1, init=init).fit(empty)
+    km = fastkm.dask.KMeans(2, random_state=0).fit(da.from_array(_blobs(100, 3, 2)))
+    for method in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match=r"Found array with 0 feature\(s\)"):
+            method(da.zeros((10, 0), chunks=5))
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "array"])
+def test_magnitudes_checked_as_in_memory(local_scheduler, init):
+    """Squared distances beyond the dtype gave a NaN inertia and wrong labels, or 'NaN or
+    infinity' (float64), or blamed init (k-means||); values too small, an inertia of 0 and
+    one cluster, or 'only 1 distinct point'."""
+    X = _blobs(400, 3, 3, seed=13)
+    for Y, message in (((X * 1e19).astype(np.float32), "values too large"),
+                       (X * 1e153, "values too large"),
+                       ((X * 1e-25).astype(np.float32), "values too small"),
+                       (X * 1e-160, "values too small")):
+        with pytest.raises(ValueError, match=message):
+            fastkm.KMeans(3, random_state=0).fit(Y)
+        start = init if init != "array" else Y[:3] / np.abs(Y).max()  # a valid init
+        with pytest.raises(ValueError, match=f"^X holds {message}"):
+            fastkm.dask.KMeans(3, init=start, random_state=0).fit(
+                da.from_array(Y, chunks=(100, 3)))
+
+
+def test_predict_transform_score_check_their_input(local_scheduler):
+    X = _blobs(400, 3, 3, seed=14)
+    dX = da.from_array(X, chunks=(100, 3))
+    km = fastkm.dask.KMeans(3, random_state=0).fit(dX)
+    bad = X.copy()
+    bad[-1, 0] = np.nan  # in the last block: found when it is computed
+    bad = da.from_array(bad, chunks=(100, 3))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        km.predict(bad).compute()
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        km.transform(bad).compute()
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        km.score(bad)
+    with pytest.raises(ValueError, match="negative"):
+        km.score(dX, sample_weight=-np.ones(400))
+    with pytest.raises(ValueError, match="negative"):
+        km.score(dX, sample_weight=da.from_array(-np.ones(400), chunks=150))
+    for short in (np.ones(300), da.ones(300, chunks=100)):
+        with pytest.raises(ValueError, match="300 entries but X has 400 samples"):
+            km.score(dX, sample_weight=short)
+    assert km.score(dX, sample_weight=2) == pytest.approx(2 * km.score(dX), rel=1e-12)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        km.predict(dX + 1j)
+    far = fastkm.dask.KMeans(3, random_state=0).fit(dX)
+    far.cluster_centers_ = far.cluster_centers_ * 1e39  # beyond float32
+    for method in (far.predict, far.transform, far.score):
+        with pytest.raises(ValueError, match="cluster_centers_ overflows float32"):
+            method(dX.astype(np.float32))
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_sampled_inits_on_few_rows(local_scheduler, init):
+    """init_size >= n takes all rows (a draw of n rows with replacement kept about 63%: 'X
+    has only 7 distinct point(s)' for n = k = 10); a sample too poor to seed k centres
+    falls back to all rows."""
+    X = _blobs(40, 2, 3, seed=15)
+    for n, k in ((10, 10), (40, 30)):
+        km = fastkm.dask.KMeans(k, init=init, random_state=0, max_iter=1).fit(
+            da.from_array(X[:n], chunks=(5, 2)))
+        assert len(np.unique(km.cluster_centers_, axis=0)) == k
+    repeated = np.repeat(X[:1], 10_000, axis=0)
+    repeated[[10, 2_000, 5_000, 9_000]] = X[1:5]  # 5 distinct rows: 20 draws miss some
+    km = fastkm.dask.KMeans(5, init=init, init_size=20, random_state=0).fit(
+        da.from_array(repeated, chunks=(2_500, 2)))
+    assert km.inertia_ == pytest.approx(0, abs=1e-9)
+    assert len(np.unique(km.cluster_centers_, axis=0)) == 5
+
+
+def test_dtypes_refused_as_in_memory(local_scheduler):
+    X = _blobs(300, 2, 3, seed=16)
+    with pytest.raises(ValueError, match="Complex data not supported: X is complex"):
+        fastkm.dask.KMeans(3).fit(da.from_array(X + 1j, chunks=(100, 2)))
+    with pytest.raises(TypeError, match="X has dtype datetime64"):
+        fastkm.dask.KMeans(3).fit(da.zeros((300, 2), dtype="datetime64[s]", chunks=100))
+    with pytest.raises(ValueError, match="X must be numeric"):
+        fastkm.dask.KMeans(3).fit(da.from_array(np.full((300, 2), "a"), chunks=100))
+
+
+def test_parameters_and_sample_weight_checked_as_in_memory(local_scheduler):
+    X = _blobs(600, 2, 3, seed=17)
+    dX = da.from_array(X, chunks=(200, 2))
+    for params, message in (({"tol": True}, "tol"), ({"verbose": -1}, "verbose")):
+        with pytest.raises(ValueError, match=message):
+            fastkm.KMeans(3, **params).fit(X)
+        with pytest.raises(ValueError, match=message):
+            fastkm.dask.KMeans(3, **params).fit(dX)
+    init = X[:3].copy()
+    scalar = fastkm.dask.KMeans(3, init=init).fit(dX, sample_weight=2.0)
+    array = fastkm.dask.KMeans(3, init=init).fit(dX, sample_weight=np.full(600, 2.0))
+    np.testing.assert_array_equal(scalar.cluster_centers_, array.cluster_centers_)
+    assert scalar.inertia_ == array.inertia_
+    for weights in (np.array(["a"] * 600), da.from_array(np.array(["a"] * 600))):
+        with pytest.raises(TypeError, match="sample_weight must be numeric"):
+            fastkm.dask.KMeans(3).fit(dX, sample_weight=weights)
+    # Weights of unknown chunk sizes, like X's; neither is modified.
+    keep = dX[:, 0] > -100  # all rows
+    dXu, wu = dX[keep], da.from_array(np.full(600, 2.0), chunks=150)[keep]
+    assert np.isnan(dXu.chunks[0][0]) and np.isnan(wu.chunks[0][0])
+    unknown = fastkm.dask.KMeans(3, init=init).fit(dXu, sample_weight=wu)
+    np.testing.assert_array_equal(unknown.cluster_centers_, array.cluster_centers_)
+    assert np.isnan(dXu.chunks[0][0]) and np.isnan(wu.chunks[0][0])

@@ -188,3 +188,26 @@ def test_no_stop_for_lack_of_improvement_before_half_a_pass(capsys):
         mbk = MiniBatchKMeans(16, batch_size=256, verbose=1, random_state=seed).fit(X)
         assert "lack of improvement" in capsys.readouterr().out
         assert mbk.n_steps_ * 256 >= len(X) / 2, mbk.n_steps_
+
+
+def test_init_array_with_n_init_warns_as_kmeans():
+    X = blobs(500, 3, 3, dtype=np.float64)
+    for estimator in (fastkm.KMeans, MiniBatchKMeans):
+        with pytest.warns(RuntimeWarning, match="n_init=3 is ignored"):
+            estimator(3, init=X[:3], n_init=3).fit(X)
+    with pytest.warns(RuntimeWarning, match="n_init=3 is ignored"):
+        MiniBatchKMeans(3, init=X[:3], n_init=3).partial_fit(X)
+
+
+@pytest.mark.parametrize("params", [
+    {"n_threads": 0}, {"reassignment_ratio": -1}, {"tol": True}, {"verbose": -1},
+    {"batch_size": 0}, {"n_init": "x"},
+])
+def test_partial_fit_checks_parameters_at_every_call(params):
+    """As scikit-learn: set_params between calls is checked by the next call."""
+    X = blobs(600, 3, 3, dtype=np.float64)
+    mbk = MiniBatchKMeans(3, random_state=0).partial_fit(X[:300])
+    mbk.set_params(**params)
+    with pytest.raises(ValueError):
+        mbk.partial_fit(X[300:])
+    assert mbk.n_steps_ == 1

@@ -19,7 +19,8 @@ size that numpy would have to copy (an h5py dataset, a zarr array: anything with
   too (None costs nothing). 50M x 8 float32 rows: about 200 MB of labels.
 * Initialization by 'k-means++' or 'random' runs on a uniform sample of
   ``init_size`` rows (default ``max(65536, 20 * n_clusters)``, capped at n), read in one pass
-  over the file. An explicit array of centres is used as it is.
+  over the file; where too few of them have a positive weight, on a sample of as many rows
+  drawn among those that do. An explicit array of centres is used as it is.
 * ``predict`` and ``score`` of a fitted estimator read such a memmap chunk by chunk too
   (``transform`` returns an n x k array, so it takes the in-memory path).
 """
@@ -206,15 +207,38 @@ def sample_initial_centers(reader, n_clusters, method, sample_weight, random_sta
         rows = np.unique(random_state.randint(0, n, size=init_size))
     if sample_weight is not None:
         rows = rows[sample_weight[rows] > 0]
+    try:
+        return _centers_from_rows(reader, rows, n_clusters, method, sample_weight,
+                                  random_state, n_threads)
+    except ValueError:
+        positive = None if sample_weight is None else np.flatnonzero(sample_weight > 0)
+        if positive is None or len(rows) == len(positive):
+            raise _sample_error(len(rows), n_clusters) from None
+    # Sparse weights (few rows of the sample, or none, weigh anything): as many rows drawn
+    # among those of positive weight, which the in-memory fit draws from.
+    if init_size < len(positive):
+        positive = np.unique(positive[random_state.randint(0, len(positive), size=init_size)])
+    try:
+        return _centers_from_rows(reader, positive, n_clusters, method, sample_weight,
+                                  random_state, n_threads)
+    except ValueError:
+        raise _sample_error(len(positive), n_clusters) from None
+
+
+def _centers_from_rows(reader, rows, n_clusters, method, sample_weight, random_state,
+                       n_threads):
+    if len(rows) == 0:
+        raise ValueError("no rows")
     sample = reader.rows(rows)
     weights = np.ones(len(rows), dtype=reader.dtype) if sample_weight is None \
         else np.ascontiguousarray(sample_weight[rows])
-    try:
-        return initial_centers(sample, n_clusters, method, weights, random_state, n_threads)
-    except ValueError:
-        raise ValueError(f"The initialization sample of {len(rows)} rows holds fewer than "
-                         f"n_clusters={n_clusters} distinct points: raise init_size or "
-                         f"pass init as an array") from None
+    return initial_centers(sample, n_clusters, method, weights, random_state, n_threads)
+
+
+def _sample_error(n_rows, n_clusters):
+    return ValueError(f"The initialization sample of {n_rows} rows holds fewer than "
+                      f"n_clusters={n_clusters} distinct points: raise init_size or pass "
+                      f"init as an array")
 
 
 def _weights(sample_weight, start, stop, dtype, ones):

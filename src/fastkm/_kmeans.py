@@ -6,7 +6,6 @@ ending in ``_``, ``get_params``/``set_params``) without importing scikit-learn.
 
 import functools
 import inspect
-import numbers
 import sys
 import warnings
 from typing import NamedTuple
@@ -26,6 +25,8 @@ from ._validation import (
     check_positive_int,
     check_random_state,
     check_sample_weight,
+    check_tol,
+    check_verbose,
     effective_n_threads,
 )
 
@@ -117,12 +118,10 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         dtype = X.dtype
     n_clusters = check_positive_int(n_clusters, "n_clusters")
     max_iter = check_positive_int(max_iter, "max_iter")
-    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    check_tol(tol)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if not isinstance(verbose, numbers.Integral) or verbose < 0:
-        raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
+    check_verbose(verbose)
     swap_trials = check_positive_int(swap_trials, "swap_trials", minimum=0)
     if init_size is not None:
         init_size = check_positive_int(init_size, "init_size", minimum=n_clusters)

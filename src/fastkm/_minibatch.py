@@ -29,6 +29,7 @@ of Lloyd's iteration that :class:`fastkm.KMeans` reaches.
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -42,6 +43,8 @@ from ._validation import (
     check_positive_int,
     check_random_state,
     check_sample_weight,
+    check_tol,
+    check_verbose,
     effective_n_threads,
 )
 
@@ -173,14 +176,14 @@ default='k-means++'
 
     # -- parameters --------------------------------------------------------------------------
 
-    def _check_params(self, n_samples, n_features, dtype):
-        """Validated parameters for data of this shape; sets the private step state."""
+    def _check_scalar_params(self):
+        """Check the parameters that need no data (at every fit and partial_fit call, as
+        scikit-learn does: set_params may change them between calls); sets _n_threads.
+        Returns n_clusters."""
         n_clusters = check_positive_int(self.n_clusters, "n_clusters")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.batch_size, "batch_size")
-        if not isinstance(self.tol, numbers.Real) or isinstance(self.tol, bool) or \
-                not self.tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        check_tol(self.tol)
         if self.max_no_improvement is not None:
             check_positive_int(self.max_no_improvement, "max_no_improvement", minimum=0)
         if self.init_size is not None:
@@ -189,24 +192,34 @@ default='k-means++'
                 isinstance(self.reassignment_ratio, bool) or not self.reassignment_ratio >= 0:
             raise ValueError(f"reassignment_ratio must be a non-negative number, got "
                              f"{self.reassignment_ratio!r}")
-        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
-            raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}")
+        check_verbose(self.verbose)
         if not isinstance(self.compute_labels, (bool, np.bool_)):
             raise ValueError(f"compute_labels must be a bool, got {self.compute_labels!r}")
-        if n_samples < n_clusters:
-            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
-        init_array = _check_init(self.init, n_clusters, n_features, dtype, n_terms=n_samples)
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or a positive integer, got "
                                  f"{self.n_init!r}")
+        else:
+            check_positive_int(self.n_init, "n_init")
+        self._n_threads = effective_n_threads(self.n_threads)
+        return n_clusters
+
+    def _check_params(self, n_samples, n_features, dtype):
+        """Validated parameters for data of this shape; sets the private step state."""
+        n_clusters = self._check_scalar_params()
+        if n_samples < n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+        init_array = _check_init(self.init, n_clusters, n_features, dtype, n_terms=n_samples)
+        if isinstance(self.n_init, str):
             n_init = 3 if callable(self.init) or (isinstance(self.init, str) and
                                                   self.init == "random") else 1
         else:
-            n_init = check_positive_int(self.n_init, "n_init")
+            n_init = int(self.n_init)
         if init_array is not None:
+            if n_init != 1:  # as KMeans (_check_n_init) and scikit-learn
+                warnings.warn(f"init is an array of centres, so n_init={n_init} is ignored: "
+                              f"a single run is made", RuntimeWarning, stacklevel=3)
             n_init = 1
-        self._n_threads = effective_n_threads(self.n_threads)
         self._batch_size = min(self.batch_size, n_samples)
         init_size = self.init_size
         if init_size is None:
@@ -303,6 +316,7 @@ default='k-means++'
         feature_names = _feature_names(X)
         has_centers = hasattr(self, "cluster_centers_")
         if has_centers:  # the features' names and count of the first call, as predict
+            self._check_scalar_params()  # (the first call checks all in _check_params)
             X = self._check_test_data(X)
             if X.dtype != self.cluster_centers_.dtype:
                 X = as_checked_dtype(X, self.cluster_centers_.dtype, name="X",

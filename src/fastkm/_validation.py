@@ -202,6 +202,20 @@ def effective_n_threads(n_threads):
     return min(int(n_threads), 2**31 - 1)
 
 
+def check_tol(tol):
+    """``tol`` as the estimators take it: a non-negative real number, not a bool."""
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    return tol
+
+
+def check_verbose(verbose):
+    """``verbose``: a non-negative integer (a bool is one)."""
+    if not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
+    return verbose
+
+
 def check_positive_int(value, name, minimum=1):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

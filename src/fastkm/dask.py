@@ -57,10 +57,14 @@ page-faulted in at first touch. Where the workers' memory allows, starting them 
 ``pre-spawn-environ`` setting) avoids that: BENCHMARKS.md (section 7) measures both with
 benchmarks/compare_dask.py (``--malloc-arena``).
 
-Results depend on the chunking only through the random initialization ('k-means||' draws
-one random stream per block): with an init array they do not depend on it.
+With an init array, fits of the same data in other chunkings give the same centres and
+inertia up to float64 rounding of the summation order (the partial sums are added block by
+block: about 1e-16 relative), and so, unless that rounding decides a near tie, the same
+labels and iterations. The random initializations depend on the chunking too ('k-means||'
+draws one random stream per block).
 """
 
+import math
 import numbers
 import operator
 
@@ -69,7 +73,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from ._init import fewer_distinct_points_error, kmeans_plusplus, random_rows
+from ._init import fewer_distinct_points_error, initial_centers, kmeans_plusplus
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
 from ._kmeans import ALGORITHMS, _check_init, _check_n_init
@@ -84,9 +88,15 @@ from ._lloyd import (
     end_of_iteration,
 )
 from ._validation import (
+    _numeric_error,
     check_array,
+    check_finite_values,
+    check_magnitude,
     check_positive_int,
     check_random_state,
+    check_sample_weight,
+    check_tol,
+    check_verbose,
     effective_n_threads,
 )
 from ._yinyang import centre_groups
@@ -154,9 +164,16 @@ def _block_bounded(xb, wb, state, centers, shift, algorithm, groups, n_threads):
     return state, (sums, weight_sums, int(n_changed))
 
 
-def _group_partials(xbs, wbs, centers, n_threads):
+def _group_partials(xbs, wbs, centers, n_threads, n_terms=None):
     """One Lloyd pass over several blocks (one task): their (sums, weight_sums, inertia),
-    in order; the labels stay here."""
+    in order; the labels stay here.
+
+    ``n_terms``: the rows of all of X, to check each block's values first as
+    check_finite_values checks data not to fit (score); None: X was checked by fit.
+    """
+    if n_terms is not None:
+        for xb in xbs:
+            check_finite_values(xb, n_terms=n_terms, to_fit=False)
     # One labels array for all: each fresh array costs page faults (Dask's nanny makes
     # glibc map every array over 128 KiB afresh), 2 ms of a 17 ms pass over 500k rows.
     labels = np.empty(max(len(xb) for xb in xbs), dtype=np.int32)
@@ -206,12 +223,16 @@ def _block_farthest(xb, wb, centers, offset, count, n_threads):
             labels[order], members)
 
 
-def _block_predict(xb, centers, n_threads):
+def _block_predict(xb, centers, n_threads, n_terms=None):
+    """The block's labels; ``n_terms`` as in _group_partials."""
+    if n_terms is not None:
+        check_finite_values(xb, n_terms=n_terms, to_fit=False)
     return _block_labels(xb, None, centers, n_threads)[0]
 
 
-def _block_transform(xb, centers, n_threads):
+def _block_transform(xb, centers, n_threads, n_terms):
     xb = np.ascontiguousarray(xb)
+    check_finite_values(xb, n_terms=n_terms, to_fit=False)
     out = np.empty((xb.shape[0], centers.shape[0]), dtype=xb.dtype)
     if xb.shape[0]:
         core.sq_distances(xb, centers, out, effective_n_threads(n_threads))
@@ -242,27 +263,31 @@ def _block_sample(xb, wb, closest, scale, seed):
 
 
 def _block_stats(xb):
-    """(rows, per-feature mean, per-feature sum of squared deviations, finite) in float64."""
+    """(rows, per-feature mean, per-feature sum of squared deviations, largest |x|) in
+    float64; the largest is infinite where the block holds NaN or infinity."""
+    largest = float(core.largest_magnitude(np.ascontiguousarray(xb), 1))
     x = np.asarray(xb, dtype=np.float64)
     n = x.shape[0]
     if n == 0:
-        return 0, np.zeros(x.shape[1]), np.zeros(x.shape[1]), True
-    mean = x.sum(axis=0) / n
-    m2 = ((x - mean) ** 2).sum(axis=0)
-    return n, mean, m2, bool(np.isfinite(m2).all() and np.isfinite(mean).all())
+        return 0, np.zeros(x.shape[1]), np.zeros(x.shape[1]), largest
+    # Values too large for these sums are refused by fit from ``largest``: no warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.sum(axis=0) / n
+        m2 = ((x - mean) ** 2).sum(axis=0)
+    return n, mean, m2, largest
 
 
 def _add_stats(*parts):
-    """Chan et al.'s pairwise combination of (n, mean, M2, finite)."""
-    n, mean, m2, finite = parts[0]
-    for nb, meanb, m2b, finiteb in parts[1:]:
+    """Chan et al.'s pairwise combination of (n, mean, M2, largest |x|)."""
+    n, mean, m2, largest = parts[0]
+    for nb, meanb, m2b, largestb in parts[1:]:
         total = n + nb
         if nb:
             delta = meanb - mean
             mean = mean + delta * (nb / total)
             m2 = m2 + m2b + delta ** 2 * (n * nb / total)
-        n, finite = total, finite and finiteb
-    return n, mean, m2, finite
+        n, largest = total, max(largest, largestb)
+    return n, mean, m2, largest
 
 
 def _block_weight_sum(wb, n):
@@ -379,9 +404,10 @@ class _Blocks:
                 parts[i] = part
         return parts
 
-    def partials(self, centers, n_threads):
-        """Summed (sums, weight_sums, inertia) of one Lloyd pass."""
-        tasks = self._map_groups(_group_partials, centers, n_threads)
+    def partials(self, centers, n_threads, n_terms=None):
+        """Summed (sums, weight_sums, inertia) of one Lloyd pass (``n_terms``: see
+        _group_partials)."""
+        tasks = self._map_groups(_group_partials, centers, n_threads, n_terms)
         results = (self.client.gather(tasks) if self.client is not None
                    else dask.compute(tasks)[0])
         return _reduce(self._in_block_order(results), _add_partials)
@@ -406,7 +432,7 @@ class _Blocks:
         return outputs, _reduce(self._in_block_order(parts), _add_partials)
 
     def stats(self):
-        """(n, mean, M2, finite) of the features over all rows, in float64."""
+        """(n, mean, M2, largest |x|) of the features over all rows, in float64."""
         return _reduce(dask.compute(self.map(_block_stats, with_weights=False))[0],
                        _add_stats)
 
@@ -587,12 +613,15 @@ def _kmeans_parallel(blocks, n_clusters, random_state, n_threads, local_threads,
 
 
 def _sampled_rows(blocks, size, random_state):
-    """About ``size`` distinct rows drawn uniformly (with replacement, duplicates dropped)."""
+    """The rows of positive weight, and their weights, among about ``size`` distinct rows
+    drawn uniformly (with replacement, duplicates dropped), or among all rows when ``size``
+    is None or at least n (draws of n rows would keep only about 63% of them)."""
     n = int(blocks.sizes.sum())
-    rows = np.unique(random_state.randint(0, n, size=min(size, n)))
+    rows = slice(None) if size is None or size >= n else \
+        np.unique(random_state.randint(0, n, size=size))
     X = blocks.X[rows].compute()
     if blocks.ws[0] is None:
-        w = np.ones(len(rows), dtype=blocks.dtype)
+        w = np.ones(len(X), dtype=blocks.dtype)
     else:
         w = da.concatenate([da.from_delayed(wb, (int(s),), dtype=blocks.dtype)
                             for wb, s in zip(blocks.ws, blocks.sizes)])[rows].compute()
@@ -600,12 +629,47 @@ def _sampled_rows(blocks, size, random_state):
     return np.ascontiguousarray(X[keep]), np.ascontiguousarray(w[keep], dtype=blocks.dtype)
 
 
+def _sampled_centers(blocks, n_clusters, method, size, random_state, n_threads):
+    """'k-means++' or 'random' centres drawn from ``_sampled_rows``, or, where those cannot
+    seed n_clusters distinct centres, from all rows (as MiniBatchKMeans' initialization)."""
+    sample, sample_w = _sampled_rows(blocks, size, random_state)
+    try:
+        if len(sample) == 0:  # (only zero weights drawn)
+            raise fewer_distinct_points_error(0, n_clusters)
+        return initial_centers(sample, n_clusters, method, sample_w, random_state, n_threads)
+    except ValueError:
+        if size >= int(blocks.sizes.sum()):  # the sample was all rows
+            raise
+    sample, sample_w = _sampled_rows(blocks, None, random_state)
+    return initial_centers(sample, n_clusters, method, sample_w, random_state, n_threads)
+
+
 def _is_dask_dataframe(X):
     return hasattr(X, "to_dask_array") and hasattr(X, "columns")
 
 
-def _as_dask_array(X):
-    """X as a 2-D float32/float64 dask array with one chunk across the columns; names."""
+def _with_known_chunks(A):
+    """A, or where some of its chunk sizes are unknown, a new array of the same graph with
+    them computed (dask's compute_chunk_sizes sets them on the array it is called on: the
+    caller's)."""
+    if not any(math.isnan(c) for sizes in A.chunks for c in sizes):
+        return A
+    return da.Array(A.dask, A.name, A.chunks, meta=A._meta).compute_chunk_sizes()
+
+
+def _block_as_float64(xb):
+    try:
+        return np.asarray(xb, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _numeric_error("X", exc) from None
+
+
+def _as_dask_array(X, *, to_fit=True):
+    """X as a 2-D float32/float64 dask array with one chunk across the columns and known
+    chunk sizes (X itself is left as it is); names.
+
+    ``to_fit``: whether X is data to fit, for check_array's check of array-likes.
+    """
     names = None
     if _is_dask_dataframe(X):
         columns = np.asarray(list(X.columns), dtype=object)
@@ -616,17 +680,67 @@ def _as_dask_array(X):
         if dtypes == {"float32"}:
             X = X.astype(np.float32)
     elif not isinstance(X, da.Array):
-        X = check_array(X)
+        X = check_array(X, to_fit=to_fit)
         X = da.from_array(X, chunks=(max(1, min(len(X), 1_000_000)), X.shape[1]))
+    # check_array's checks, on the dtype and shape only (the values are checked by fit's
+    # statistics, and by the block functions of predict, transform and score).
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: X is complex; fastkm needs real "
+                         "numbers")
+    if X.dtype.kind not in "fiubOUSV":
+        raise TypeError(f"X has dtype {X.dtype}; fastkm needs real numbers")
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D array, got {X.ndim}-D")
-    if X.dtype not in (np.float32, np.float64):
+    X = _with_known_chunks(X)
+    if X.shape[1] < 1:  # (the kernels would read out of bounds)
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
+                         f"1 is required (X)")
+    if X.dtype.kind in "OUSV":  # as check_array: strings and objects that hold numbers
+        X = X.map_blocks(_block_as_float64, dtype=np.float64)
+    elif X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    if any(np.isnan(c) for c in X.chunks[0]):
-        X = X.compute_chunk_sizes()
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     return X, names
+
+
+def _as_dask_weights(sample_weight, X):
+    """sample_weight (None, a number, an array-like or a 1-D dask array) as a dask array of
+    X's dtype chunked like X's rows, or None; checked as check_sample_weight checks it,
+    but for a dask array's values (see _check_weight_values)."""
+    if sample_weight is None:
+        return None
+    n = X.shape[0]
+    if isinstance(sample_weight, numbers.Number):  # checked once, then repeated lazily
+        value = check_sample_weight(sample_weight, 1, X.dtype)[0]
+        return da.full(n, value, dtype=X.dtype, chunks=(X.chunks[0],))
+    if not isinstance(sample_weight, da.Array):
+        return da.from_array(check_sample_weight(sample_weight, n, X.dtype),
+                             chunks=(X.chunks[0],))
+    if sample_weight.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must be numeric: got a dask array of dtype "
+                        f"{sample_weight.dtype}")
+    if sample_weight.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got shape {sample_weight.shape}")
+    w = _with_known_chunks(sample_weight)
+    if w.shape[0] != n:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries but X has {n} samples")
+    return w.astype(X.dtype).rechunk((X.chunks[0],))
+
+
+def _check_weight_values(w):
+    """check_sample_weight's checks of the values of ``w`` (from _as_dask_weights), computed
+    now."""
+    if w.shape[0] == 0:
+        return
+    low, high = (float(v) for v in dask.compute(w.min(), w.max()))
+    dtype = w.dtype.name
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"sample_weight contains NaN or infinity (as {dtype})")
+    if low < 0:
+        raise ValueError("sample_weight contains negative values")
+    if not high > 0:
+        raise ValueError(f"sample_weight is zero for every sample (as {dtype})")
 
 
 class KMeans(_InMemoryKMeans):
@@ -670,7 +784,8 @@ class KMeans(_InMemoryKMeans):
         Only 0 is supported here.
     init_size : int or None, default=None
         Rows sampled for ``init='k-means++'`` or ``'random'``; None: ``max(100_000,
-        20 * n_clusters)`` (or all rows if fewer).
+        20 * n_clusters)``. All rows if there are no more, or if the sample cannot seed
+        n_clusters distinct centres.
     oversampling_factor : float, default=2
         k-means|| candidates per round, in multiples of n_clusters.
     init_rounds : int, default=5
@@ -708,7 +823,7 @@ class KMeans(_InMemoryKMeans):
         """Compute the k-means clustering of X (dask array, dask DataFrame or array-like).
 
         X is persisted on the workers (a no-op when it already is). ``sample_weight``: None,
-        or a 1-D dask or numpy array of n_samples non-negative weights.
+        a number, or a 1-D dask or numpy array of n_samples non-negative weights.
 
         Returns
         -------
@@ -718,9 +833,8 @@ class KMeans(_InMemoryKMeans):
         n_samples, n_features = X.shape
         k = check_positive_int(self.n_clusters, "n_clusters")
         max_iter = check_positive_int(self.max_iter, "max_iter")
-        tol = self.tol
-        if not isinstance(tol, numbers.Real) or not tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+        tol = check_tol(self.tol)
+        check_verbose(self.verbose)
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.swap_trials != 0:
@@ -738,7 +852,7 @@ class KMeans(_InMemoryKMeans):
             raise ValueError(f"init must be one of {_INITS}, an array or a callable, "
                              f"got {init!r}")
         init_array = None if isinstance(init, str) or callable(init) else \
-            _check_init(init, k, n_features, X.dtype)
+            _check_init(init, k, n_features, X.dtype, n_terms=n_samples)
         n_init = _check_n_init(self.n_init, init)
         random_state = check_random_state(self.random_state)
         rounds = check_positive_int(self.init_rounds, "init_rounds")
@@ -748,26 +862,19 @@ class KMeans(_InMemoryKMeans):
                              f"{self.oversampling_factor!r}")
 
         X = X.map_blocks(np.ascontiguousarray, dtype=X.dtype)
-        w = None
-        if sample_weight is not None:
-            w = sample_weight if isinstance(sample_weight, da.Array) else \
-                da.from_array(np.asarray(sample_weight))
-            if w.ndim != 1 or w.shape[0] != n_samples:
-                raise ValueError(f"sample_weight must be 1-D with {n_samples} entries, got "
-                                 f"shape {w.shape}")
-            w = w.astype(X.dtype).rechunk((X.chunks[0],))
+        w = _as_dask_weights(sample_weight, X)
         X, w = dask.persist(X, w) if w is not None else (dask.persist(X)[0], None)
 
         blocks = _Blocks(X, w)
-        # One pass for the finiteness check and the tolerance (mean variance of the features).
-        _, _, m2, finite = blocks.stats()
-        if not finite:
+        # One pass for the values' check (check_finite_values': the magnitude bounds keep
+        # the kernels' sums and these statistics finite) and the tolerance (mean variance
+        # of the features).
+        _, _, m2, largest = blocks.stats()
+        if not math.isfinite(largest):
             raise ValueError("Input X contains NaN or infinity")
+        check_magnitude(largest, n_features, X.dtype, n_terms=n_samples)
         if w is not None:
-            min_w, sum_w = dask.compute(w.min(), w.sum())
-            if not np.isfinite(sum_w) or min_w < 0 or not sum_w > 0:
-                raise ValueError("sample_weight must be finite, non-negative and not all "
-                                 "zero")
+            _check_weight_values(w)
         tol = tol * float(np.mean(m2 / n_samples)) if tol > 0 else 0.0
         algorithm = self.algorithm
         if algorithm == "auto":
@@ -780,19 +887,16 @@ class KMeans(_InMemoryKMeans):
                 centers = init_array
             elif callable(init):
                 centers = _check_init(init(X, k, random_state=random_state), k, n_features,
-                                      X.dtype, name="the array returned by init")
+                                      X.dtype, name="the array returned by init",
+                                      n_terms=n_samples)
             elif init == "k-means||":
                 centers = _kmeans_parallel(blocks, k, random_state, n_threads, local_threads,
                                            self.oversampling_factor, rounds)
             else:
                 size = self.init_size if self.init_size is not None else max(100_000, 20 * k)
                 size = check_positive_int(size, "init_size", minimum=k)
-                sample, sample_w = _sampled_rows(blocks, size, random_state)
-                if init == "random":
-                    centers = random_rows(sample, k, sample_w, random_state)[0]
-                else:
-                    centers = kmeans_plusplus(sample, k, sample_w, random_state,
-                                              local_threads)[0]
+                centers = _sampled_centers(blocks, k, init, size, random_state,
+                                           local_threads)
             if self.verbose:
                 print(f"Initialization complete (run {run + 1} of {n_init})")
             result = _lloyd(blocks, centers, max_iter=max_iter, tol=tol, n_threads=n_threads,
@@ -809,7 +913,7 @@ class KMeans(_InMemoryKMeans):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self.labels_ = self._predict_dask(X)
+        self.labels_ = self._predict_dask(X, check=False)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -817,31 +921,36 @@ class KMeans(_InMemoryKMeans):
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def predict(self, X):
-        """Nearest centre of each row: a lazy int32 dask array chunked like X's rows."""
+        """Nearest centre of each row: a lazy int32 dask array chunked like X's rows.
+
+        X's values are checked as its blocks are computed (a ValueError then).
+        """
         return self._predict_dask(self._check_dask_test_data(X))
 
     def transform(self, X):
-        """Distances to the centres: a lazy dask array (n, n_clusters), X's row chunks."""
+        """Distances to the centres: a lazy dask array (n, n_clusters), X's row chunks.
+
+        X's values are checked as its blocks are computed (a ValueError then).
+        """
         X = self._check_dask_test_data(X)
-        centers = self.cluster_centers_.astype(X.dtype)
-        return X.map_blocks(_block_transform, centers, self.n_threads, dtype=X.dtype,
-                            chunks=(X.chunks[0], (centers.shape[0],)))
+        centers = self._centers_for(X)
+        return X.map_blocks(_block_transform, centers, self.n_threads, X.shape[0],
+                            dtype=X.dtype, chunks=(X.chunks[0], (centers.shape[0],)))
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of X under the fitted centres (computed now)."""
         X = self._check_dask_test_data(X)
-        w = None
-        if sample_weight is not None:
-            w = sample_weight if isinstance(sample_weight, da.Array) else \
-                da.from_array(np.asarray(sample_weight))
-            w = w.astype(X.dtype).rechunk((X.chunks[0],))
-        centers = self.cluster_centers_.astype(X.dtype)
-        return -_Blocks(X, w).partials(centers, self.n_threads)[2]
+        w = _as_dask_weights(sample_weight, X)
+        if w is not None:
+            _check_weight_values(w)
+        return -_Blocks(X, w).partials(self._centers_for(X), self.n_threads,
+                                       n_terms=X.shape[0])[2]
 
-    def _predict_dask(self, X):
-        centers = self.cluster_centers_.astype(X.dtype)
-        return X.map_blocks(_block_predict, centers, self.n_threads, dtype=np.int32,
-                            drop_axis=1)
+    def _predict_dask(self, X, check=True):
+        """Lazy labels of X; ``check``: check X's values as its blocks are computed (not
+        needed for fit's checked X)."""
+        return X.map_blocks(_block_predict, self._centers_for(X), self.n_threads,
+                            X.shape[0] if check else None, dtype=np.int32, drop_axis=1)
 
     def _check_dask_test_data(self, X):
         self._check_fitted()
@@ -849,7 +958,7 @@ class KMeans(_InMemoryKMeans):
         if fitted_names is not None and _is_dask_dataframe(X) and \
                 not np.array_equal(np.asarray(list(X.columns), dtype=object), fitted_names):
             raise ValueError("The feature names of X differ from those seen in fit")
-        X, _ = _as_dask_array(X)
+        X, _ = _as_dask_array(X, to_fit=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
