@@ -114,9 +114,22 @@ def test_draws_on_a_given_axes(seed_fit):
     assert right.get_title() == "mine" and not left.lines
 
 
+def test_one_panel_is_the_last_iteration(seed_fit):
+    X, init, history = seed_fit
+    figure = fastkm.plot.iterations(X, history, init=init, panels=True, max_panels=1)
+    assert [ax.get_title() for ax in figure.axes if ax.axison] == ["iteration 7"]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_panels"):
+            fastkm.plot.iterations(X, history, panels=True, max_panels=bad)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda X, h: (X[:, :1], h), "at least 2 features"),
     (lambda X, h: (X, []), "the history is empty"),
+    (lambda X, h: (X, None), "the history is empty"),
+    (lambda X, h: (np.where(np.arange(len(X))[:, None] == 5, np.nan, X), h), "NaN"),
+    (lambda X, h: (np.hstack([X, X[:, :1]]) + np.where(np.arange(len(X))[:, None] == 5,
+                                                        np.inf, 0), h), "NaN"),
     (lambda X, h: (X[:10], h), "one entry per row"),
     (lambda X, h: (np.hstack([X, X]), h), "do not match"),
 ])

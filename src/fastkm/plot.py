@@ -17,6 +17,7 @@ state is kept; figures render with the Agg backend.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -103,6 +104,7 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
         evenly spaced, the first and last always included), each with that iteration's
         assignment and the paths so far.
     max_panels : int, default 12
+        At least 1 (then the last iteration alone) and at most ``len(history)`` are drawn.
     feature_names : sequence of 2 str, optional
         Axis labels for 2-D data (principal components are labelled PC1 and PC2).
     title : str, optional
@@ -161,6 +163,9 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
         return figure
     if ax is not None:
         raise ValueError("ax draws a single panel: pass panels=False with it")
+    if not isinstance(max_panels, numbers.Integral) or isinstance(max_panels, bool) \
+            or max_panels < 1:
+        raise ValueError(f"max_panels must be an integer >= 1, got {max_panels!r}")
     chosen = _spread(len(history), max_panels)
     columns = min(4, len(chosen))
     rows = math.ceil(len(chosen) / columns)
@@ -183,7 +188,9 @@ def _check(X, history, init):
     if X.ndim != 2 or X.shape[1] < 2:
         raise ValueError(f"the iteration picture needs 2-D data with at least 2 features, "
                          f"got shape {X.shape}")
-    if len(history) == 0:
+    if not np.isfinite(X).all():  # (the projection's SVD would fail on them)
+        raise ValueError("X contains NaN or infinity")
+    if history is None or len(history) == 0:
         raise ValueError("the history is empty: pass the callback's IterationInfo list "
                          "(fastkm.plot.record().history after a fit)")
     steps = [np.asarray(info.centers, dtype=np.float64) for info in history]
@@ -233,6 +240,8 @@ def _spread(n, count):
     """Up to ``count`` indices spread evenly over range(n), the first and last included."""
     if n <= count:
         return list(range(n))
+    if count == 1:
+        return [n - 1]
     return sorted({round(i * (n - 1) / (count - 1)) for i in range(count)})
 
 
