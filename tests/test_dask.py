@@ -311,19 +311,36 @@ def test_predict_transform_score_check_their_input(local_scheduler):
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_sampled_inits_on_few_rows(local_scheduler, init):
     """init_size >= n takes all rows (a draw of n rows with replacement kept about 63%: 'X
-    has only 7 distinct point(s)' for n = k = 10); a sample too poor to seed k centres
-    falls back to all rows."""
+    has only 7 distinct point(s)' for n = k = 10). A sample too poor to seed k centres
+    because few rows weigh anything is drawn again among those that do; one too poor for
+    repeated rows is an error that says so. Never all of X onto the client."""
     X = _blobs(40, 2, 3, seed=15)
     for n, k in ((10, 10), (40, 30)):
         km = fastkm.dask.KMeans(k, init=init, random_state=0, max_iter=1).fit(
             da.from_array(X[:n], chunks=(5, 2)))
         assert len(np.unique(km.cluster_centers_, axis=0)) == k
-    repeated = np.repeat(X[:1], 10_000, axis=0)
-    repeated[[10, 2_000, 5_000, 9_000]] = X[1:5]  # 5 distinct rows: 20 draws miss some
-    km = fastkm.dask.KMeans(5, init=init, init_size=20, random_state=0).fit(
-        da.from_array(repeated, chunks=(2_500, 2)))
-    assert km.inertia_ == pytest.approx(0, abs=1e-9)
-    assert len(np.unique(km.cluster_centers_, axis=0)) == 5
+    sampled = []
+    original = fastkm.dask._sampled_rows
+
+    def recording(blocks, size, random_state, among=None):
+        sampled.append((size, None if among is None else len(among)))
+        return original(blocks, size, random_state, among)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastkm.dask, "_sampled_rows", recording)
+        rows = _blobs(10_000, 2, 3, seed=15)
+        weights = np.zeros(len(rows))
+        weights[[10, 2_000, 5_000, 9_000, 9_999]] = 1  # 5 rows weigh: 20 draws miss them
+        km = fastkm.dask.KMeans(5, init=init, init_size=20, random_state=0).fit(
+            da.from_array(rows, chunks=(2_500, 2)), sample_weight=da.from_array(
+                weights, chunks=2_500))
+        assert km.inertia_ == pytest.approx(0, abs=1e-9)
+        assert set(sampled) == {(20, None), (20, 5)}  # (a pair per initialization)
+        repeated = np.repeat(X[:1], 10_000, axis=0)
+        repeated[[10, 2_000, 5_000, 9_000]] = X[1:5]  # 5 distinct rows: 20 draws miss some
+        with pytest.raises(ValueError, match="raise init_size or pass init as an array"):
+            fastkm.dask.KMeans(5, init=init, init_size=20, random_state=0).fit(
+                da.from_array(repeated, chunks=(2_500, 2)))
 
 
 def test_dtypes_refused_as_in_memory(local_scheduler):

@@ -612,26 +612,36 @@ def _kmeans_parallel(blocks, n_clusters, random_state, n_threads, local_threads,
                   n_threads=local_threads).centers
 
 
-def _sampled_rows(blocks, size, random_state):
+def _sampled_rows(blocks, size, random_state, among=None):
     """The rows of positive weight, and their weights, among about ``size`` distinct rows
-    drawn uniformly (with replacement, duplicates dropped), or among all rows when ``size``
-    is None or at least n (draws of n rows would keep only about 63% of them)."""
-    n = int(blocks.sizes.sum())
-    rows = slice(None) if size is None or size >= n else \
-        np.unique(random_state.randint(0, n, size=size))
+    drawn uniformly (with replacement, duplicates dropped) from ``among`` (row indices) or
+    from all rows, or all of those when ``size`` is at least their number (draws of n rows
+    would keep only about 63% of them)."""
+    n = int(blocks.sizes.sum()) if among is None else len(among)
+    if size >= n:
+        rows = slice(None) if among is None else among
+    else:
+        rows = np.unique(random_state.randint(0, n, size=size))
+        rows = rows if among is None else among[rows]
     X = blocks.X[rows].compute()
     if blocks.ws[0] is None:
         w = np.ones(len(X), dtype=blocks.dtype)
     else:
-        w = da.concatenate([da.from_delayed(wb, (int(s),), dtype=blocks.dtype)
-                            for wb, s in zip(blocks.ws, blocks.sizes)])[rows].compute()
+        w = _weights_array(blocks)[rows].compute()
     keep = w > 0
     return np.ascontiguousarray(X[keep]), np.ascontiguousarray(w[keep], dtype=blocks.dtype)
 
 
+def _weights_array(blocks):
+    return da.concatenate([da.from_delayed(wb, (int(s),), dtype=blocks.dtype)
+                           for wb, s in zip(blocks.ws, blocks.sizes)])
+
+
 def _sampled_centers(blocks, n_clusters, method, size, random_state, n_threads):
-    """'k-means++' or 'random' centres drawn from ``_sampled_rows``, or, where those cannot
-    seed n_clusters distinct centres, from all rows (as MiniBatchKMeans' initialization)."""
+    """'k-means++' or 'random' centres drawn from ``_sampled_rows``; where those cannot seed
+    n_clusters distinct centres and few rows weigh anything, from as many rows drawn among
+    those that do (as a memmap fit's initialization). Never all of X on the client: it may
+    not fit there."""
     sample, sample_w = _sampled_rows(blocks, size, random_state)
     try:
         if len(sample) == 0:  # (only zero weights drawn)
@@ -640,8 +650,20 @@ def _sampled_centers(blocks, n_clusters, method, size, random_state, n_threads):
     except ValueError:
         if size >= int(blocks.sizes.sum()):  # the sample was all rows
             raise
-    sample, sample_w = _sampled_rows(blocks, None, random_state)
-    return initial_centers(sample, n_clusters, method, sample_w, random_state, n_threads)
+        if blocks.ws[0] is None:
+            raise _sample_error(len(sample), n_clusters) from None
+    positive = da.flatnonzero(_weights_array(blocks) > 0).compute()
+    sample, sample_w = _sampled_rows(blocks, size, random_state, among=positive)
+    try:
+        return initial_centers(sample, n_clusters, method, sample_w, random_state, n_threads)
+    except ValueError:
+        raise _sample_error(len(sample), n_clusters) from None
+
+
+def _sample_error(n_rows, n_clusters):
+    return ValueError(f"The initialization sample of {n_rows} rows holds fewer than "
+                      f"n_clusters={n_clusters} distinct points: raise init_size or pass init "
+                      f"as an array")
 
 
 def _is_dask_dataframe(X):
