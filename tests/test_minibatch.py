@@ -132,6 +132,9 @@ def test_partial_fit_chunk_beyond_the_centres_dtype():
         mbk.partial_fit(np.r_[X[:10].astype(np.float64), [[1e30, 0, 0]]])
     mbk.partial_fit(X.astype(np.float64))
     assert mbk.cluster_centers_.dtype == np.float32
+    # A later chunk is data to fit: values too small are refused as in the first call.
+    with pytest.raises(ValueError, match="X holds values too small"):
+        mbk.partial_fit(X * np.float32(1e-20))
 
 
 def test_params_protocol_and_not_fitted():

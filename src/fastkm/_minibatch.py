@@ -40,6 +40,7 @@ from ._lloyd import centres_from_sums
 from ._validation import (
     as_checked_dtype,
     check_array,
+    check_finite_values,
     check_positive_int,
     check_random_state,
     check_sample_weight,
@@ -321,6 +322,9 @@ default='k-means++'
             if X.dtype != self.cluster_centers_.dtype:
                 X = as_checked_dtype(X, self.cluster_centers_.dtype, name="X",
                                      n_terms=X.shape[0], dtype_of="the fitted centres' dtype")
+            # Data to fit, not only to compare with centres: too small a magnitude is
+            # refused as in the first call (_check_test_data lets it pass).
+            check_finite_values(X, n_threads=self._n_threads)
         else:
             X = check_array(X)
         n, d = X.shape
