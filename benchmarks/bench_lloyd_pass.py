@@ -6,8 +6,8 @@ same rows sorted by ``core.zorder_sort``, and that sort plus ``core.filter_tree`
 more once centres settle). ``--distinct`` runs on the workloads' distinct rows instead,
 weighted by their counts, as a fit does (``core.grid_distinct_rows``: workloads on a grid
 only, such as the photo); they come in Z-order, so the filter's set-up is its tree alone.
-``--gflops`` adds each pass's rate in GFLOP/s (its ``2 n d k`` multiply-add operations over
-its time) and, as the machine's reference, NumPy's float32 matrix product of 2048 x 2048
+``--gflops`` adds each pass's rate in GFLOP/s (its ``n d k`` multiply-adds, ``2 n d k``
+floating-point operations, over its time) and, as the machine's reference, NumPy's float32 matrix product of 2048 x 2048
 matrices (BLAS) on the same thread counts: the rate issue 4 asks the kernel to approach
 from 64 features.
 

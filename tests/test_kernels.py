@@ -351,7 +351,8 @@ def test_kmeanspp_kernels_match_numpy(d, dtype):
     np.testing.assert_allclose(chunk_pot, np.add.reduceat(w * closest, starts), rtol=1e-10)
 
     # (1 to 7 candidates: whole groups of four, and the leftovers.)
-    for rows in ([5], [5, 17, 400], [5, 17, 400, 9, 33], [5, 17, 400, 9, 33, 2, 4000]):
+    for m in range(1, 8):
+        rows = [5, 17, 400, 9, 33, 2, 4000][:m]
         candidates = X[rows]
         potentials = np.empty(len(rows))
         core.kmeanspp_candidate_potentials(X, w, candidates, closest, potentials, 2)
@@ -367,7 +368,9 @@ def test_kmeanspp_kernels_give_chosen_rows_zero_and_any_thread_count_the_same(d,
     # A row equal to a chosen centre must weigh nothing in the next draws (else it may be
     # drawn again), and the sums must not depend on the threads.
     rng = np.random.default_rng(d)
-    X = (rng.normal(size=(20000, d)) * 100 + 1000).astype(dtype)
+    # Rows enough for 3 threads' worth of work in each pass (see _threads_for).
+    n = 4_000_000 // (d + 16)
+    X = (rng.normal(size=(n, d)) * 100 + 1000).astype(dtype)
     X[7000:7100] = X[3]
     w = np.ones(len(X), dtype=dtype)
     n_chunks, _ = core.row_chunks(len(X))

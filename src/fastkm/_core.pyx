@@ -33,7 +33,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
 from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 cdef extern from *:
     """
@@ -513,8 +513,30 @@ cdef inline void _row_chunks(Py_ssize_t n_rows,
 # distances in registers.
 
 
-cdef inline Py_ssize_t _transpose_block(
+cdef inline void _transpose_block_shifted(
         const floating* X,          # IN  (n, d) C-contiguous data
+        Py_ssize_t d,
+        Py_ssize_t start,           # IN  first row of the block
+        Py_ssize_t stop,            # IN  end of the rows this chunk may read
+        const floating* shift,      # IN  (d,) subtracted from every row
+        floating* block_t,          # OUT (d, BLOCK_ROWS) the shifted rows in lanes
+) noexcept nogil:
+    """Rows [start, start + BLOCK_ROWS) of X, minus shift, into lanes (in the vector tiles of
+    fastkm_transpose_shifted; lanes past the end repeat the last real row)."""
+    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
+    if floating is float:
+        fastkm_transpose_shifted_f(X + start * d, d, NULL, n_real, shift, block_t)
+    else:
+        fastkm_transpose_shifted_d(X + start * d, d, NULL, n_real, shift, block_t)
+
+
+# Shifts of zeros for _transpose_block (static: zero-initialized).
+cdef float _ZEROS_F[ROW_MAJOR_MIN_FEATURES]
+cdef double _ZEROS_D[ROW_MAJOR_MIN_FEATURES]
+
+
+cdef inline Py_ssize_t _transpose_block(
+        const floating* X,          # IN  (n, d) C-contiguous data, d < ROW_MAJOR_MIN_FEATURES
         Py_ssize_t d,
         Py_ssize_t start,           # IN  first row of the block
         Py_ssize_t stop,            # IN  end of the rows this chunk may read
@@ -523,26 +545,16 @@ cdef inline Py_ssize_t _transpose_block(
     """Copy rows [start, start + BLOCK_ROWS) of X into lanes; return how many are real.
 
     Lanes past the end repeat the last real row, so they hold finite, ignorable values.
-    Below ROW_MAJOR_MIN_FEATURES features (where its callers use it), in the vector tiles of
-    fastkm_transpose_shifted, shifted by zeros (x - 0 is x, bit for bit): copied element by
-    element, the transposition took most of k-means++'s distance pass at 8 features.
+    In fastkm_transpose_shifted's vector tiles, shifted by zeros (x - 0 is x, bit for bit):
+    copied element by element, the transposition took most of k-means++'s distance pass
+    at 8 features. (Its callers take rows where they lie from ROW_MAJOR_MIN_FEATURES
+    features on, so the zeros need no more entries.)
     """
-    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
-    cdef Py_ssize_t i, f
-    cdef const floating* row
-    cdef floating zeros[ROW_MAJOR_MIN_FEATURES]
-    if d <= ROW_MAJOR_MIN_FEATURES:
-        memset(zeros, 0, sizeof(zeros))
-        if floating is float:
-            fastkm_transpose_shifted_f(X + start * d, d, NULL, n_real, zeros, block_t)
-        else:
-            fastkm_transpose_shifted_d(X + start * d, d, NULL, n_real, zeros, block_t)
-        return n_real
-    for i in range(BLOCK_ROWS):
-        row = X + (start + min(i, n_real - 1)) * d
-        for f in range(d):
-            block_t[f * BLOCK_ROWS + i] = row[f]
-    return n_real
+    if floating is float:
+        _transpose_block_shifted(X, d, start, stop, _ZEROS_F, block_t)
+    else:
+        _transpose_block_shifted(X, d, start, stop, _ZEROS_D, block_t)
+    return min(<Py_ssize_t>BLOCK_ROWS, stop - start)
 
 
 cdef inline void _block_sq_distances(
@@ -960,22 +972,6 @@ cdef inline void _lloyd_chunk_d(
 # shifted by the mean of the centres, which brings |x| and |c| down to the spread of the
 # data; and the inertia and the sums never use the score: they are computed from X and the
 # chosen centre, in float64.
-
-
-cdef inline void _transpose_block_shifted(
-        const floating* X,          # IN  (n, d) C-contiguous data
-        Py_ssize_t d,
-        Py_ssize_t start,           # IN  first row of the block
-        Py_ssize_t stop,            # IN  end of the rows this chunk may read
-        const floating* shift,      # IN  (d,) subtracted from every row
-        floating* block_t,          # OUT (d, BLOCK_ROWS) the shifted rows in lanes
-) noexcept nogil:
-    """_transpose_block of X - shift (lanes past the end repeat the last real row)."""
-    cdef Py_ssize_t n_real = min(<Py_ssize_t>BLOCK_ROWS, stop - start)
-    if floating is float:
-        fastkm_transpose_shifted_f(X + start * d, d, NULL, n_real, shift, block_t)
-    else:
-        fastkm_transpose_shifted_d(X + start * d, d, NULL, n_real, shift, block_t)
 
 
 cdef inline void _block_nearest_panels(
@@ -4168,8 +4164,10 @@ def kmeanspp_candidate_potentials(
         const double[::1] closest_sq,        # IN  (n,) squared distance to the nearest chosen centre
         double[::1] potentials,              # OUT (L,) potential if each candidate were added
         int n_threads=1,
-        const int[::1] nearest=None,         # IN  (n,) index of that centre among the chosen
-                                             #     (from ROW_MAJOR_MIN_FEATURES features)
+        const int[::1] nearest=None,         # IN  (n,) index of that centre among the chosen,
+                                             #     each below gaps.shape[0] (not checked: a
+                                             #     read per row); from ROW_MAJOR_MIN_FEATURES
+                                             #     features
         const floating[:, ::1] gaps=None,    # IN  (chosen, L) squared distances from the
                                              #     chosen centres to the candidates
 ):
@@ -4296,11 +4294,12 @@ def kmeanspp_update_closest(
         double[::1] closest_sq,              # IN/OUT (n,) squared distance to the nearest centre
         double[::1] chunk_potentials,        # OUT (n_chunks,) sum(w * closest_sq) per row chunk
         int n_threads=1,
-        int[::1] nearest=None,               # IN/OUT (n,) as in kmeanspp_candidate_potentials:
+        int[::1] nearest=None,               # IN/OUT (n,) as in kmeanspp_candidate_potentials
+                                             #     (each below center_index): set to
                                              #     center_index where center is nearer
         const floating[::1] gaps=None,       # IN  (center_index,) squared distances from
                                              #     the chosen centres to this one
-        int center_index=0,
+        int center_index=0,                  # IN  this centre's index among the chosen
 ):
     """closest_sq = min(closest_sq, |x - center|**2), and its weighted sum per row chunk.
 

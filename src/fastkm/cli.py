@@ -280,7 +280,8 @@ def _compress_one(source, output, args, written):
     if args.compare is not None:
         picture = compare_picture(loaded.pixels, q.to_array(), q.palette)
         files.append((args.compare, _encode_image(args.compare, picture)))
-    # Both are encoded before either is written, so that an error leaves neither.
+    # Both are encoded before either is written, so that an encoding error (a size limit,
+    # say) leaves neither; a failed write of the second leaves the first.
     for path, data in files:
         _write_atomic(path, data)
     written.add(output.resolve())

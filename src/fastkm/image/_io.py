@@ -6,8 +6,9 @@ failure (missing, corrupt or truncated file, decompression bomb, zero-size image
 array) is a one-sentence exception that names the file.
 
 :func:`save_quantized` writes a palette and an index image: an indexed PNG (the smaller of
-the lowest-bit-depth and the 8-bit encodings), a GIF, or a truecolour format; it writes a temporary file beside the target and
-renames it, so an error or Ctrl-C never leaves a partial file. :func:`save_image` writes
+the lowest-bit-depth and the 8-bit encodings), a GIF, or a truecolour format; it writes a
+temporary file beside the target and renames it, so an error or Ctrl-C never leaves a
+partial file. :func:`save_image` writes
 any Pillow image (the compare picture) the same way; :func:`output_format` maps an output
 file name to its format, or refuses it.
 """

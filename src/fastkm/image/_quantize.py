@@ -414,7 +414,7 @@ def _fit_palette(histogram, n_colors, colorspace, random_state, n_init, max_iter
 
 
 def _with_alpha(palette, channels):
-    """An RGB palette as opaque RGBA when the image has transparency (channels = 4)."""
+    """RGB colours (a palette, or a histogram's) as opaque RGBA where channels = 4."""
     if palette.shape[1] == channels:
         return palette
     return np.concatenate([palette, np.full((len(palette), 1), 255, np.uint8)], axis=1)
