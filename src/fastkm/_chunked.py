@@ -29,7 +29,7 @@ import mmap
 
 import numpy as np
 
-from ._init import fewer_distinct_points_error, initial_centers
+from ._init import fewer_distinct_points_error, initial_centers, poor_sample_error
 from ._isa import core
 from ._lloyd import _largest_first, assigned_sq_distances, centres_from_sums, end_of_iteration
 from ._validation import (
@@ -213,7 +213,7 @@ def sample_initial_centers(reader, n_clusters, method, sample_weight, random_sta
     except ValueError:
         positive = None if sample_weight is None else np.flatnonzero(sample_weight > 0)
         if positive is None or len(rows) == len(positive):
-            raise _sample_error(len(rows), n_clusters) from None
+            raise poor_sample_error(len(rows), n_clusters) from None
     # Sparse weights (few rows of the sample, or none, weigh anything): as many rows drawn
     # among those of positive weight, which the in-memory fit draws from.
     if init_size < len(positive):
@@ -222,7 +222,7 @@ def sample_initial_centers(reader, n_clusters, method, sample_weight, random_sta
         return _centers_from_rows(reader, positive, n_clusters, method, sample_weight,
                                   random_state, n_threads)
     except ValueError:
-        raise _sample_error(len(positive), n_clusters) from None
+        raise poor_sample_error(len(positive), n_clusters) from None
 
 
 def _centers_from_rows(reader, rows, n_clusters, method, sample_weight, random_state,
@@ -233,12 +233,6 @@ def _centers_from_rows(reader, rows, n_clusters, method, sample_weight, random_s
     weights = np.ones(len(rows), dtype=reader.dtype) if sample_weight is None \
         else np.ascontiguousarray(sample_weight[rows])
     return initial_centers(sample, n_clusters, method, weights, random_state, n_threads)
-
-
-def _sample_error(n_rows, n_clusters):
-    return ValueError(f"The initialization sample of {n_rows} rows holds fewer than "
-                      f"n_clusters={n_clusters} distinct points: raise init_size or pass "
-                      f"init as an array")
 
 
 def _weights(sample_weight, start, stop, dtype, ones):

@@ -10,6 +10,14 @@ def fewer_distinct_points_error(n_distinct, n_clusters):
                       f"fewer than n_clusters={n_clusters}")
 
 
+def poor_sample_error(n_rows, n_clusters):
+    """The error of an initialization on a sample of rows (``init_size``) that cannot seed
+    n_clusters distinct centres."""
+    return ValueError(f"The initialization sample of {n_rows} rows holds fewer than "
+                      f"n_clusters={n_clusters} distinct points: raise init_size or pass "
+                      f"init as an array")
+
+
 def initial_centers(X, n_clusters, method, sample_weight, random_state, n_threads,
                     init_size=None):
     """Initial centres by ``method``, 'k-means++' or 'random', as ``KMeans`` draws them.

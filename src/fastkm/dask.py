@@ -73,7 +73,12 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from ._init import fewer_distinct_points_error, initial_centers, kmeans_plusplus
+from ._init import (
+    fewer_distinct_points_error,
+    initial_centers,
+    kmeans_plusplus,
+    poor_sample_error,
+)
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
 from ._kmeans import ALGORITHMS, _check_init, _check_n_init
@@ -651,19 +656,13 @@ def _sampled_centers(blocks, n_clusters, method, size, random_state, n_threads):
         if size >= int(blocks.sizes.sum()):  # the sample was all rows
             raise
         if blocks.ws[0] is None:
-            raise _sample_error(len(sample), n_clusters) from None
+            raise poor_sample_error(len(sample), n_clusters) from None
     positive = da.flatnonzero(_weights_array(blocks) > 0).compute()
     sample, sample_w = _sampled_rows(blocks, size, random_state, among=positive)
     try:
         return initial_centers(sample, n_clusters, method, sample_w, random_state, n_threads)
     except ValueError:
-        raise _sample_error(len(sample), n_clusters) from None
-
-
-def _sample_error(n_rows, n_clusters):
-    return ValueError(f"The initialization sample of {n_rows} rows holds fewer than "
-                      f"n_clusters={n_clusters} distinct points: raise init_size or pass init "
-                      f"as an array")
+        raise poor_sample_error(len(sample), n_clusters) from None
 
 
 def _is_dask_dataframe(X):
