@@ -135,6 +135,22 @@ def test_partial_fit_chunk_beyond_the_centres_dtype():
     # A later chunk is data to fit: values too small are refused as in the first call.
     with pytest.raises(ValueError, match="X holds values too small"):
         mbk.partial_fit(X * np.float32(1e-20))
+    # ... and in the centres' dtype: 1e-20 is usable in float64, not once cast to float32.
+    with pytest.raises(ValueError, match="X holds values too small"):
+        mbk.partial_fit(X.astype(np.float64) * 1e-20)
+
+
+def test_partial_fit_reads_a_later_chunk_once_for_its_checks(monkeypatch):
+    from fastkm import _validation
+
+    X = blobs(600, 3, 3, dtype=np.float32)
+    mbk = MiniBatchKMeans(3, random_state=0).partial_fit(X)
+    reads = []
+    read = _validation.largest_magnitude
+    monkeypatch.setattr(_validation, "largest_magnitude",
+                        lambda A, **kw: reads.append(A.shape) or read(A, **kw))
+    mbk.partial_fit(X[:100])
+    assert reads == [(100, 3)]
 
 
 def test_params_protocol_and_not_fitted():

@@ -357,7 +357,9 @@ class _CentersEstimator:
             raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not "
                                            f"fitted yet; call 'fit' first")
 
-    def _check_test_data(self, X):
+    def _check_test_data(self, X, to_fit=False):
+        """X checked as data to compare with the fitted centres, or with ``to_fit`` (later
+        ``partial_fit`` chunks) as data to fit: values too small are then refused too."""
         self._check_fitted()
         names = _feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
@@ -370,8 +372,7 @@ class _CentersEstimator:
         if fitted_names is None and names is not None:
             warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
                           f"without feature names", UserWarning, stacklevel=3)
-        # Not data to fit: values near 0 are compared with the fitted centres.
-        X = check_array(X, to_fit=False)
+        X = check_array(X, n_threads=effective_n_threads(self.n_threads), to_fit=to_fit)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")

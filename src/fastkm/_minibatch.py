@@ -40,7 +40,6 @@ from ._lloyd import centres_from_sums
 from ._validation import (
     as_checked_dtype,
     check_array,
-    check_finite_values,
     check_positive_int,
     check_random_state,
     check_sample_weight,
@@ -318,13 +317,13 @@ default='k-means++'
         has_centers = hasattr(self, "cluster_centers_")
         if has_centers:  # the features' names and count of the first call, as predict
             self._check_scalar_params()  # (the first call checks all in _check_params)
-            X = self._check_test_data(X)
+            # Data to fit, not only to compare with centres: too small a magnitude is
+            # refused as in the first call.
+            X = self._check_test_data(X, to_fit=True)
             if X.dtype != self.cluster_centers_.dtype:
                 X = as_checked_dtype(X, self.cluster_centers_.dtype, name="X",
-                                     n_terms=X.shape[0], dtype_of="the fitted centres' dtype")
-            # Data to fit, not only to compare with centres: too small a magnitude is
-            # refused as in the first call (_check_test_data lets it pass).
-            check_finite_values(X, n_threads=self._n_threads)
+                                     n_terms=X.shape[0], dtype_of="the fitted centres' dtype",
+                                     to_fit=True)
         else:
             X = check_array(X)
         n, d = X.shape

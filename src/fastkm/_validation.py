@@ -126,9 +126,10 @@ def check_magnitude(largest, n_features, dtype, *, name="X", n_terms=1, to_fit=T
                          + (" or use float64" if dtype == np.float32 else ""))
 
 
-def as_checked_dtype(A, dtype, *, name, n_terms, dtype_of="X's dtype"):
+def as_checked_dtype(A, dtype, *, name, n_terms, dtype_of="X's dtype", to_fit=False):
     """C-contiguous A (centres, or X from check_array) as an array of ``dtype``, a copy only
-    where it differs, checked as check_finite_values checks data not to fit.
+    where it differs, checked as check_finite_values checks data not to fit (``to_fit``:
+    data to fit).
 
     A value beyond ``dtype``'s range is a ValueError, not an infinity and numpy's warning.
     """
@@ -137,7 +138,7 @@ def as_checked_dtype(A, dtype, *, name, n_terms, dtype_of="X's dtype"):
     if largest > float(np.finfo(dtype).max):
         raise ValueError(f"{name} overflows {dtype.name}, {dtype_of} (largest |value| = "
                          f"{largest:.3g}); rescale {name}")
-    check_magnitude(largest, A.shape[-1], dtype, name=name, n_terms=n_terms, to_fit=False)
+    check_magnitude(largest, A.shape[-1], dtype, name=name, n_terms=n_terms, to_fit=to_fit)
     return np.ascontiguousarray(A, dtype=dtype)
 
 
