@@ -1,6 +1,7 @@
 """``fastkm compress``: outputs, reports, refusals and one-line errors that write nothing."""
 
 import errno
+import os
 import shutil
 import struct
 import subprocess
@@ -143,6 +144,19 @@ def test_input_is_never_overwritten(capsys, bird):
     content = bird.read_bytes()
     assert_one_error(*run(capsys, bird, "-o", bird, "--force"), "never overwrites its input")
     assert bird.read_bytes() == content
+
+
+def test_force_never_overwrites_another_input(capsys, bird, tmp_path):
+    # a.png's output is named a-k16.png, the second input here: --force must not let the
+    # first job replace the second's input.
+    shutil.copy(bird, tmp_path / "a.png")
+    other = tmp_path / "a-k16.png"
+    other.write_bytes(bird.read_bytes()[:-1] + b"\x00")  # a different file, still a PNG
+    content = other.read_bytes()
+    status, out, err = run(capsys, tmp_path / "a.png", other, "--quiet", "--force")
+    assert_one_error(status, out, err, "a-k16.png: is another input of this run")
+    assert other.read_bytes() == content
+    assert names(tmp_path) == ["a-k16-k16.png", "a-k16.png", "a.png", "bird.png"]
 
 
 def test_compare_picture(capsys, bird, tmp_path):
@@ -358,6 +372,22 @@ def test_compare_needs_a_single_input(capsys, folder, tmp_path):
 
 
 # --- the sample photo, through the real entry point -----------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux")
+def test_undecodable_file_name_is_reported_and_the_run_goes_on(bird, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in (b"a.png", b"b\xff.png", b"c.png"):  # b"\xff" is not UTF-8
+        shutil.copy(bird, os.path.join(os.fsencode(folder), name))
+    # A UTF-8 locale's stdout (strict errors), where printing the name raised.
+    result = subprocess.run([sys.executable, "-m", "fastkm", "compress", "-k", "4", "in"],
+                            cwd=tmp_path, capture_output=True, timeout=120,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(os.fsencode(folder))) == [
+        b"a-k4.png", b"a.png", b"b\xff-k4.png", b"b\xff.png", b"c-k4.png", b"c.png"]
+    assert b"b\\xff.png -> " in result.stdout and result.stdout.count(b"PSNR") == 3
 
 
 def test_no_input_compresses_the_sample_photo(tmp_path):

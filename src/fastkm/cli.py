@@ -245,11 +245,14 @@ def _run(jobs, args):
     """Compress each (input, output) pair; a failure is reported and the rest go on."""
     status = 0
     written = set()
+    # Every input of the run, not only a job's own: with --force, one job's output could
+    # otherwise replace a later job's input (``a.png a-k16.png``).
+    inputs = {source.resolve() for source, _ in jobs if source.exists()}
     for number, (source, output) in enumerate(jobs, 1):
         if len(jobs) > 1 and not args.quiet:
             print(f"[{number}/{len(jobs)}] {source}", file=sys.stderr, flush=True)
         try:
-            line = _compress_one(source, output, args, written)
+            line = _compress_one(source, output, args, written, inputs)
         except (OSError, ValueError) as exc:
             status = _error(_describe(exc, source, output, args.compare), FAILED)
             continue
@@ -257,21 +260,29 @@ def _run(jobs, args):
             status = _error(f"{source}: unexpected {type(exc).__name__}: {exc}", FAILED)
             continue
         if not args.quiet:
-            print(line, flush=True)
+            _print_out(line)
     return status
 
 
-def _compress_one(source, output, args, written):
+def _print_out(text):
+    """print to stdout, with what it cannot encode escaped: a file name's bytes that are not
+    in the file system's encoding (held as surrogates) raised UnicodeEncodeError in a UTF-8
+    locale, after the output was written, and ended a folder run."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(os.fsencode(text).decode(encoding, "backslashreplace"), flush=True)
+
+
+def _compress_one(source, output, args, written, inputs):
     """Quantize one image and write it (and the compare picture); returns the report line."""
     from .image import quantize
     from .image._compare import compare_picture
     from .image._io import _encode_image, _encode_quantized, _write_atomic, load_image
 
-    _check_output(source, output, args.force, written)
+    _check_output(source, output, args.force, written, inputs)
     if args.compare is not None:
         if args.compare.resolve() == output.resolve():
             raise ValueError(f"{args.compare}: --compare names the output file too")
-        _check_output(source, args.compare, args.force, written)
+        _check_output(source, args.compare, args.force, written, inputs)
     start = time.perf_counter()
     loaded = load_image(source)
     q = quantize(loaded.pixels, args.colors, colorspace=args.colorspace, dither=args.dither)
@@ -291,14 +302,17 @@ def _compress_one(source, output, args, written):
             f"PSNR {q.psnr:.2f} dB, {seconds:.2f} s")
 
 
-def _check_output(source, output, force, written):
-    """Refuse, before any work, to replace the input, this run's outputs, or (without
-    --force) any existing file."""
+def _check_output(source, output, force, written, inputs=frozenset()):
+    """Refuse, before any work, to replace the input, the run's other ``inputs`` (resolved
+    paths), this run's outputs, or (without --force) any existing file."""
     target = output.resolve()
     if output.is_dir():  # even with --force: the rename would fail, or replace a folder
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(output))
     if source.exists() and target == source.resolve():
         raise ValueError(f"{output}: is the input; fastkm never overwrites its input")
+    if target in inputs:
+        raise ValueError(f"{output}: is another input of this run; fastkm never overwrites "
+                         f"its inputs")
     if target in written:
         raise ValueError(f"{output}: already written by this run (two inputs with the same "
                          f"name?)")
@@ -399,7 +413,7 @@ def _cluster(args):
         message = (f"{exc.filename}: {exc.strerror or exc}"
                    if isinstance(exc, OSError) and exc.filename else exc)
         return _error(message, FAILED)
-    print("\n".join(report))
+    _print_out("\n".join(report))
     return 0
 
 
