@@ -235,6 +235,22 @@ def test_float_mode_f(tmp_path, values, expected):
     assert loaded.pixels[0, :, 0].tolist() == expected
 
 
+@pytest.mark.parametrize("source", ["png", "mode I"])
+def test_16bit_gray_transparency_key_becomes_alpha(tmp_path, source):
+    values = np.array([[0, 40000, 1234, 65535], [1234, 0, 1234, 257]], np.uint16)
+    if source == "png":  # a tRNS chunk with a 16-bit grey key
+        image = save(Image.fromarray(values), tmp_path / "a.png", transparency=1234)
+        with Image.open(image) as img:
+            assert img.mode == "I;16" and img.info["transparency"] == 1234
+    else:  # how Pillow 10.0 to 10.2 open the same file
+        image = Image.fromarray(values.astype(np.int32))
+        image.info["transparency"] = 1234
+    pixels = load_image(image).pixels
+    assert pixels.shape == (2, 4, 4)
+    np.testing.assert_array_equal(pixels[:, :, 3], np.where(values == 1234, 0, 255))
+    assert pixels[0, :, 0].tolist() == [0, 156, 5, 255]
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_rgb_png(tmp_path, channels):
     values = RNG.integers(0, 65536, (3, 4, channels), dtype=np.uint16)
@@ -337,10 +353,15 @@ def test_decompression_bomb_refused_before_decoding(monkeypatch, data_dir, limit
         load_image(data_dir / "bird_small.png")
 
 
-def test_decompression_bomb_pil_image(monkeypatch):
+def test_decompression_bomb_limit_holds_for_pil_images_read_from_files(monkeypatch, data_dir):
+    with Image.open(data_dir / "bird_small.png") as img:  # opened lazily, not decoded
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+        with pytest.raises(ValueError, match="bird_small.png.*decompression bomb"):
+            load_image(img)
+    # An image built in memory is decoded already: accepted like the same array.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
-    with pytest.raises(ValueError, match="decompression bomb"):
-        load_image(Image.fromarray(RGB))
+    np.testing.assert_array_equal(load_image(Image.fromarray(RGB)).pixels, RGB)
+    assert load_image(Image.new("RGB", (7, 5), (1, 2, 3))).pixels.shape == (5, 7, 3)
 
 
 # --- to_pil ----------------------------------------------------------------------------
@@ -405,13 +426,19 @@ def test_png_bit_depth_and_round_trip(tmp_path, data_dir, n_colors, tight_bits):
     np.testing.assert_array_equal(load_image(path).pixels, palette[indices])
 
 
+def runs_of(n_colors):
+    """An index image of long runs with a regular break, which 8-bit indices pack better
+    than 1, 2 or 4 bits (by 15 to 35%)."""
+    rng = np.random.default_rng(1)
+    runs = np.repeat(rng.integers(0, n_colors, (64, 1), dtype=np.uint8), 256, axis=1)
+    runs[:, ::7] = rng.integers(0, n_colors, runs[:, ::7].shape)
+    return runs
+
+
 def sixteen_colour_images():
     """Index images where 8-bit (whole bytes, long runs) or 4-bit (random noise) wins."""
-    rng = np.random.default_rng(1)
-    runs = np.repeat(rng.integers(0, 16, (64, 1), dtype=np.uint8), 256, axis=1)
-    runs[:, ::7] = rng.integers(0, 16, runs[:, ::7].shape)
-    noise = rng.integers(0, 16, (64, 256), dtype=np.uint8)
-    return [(runs, 8), (noise, 4)]
+    noise = np.random.default_rng(1).integers(0, 16, (64, 256), dtype=np.uint8)
+    return [(runs_of(16), 8), (noise, 4)]
 
 
 @pytest.mark.parametrize("indices, bits", sixteen_colour_images())
@@ -423,12 +450,51 @@ def test_png_keeps_the_smaller_of_4_and_8_bits(tmp_path, indices, bits):
     np.testing.assert_array_equal(load_image(path).pixels, palette[indices])
 
 
+@pytest.mark.parametrize("n_colors, tight_bits", [(1, 1), (2, 1), (3, 2), (5, 4), (16, 4)])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_8_bit_candidate_has_8_bit_indices(monkeypatch, n_colors, tight_bits, channels):
+    depths = []
+    encode = _io._encode
+
+    def recording(img, format_name, **options):
+        data = encode(img, format_name, **options)
+        depths.append(data[24])  # IHDR bit depth
+        return data
+
+    monkeypatch.setattr(_io, "_encode", recording)
+    palette = np.arange(n_colors * channels, dtype=np.uint8).reshape(n_colors, channels)
+    _io._encode_quantized("a.png", palette, np.arange(n_colors, dtype=np.uint8)[None])
+    assert depths == [tight_bits, 8]
+
+
+@pytest.mark.parametrize("n_colors", [2, 8, 15])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_below_16_colours_keeps_8_bits_when_smaller(tmp_path, n_colors, channels):
+    palette = np.arange(n_colors * channels, dtype=np.uint8).reshape(n_colors, channels) * 5
+    indices = runs_of(n_colors)
+    path = tmp_path / "out.png"
+    size = save_quantized(path, palette, indices)
+    assert png_bit_depth(path) == 8
+    if channels == 3:
+        assert size == eight_bit_png_size(palette, indices)
+    np.testing.assert_array_equal(load_image(path).pixels, palette[indices])
+
+
 def test_png_compress_level(tmp_path, data_dir):
     palette, indices = bird_quantized(data_dir, 64)
     fast = save_quantized(tmp_path / "fast.png", palette, indices, compress_level=0)
     small = save_quantized(tmp_path / "small.png", palette, indices)
     assert fast > small
     np.testing.assert_array_equal(load_image(tmp_path / "fast.png").pixels, palette[indices])
+
+
+@pytest.mark.parametrize("level", [10, -5, 3.5, True, "6"])
+def test_bad_compress_level_is_refused(tmp_path, level):
+    palette, indices = np.zeros((2, 3), np.uint8), np.eye(4, dtype=np.uint8)
+    with pytest.raises(ValueError, match="compress_level must be an integer from 0 to 9"):
+        save_quantized(tmp_path / "a.png", palette, indices, compress_level=level)
+    assert list(tmp_path.iterdir()) == []
+    save_quantized(tmp_path / "a.png", palette, indices, compress_level=np.int64(9))
 
 
 def test_png_rgba_palette(tmp_path):
@@ -595,12 +661,24 @@ def test_compare_picture_layout(height, width):
     assert picture.mode == "RGB"
     [(x0, y0)], [(x1, y1)] = find(picture, original), find(picture, quantized)
     assert y0 == y1 and x1 >= x0 + width  # side by side
-    if width >= height:  # swatches below: the picture is about two images wide
-        assert 2 * width < picture.width < 2 * width + 40 and picture.height > height + 8
+    if width >= height:  # swatches below: about two images (or captions) wide
+        assert 2 * width < picture.width < 2 * width + 100 and picture.height > height + 8
     else:  # swatches at the right: about one image tall
         assert picture.width > 2 * width + 4 and height < picture.height < height + 60
     swatch_colours = {tuple(c) for c in np.asarray(picture).reshape(-1, 3)}
     assert {tuple(c) for c in palette} <= swatch_colours
+
+
+@pytest.mark.parametrize("height, width", [(16, 16), (1, 1), (1, 7)])
+def test_compare_picture_captions_fit_small_images(height, width):
+    original = RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    palette = RNG.integers(0, 256, (4, 3), dtype=np.uint8)
+    picture = np.asarray(compare_picture(original, palette[original[..., 0] % 4], palette))
+    [(_, top)] = find(picture, original)
+    # The captions above the images end before the picture's margin: none is cut off.
+    captions = picture[:top]
+    inked = np.nonzero((captions != 255).any(axis=(0, 2)))[0]
+    assert inked.size and inked.max() < picture.shape[1] - 4
 
 
 def test_compare_picture_shows_transparency_as_checkerboard():

@@ -307,7 +307,7 @@ def test_apply_palette_keeps_transparent_entries_for_transparent_pixels():
     assert palette.tolist() == [[9, 9, 9, 255], [0, 0, 0, 0]]
     q = apply_palette(np.zeros((1, 1, 3), np.uint8), palette)
     assert q.to_array().tolist() == [[[9, 9, 9, 255]]]
-    assert q.mse == 3 * 81 / 4
+    assert q.mse == 81  # per channel of the RGB source
     # A transparent entry anywhere is found and used; visible pixels, partially
     # transparent ones too, never get it.
     palette = [[200, 200, 200, 255], [0, 0, 0, 0], [10, 10, 10, 255], [0, 0, 0, 100]]
@@ -320,6 +320,34 @@ def test_apply_palette_keeps_transparent_entries_for_transparent_pixels():
         apply_palette(image, [[0, 0, 0, 0]])
     assert apply_palette(image[:, :1], [[5, 5, 5, 255], [0, 0, 0, 0]]).indices.tolist() == \
         [[1]]
+
+
+def test_apply_palette_error_is_per_channel_of_the_source():
+    image = photo_like()
+    palette = fit_palette(image, 16)
+    q = apply_palette(image, palette)
+    assert q.mse == ((q.to_array().astype(float) - image) ** 2).mean()
+    # The same colours as RGBA, opaque, with a transparent entry too: the same pixels, so
+    # the same error over the source's 3 channels.
+    opaque = np.hstack([palette, np.full((16, 1), 255, np.uint8)])
+    for rgba in (opaque, np.vstack([opaque, [[0, 0, 0, 0]]])):
+        again = apply_palette(image, rgba)
+        np.testing.assert_array_equal(again.indices, q.indices)
+        assert again.mse == q.mse
+    # A source with alpha: the error is over its 4 channels, transparent pixels exact.
+    image = rgba_photo(partial=True)
+    q = apply_palette(image, fit_palette(image, 8))
+    diff = q.to_array().astype(float) - image
+    diff[image[:, :, 3] == 0] = 0
+    assert q.mse == pytest.approx((diff ** 2).mean(), rel=1e-12)
+
+
+def test_fit_palette_takes_one_path(tmp_path):
+    image = photo_like()
+    Image.fromarray(image).save(tmp_path / "a.png")
+    expected = fit_palette([image], 4)
+    for one in (tmp_path / "a.png", str(tmp_path / "a.png"), image, Image.fromarray(image)):
+        np.testing.assert_array_equal(fit_palette(one, 4), expected)
 
 
 def test_apply_palette_counts_alpha_of_translucent_entries():

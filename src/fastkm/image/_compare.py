@@ -55,9 +55,12 @@ def compare_picture(original_pixels, quantized_pixels, palette):
     captions = ["original", _fit_caption((f"{len(palette)} colours",
                                           f"PSNR {_psnr_text(original, quantized)}"),
                                          font, width)]
-    top = 2 * pad + _text_height(captions, font)
+    caption_width, caption_height = _text_size(captions, font)
+    top = 2 * pad + caption_height
     landscape = width >= height
-    panels_width = 2 * width + 3 * pad
+    # Each image's column is as wide as its caption at least: small images cut it off.
+    column = max(width, caption_width)
+    panels_width = 2 * column + 3 * pad
     swatches = (_swatch_grid(palette, panels_width - 2 * pad, height // 6, landscape)
                 if landscape else _swatch_grid(palette, height, width // 6, landscape))
     if landscape:
@@ -69,17 +72,18 @@ def compare_picture(original_pixels, quantized_pixels, palette):
     picture = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(picture)
     for i, (pixels, text) in enumerate(zip((original, quantized), captions)):
-        left = pad + i * (width + pad)
+        left = pad + i * (column + pad)
         picture.paste(Image.fromarray(_flatten(pixels)), (left, top))
         draw.multiline_text((left, pad), text, fill=TEXT, font=font)
     picture.paste(swatches, swatch_at)
     return picture
 
 
-def _text_height(captions, font):
-    """Pixel height of the tallest (possibly multi-line) caption."""
+def _text_size(captions, font):
+    """Pixel width of the widest and height of the tallest (possibly multi-line) caption."""
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    return max(measure.multiline_textbbox((0, 0), text, font=font)[3] for text in captions)
+    boxes = [measure.multiline_textbbox((0, 0), text, font=font) for text in captions]
+    return max(box[2] for box in boxes), max(box[3] for box in boxes)
 
 
 def _fit_caption(parts, font, width):

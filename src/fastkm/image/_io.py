@@ -15,6 +15,7 @@ file name to its format, or refuses it.
 
 import errno
 import io
+import numbers
 import os
 import uuid
 import warnings
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 #: Output formats by file extension (Pillow's format names). PNG and GIF store a palette.
 FORMATS = {
@@ -97,6 +98,10 @@ def load_image(image):
         RGBA, CMYK, I;16, I, F, 16-bit PNG; only the first frame of an animation), an
         image already opened with Pillow, or an array of shape (H, W), (H, W, 3) or
         (H, W, 4) with dtype uint8, uint16 (scaled by 1/257) or float in [0, 1].
+        Modes I and I;16 are always read as 16-bit samples, 0..65535 (scaled by 1/257,
+        clipped), since 16-bit grayscale PNG and TIFF files open in them; an image
+        built in memory with 0..255 values in mode I (``convert('I')``, an int32 array)
+        therefore comes out nearly black: convert it to mode L first.
 
     Returns
     -------
@@ -110,8 +115,10 @@ def load_image(image):
         If the path does not exist.
     ValueError
         If the file is not an image, is truncated or corrupt, has zero size, exceeds
-        ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before any pixel is decoded), or if the
-        array has the wrong shape, dtype or range.
+        ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before any pixel is decoded; this holds
+        for a path and for an image opened from a file, not for one built in memory,
+        which is accepted like the same array), or if the array has the wrong shape,
+        dtype or range.
     TypeError
         If ``image`` is none of the accepted types.
 
@@ -128,7 +135,9 @@ def load_image(image):
     if isinstance(image, Image.Image):
         filename = getattr(image, "filename", "")
         name = filename or "the PIL image"
-        _check_size(image, name)
+        # The pixel limit guards decoding: an image built in memory (Image.new, fromarray)
+        # is decoded already, so only one read from a file is held to it.
+        _check_size(image, name, limited=isinstance(image, ImageFile.ImageFile))
         _decode(image, name)
         return _from_pil(image, name, Path(filename) if filename else None)
     if isinstance(image, np.ndarray):
@@ -168,13 +177,13 @@ def _load_path(path):
         return _from_pil(opened, path, path)
 
 
-def _check_size(img, name):
-    """Refuse zero-size images and decompression bombs from the header alone."""
+def _check_size(img, name, limited=True):
+    """Refuse zero-size images and, if ``limited``, decompression bombs from the header."""
     width, height = img.size
     if width == 0 or height == 0:
         raise ValueError(f"{name}: zero-size image ({width} x {height} pixels)")
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
+    if limited and limit is not None and width * height > limit:
         raise ValueError(f"{name}: refused as a possible decompression bomb: {width} x "
                          f"{height} pixels exceeds the limit of {limit} "
                          f"(PIL.Image.MAX_IMAGE_PIXELS)")
@@ -200,7 +209,7 @@ def _from_pil(img, name, path):
     if img.mode == "CMYK":
         rgb = _cmyk_to_rgb(img, icc_profile)
     elif img.mode in SIXTEEN_BIT_MODES:
-        rgb = _gray_to_rgb(_scale_16bit(np.asarray(img, dtype=np.int64).clip(0, 65535)))
+        rgb = _sixteen_bit_pixels(img)
     elif img.mode == "F":
         rgb = _gray_to_rgb(_float_pixels(img, name))
     else:
@@ -208,6 +217,21 @@ def _from_pil(img, name, path):
     if not _is_rgb_profile(icc_profile):
         icc_profile = None
     return LoadedImage(_drop_opaque_alpha(rgb), icc_profile, path)
+
+
+def _sixteen_bit_pixels(img):
+    """Mode I or I;16 as RGB, or RGBA where the pixels equal a tRNS grey key.
+
+    Pillow's ``convert('RGBA')`` drops the key of a 16-bit grayscale PNG (which opens as
+    I;16, or as I before Pillow 10.3), so it is applied here, to the raw 16-bit values.
+    """
+    values = np.asarray(img, dtype=np.int64)
+    rgb = _gray_to_rgb(_scale_16bit(values.clip(0, 65535)))
+    key = img.info.get("transparency")
+    if not isinstance(key, int):
+        return rgb
+    alpha = np.where(values == key, 0, 255).astype(np.uint8)
+    return np.dstack([rgb, alpha])
 
 
 def _convert_8bit(img, name):
@@ -366,11 +390,12 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
 
     ``.png`` is an indexed PNG at the smallest bit depth that holds the palette (1, 2, 4
     or 8 bits); for 16 colours or fewer the 8-bit encoding is tried too and the smaller
-    file kept, since zlib often packs whole-byte indices better. ``.gif`` is a GIF (one
-    transparent entry at most: the least opaque, when its alpha is below 128). ``.jpg``,
-    ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and ``.bmp`` hold the quantized
-    image as truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited over
-    white.
+    file kept, since zlib often packs whole-byte indices better (such an 8-bit file's
+    palette repeats the last colour up to 17 entries; the pixels are the same).
+    ``.gif`` is a GIF (one transparent entry at most: the least opaque, when its alpha
+    is below 128). ``.jpg``, ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and
+    ``.bmp`` hold the quantized image as truecolour RGB(A); JPEG and BMP keep no alpha,
+    so they are composited over white.
 
     The file is written under a temporary name in the target folder and renamed at the
     end: an error or KeyboardInterrupt never leaves a partial file.
@@ -386,7 +411,8 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     overwrite : bool, default False
         Replace an existing file; otherwise an existing file raises FileExistsError.
     compress_level : int in [0, 9], optional
-        PNG zlib level. By default Pillow's ``optimize`` (the highest level) is used.
+        PNG zlib level (other formats ignore it). By default Pillow's ``optimize`` (the
+        highest level) is used.
 
     Returns
     -------
@@ -396,8 +422,9 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     Raises
     ------
     ValueError
-        If the extension is unknown, the palette/indices are invalid, or the image is
-        larger than the format allows (GIF 65535, JPEG 65500, WebP 16383 pixels a side).
+        If the extension is unknown, the palette/indices or ``compress_level`` are
+        invalid, or the image is larger than the format allows (GIF 65535, JPEG 65500,
+        WebP 16383 pixels a side).
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
     OSError
@@ -426,6 +453,7 @@ def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=N
     """The bytes :func:`save_quantized` writes to ``path``."""
     format_name = output_format(path)
     palette, indices = _check_quantized(palette, indices)
+    compress_level = _check_compress_level(compress_level)
     if format_name in ("PNG", "GIF") and len(palette) > 256:
         raise ValueError(f"{path}: {format_name} holds at most 256 colours, got "
                          f"{len(palette)}; use a truecolour format (.webp, .tif, ...)")
@@ -437,6 +465,17 @@ def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=N
     if format_name == "GIF":
         return _encode_gif(palette, indices)
     return _encode_truecolour(palette, indices, format_name, icc_profile)
+
+
+def _check_compress_level(compress_level):
+    """None, or the zlib level as an int in [0, 9] (Pillow's own errors look like I/O ones)."""
+    if compress_level is None:
+        return None
+    if not isinstance(compress_level, numbers.Integral) or isinstance(compress_level, bool) \
+            or not 0 <= compress_level <= 9:
+        raise ValueError(f"compress_level must be an integer from 0 to 9, got "
+                         f"{compress_level!r}")
+    return int(compress_level)
 
 
 def save_image(path, img, *, overwrite=False):
@@ -522,10 +561,11 @@ def _encode_png(img, n_colors, icc_profile, compress_level):
     if n_colors > 16:
         return tight
     # Pillow derives the bit depth from the palette length (16 entries or fewer: 1, 2 or
-    # 4 bits), so an 8-bit file needs a 17th entry; it costs 3 bytes of PLTE.
+    # 4 bits), so an 8-bit file needs 17 entries: the last one repeated, a few bytes of
+    # PLTE (and tRNS) that no index points to.
     padded = img.copy()
     mode, entries = padded.palette.mode, padded.getpalette(padded.palette.mode)
-    padded.putpalette(entries + entries[-len(mode):], rawmode=mode)
+    padded.putpalette(entries + entries[-len(mode):] * (17 - n_colors), rawmode=mode)
     eight_bit = _encode(padded, "PNG", **options)
     return min(tight, eight_bit, key=len)
 

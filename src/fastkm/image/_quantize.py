@@ -13,6 +13,7 @@ The path for one image:
 """
 
 import numbers
+import os
 
 import numpy as np
 
@@ -69,8 +70,10 @@ class QuantizedImage:
     indices : ndarray of shape (H, W), uint8
         Palette index of each pixel.
     mse : float
-        Mean squared error per channel (0-255 scale) against the source image; fully
-        transparent pixels count as exact.
+        Mean squared error per channel (0-255 scale) against the source image, over its
+        channels: RGB, or RGBA when it has transparency (an opaque source counts as RGBA
+        with alpha 255 only when :func:`apply_palette` matches it against partially
+        transparent entries). Fully transparent pixels count as exact.
     psnr : float
         Peak signal-to-noise ratio in dB, ``10 log10(255**2 / mse)`` (inf when exact).
     icc_profile : bytes or None
@@ -105,10 +108,12 @@ class QuantizedImage:
 
         ``.png``: an indexed PNG. It is encoded at the lowest bit depth that holds the
         palette (1, 2, 4 or 8 bits) and, for 16 colours or fewer, at 8 bits too; the
-        smaller file is kept (zlib often packs whole-byte indices better). ``.gif``: a GIF
-        (one transparent entry at most: the least opaque, when its alpha is below 128).
-        ``.jpg``, ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and ``.bmp``:
-        truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited over white.
+        smaller file is kept (zlib often packs whole-byte indices better; an 8-bit file's
+        palette repeats the last colour up to 17 entries, for the same pixels).
+        ``.gif``: a GIF (one transparent entry at most: the least opaque, when its alpha
+        is below 128). ``.jpg``, ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and
+        ``.bmp``: truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited
+        over white.
         The source's ICC profile is embedded where the format allows it (PNG, JPEG, WebP,
         TIFF). The file is written under a temporary name beside ``path`` and renamed at
         the end, so an error or Ctrl-C never leaves a partial file.
@@ -131,8 +136,9 @@ class QuantizedImage:
         Raises
         ------
         ValueError
-            If the extension is unknown, or the image is larger than the format allows
-            (GIF 65535, JPEG 65500, WebP 16383 pixels a side).
+            If the extension is unknown, ``compress_level`` is not an integer from 0 to 9,
+            or the image is larger than the format allows (GIF 65535, JPEG 65500, WebP
+            16383 pixels a side).
         FileExistsError
             If ``path`` exists and ``overwrite`` is false.
         OSError
@@ -200,8 +206,8 @@ def fit_palette(images, n_colors=16, *, colorspace="rgb", random_state=0, n_init
                 max_iter=300, n_threads=None):
     """One palette for several images: k-means of their pooled colour histogram.
 
-    Parameters are those of :func:`quantize`; ``images`` is a sequence of images. Use the
-    result with :func:`apply_palette`.
+    Parameters are those of :func:`quantize`; ``images`` is a sequence of images (or one
+    path, PIL image or array). Use the result with :func:`apply_palette`.
 
     Returns
     -------
@@ -218,7 +224,7 @@ def fit_palette(images, n_colors=16, *, colorspace="rgb", random_state=0, n_init
     >>> apply_palette(b, palette).indices[0, :3].tolist()
     [1, 1, 1]
     """
-    if isinstance(images, (str, bytes)) or hasattr(images, "shape") or \
+    if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "shape") or \
             hasattr(images, "getpixel"):
         images = [images]
     pixels = [_io.load_image(image).pixels for image in images]
@@ -254,9 +260,9 @@ def apply_palette(image, palette, *, colorspace="rgb", dither=False, n_threads=N
         raise ValueError(f"colorspace must be one of {COLORSPACES}, got {colorspace!r}")
     palette = _check_palette(palette)
     loaded = _io.load_image(image)
-    if palette.shape[1] == 4 and loaded.pixels.shape[2] == 3:
-        loaded = loaded._replace(pixels=_with_channels(loaded.pixels, 4))
-    elif palette.shape[1] == 3 and loaded.pixels.shape[2] == 4:
+    # An RGB image needs no alpha for an RGBA palette: _apply matches its colours to the
+    # visible entries, and its error stays one over the source's own 3 channels.
+    if palette.shape[1] == 3 and loaded.pixels.shape[2] == 4:
         palette = _with_alpha(palette, 4)
     histogram = _Histogram(loaded.pixels, n_threads)
     if histogram.n_transparent and not (palette[:, 3] == 0).any():
@@ -529,6 +535,8 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
 
     Visible pixels go to the visible entries (alpha above 0), fully transparent ones to the
     first fully transparent entry, which the palette must have if the image has such pixels.
+    The mse is per channel of the source (``loaded.pixels``), or of RGBA where an opaque
+    source's alpha is compared with translucent entries.
     """
     n_threads = effective_n_threads(n_threads)
     strength = _check_dither(dither)
@@ -549,6 +557,8 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
             visible_palette = visible_palette[:, :3]
         else:  # translucent entries: the opaque pixels' alpha counts in the distance
             colours = _with_alpha(colours, 4)
+    # The channels the error is over: the source's, alpha included when it was compared.
+    compared = max(loaded.pixels.shape[2], colours.shape[1])
     points = _to_space(colours, colorspace)
     labels, error = _nearest(points, histogram.counts.astype(np.float32),
                              _to_space(visible_palette, colorspace), n_threads)
@@ -565,7 +575,7 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
         indices = histogram.remap(visible[labels])
     if histogram.transparent is not None:
         indices.reshape(-1)[histogram.transparent] = transparent_index
-    return QuantizedImage(palette, indices, squared / (n_pixels * channels), loaded.icc_profile)
+    return QuantizedImage(palette, indices, squared / (n_pixels * compared), loaded.icc_profile)
 
 
 def _pixel_squared_error(histogram, palette, indices):
