@@ -211,11 +211,14 @@ def test_no_stop_for_lack_of_improvement_before_half_a_pass(capsys):
 
 def test_init_array_with_n_init_warns_as_kmeans():
     X = blobs(500, 3, 3, dtype=np.float64)
-    for estimator in (fastkm.KMeans, MiniBatchKMeans):
-        with pytest.warns(RuntimeWarning, match="n_init=3 is ignored"):
-            estimator(3, init=X[:3], n_init=3).fit(X)
-    with pytest.warns(RuntimeWarning, match="n_init=3 is ignored"):
-        MiniBatchKMeans(3, init=X[:3], n_init=3).partial_fit(X)
+    # Each warning names this file, the caller's, however deep in fastkm it is raised.
+    for fit in (fastkm.KMeans(3, init=X[:3], n_init=3).fit,
+                MiniBatchKMeans(3, init=X[:3], n_init=3).fit,
+                MiniBatchKMeans(3, init=X[:3], n_init=3).partial_fit,
+                lambda X: fastkm.kmeans(X, 3, init=X[:3], n_init=3)):
+        with pytest.warns(RuntimeWarning, match="n_init=3 is ignored") as record:
+            fit(X)
+        assert [w.filename for w in record] == [__file__]
 
 
 @pytest.mark.parametrize("params", [

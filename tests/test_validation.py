@@ -132,6 +132,17 @@ def test_dataframe_with_strings():
                                     "b": [1.0, 2.0, 3.0]}))
 
 
+def test_dataframe_with_dates_or_durations():
+    pd = pytest.importorskip("pandas")
+    # As an array of them is: not clustered as nanosecond counts.
+    for column in (pd.date_range("2020-01-01", periods=6),
+                   pd.date_range("2020-01-01", periods=6, tz="UTC"),
+                   pd.to_timedelta(np.arange(6), unit="s")):
+        frame = pd.DataFrame({"when": column, "x": np.arange(6.0)})
+        with pytest.raises(TypeError, match="column of dtype .*; fastkm needs real numbers"):
+            KMeans(2).fit(frame)
+
+
 def test_overflowing_values_never_give_nan_centres():
     X = np.random.default_rng(1).normal(size=(50, 3))
     with pytest.raises(ValueError, match="overflow"):
@@ -341,7 +352,8 @@ def test_float64_centres_beyond_float32_test_data():
     ({"n_init": "many"}, ValueError, "n_init"),
     ({"n_init": 1.5}, ValueError, "n_init"),
     ({"init": "kmeans++"}, ValueError, "init"),
-    ({"init": 3}, (TypeError, ValueError), "init"),
+    ({"init": 3}, ValueError, "init must be 'k-means"),
+    ({"init": None}, ValueError, "init must be 'k-means"),
     ({"algorithm": "elkan"}, ValueError, "algorithm"),
     ({"n_threads": 0}, ValueError, "n_threads"),
     ({"n_threads": -1}, ValueError, "n_threads"),
@@ -373,6 +385,13 @@ def test_bad_init_array(X, init, match):
         KMeans(3, init=init).fit(X)
 
 
+@pytest.mark.parametrize("verbose", [np.False_, np.True_, False, 0])
+def test_numpy_bool_verbose(X, verbose, capsys):
+    KMeans(3, random_state=0, verbose=verbose).fit(X)
+    MiniBatchKMeans(3, random_state=0, verbose=verbose).fit(X)
+    assert bool(capsys.readouterr().out) == bool(verbose)
+
+
 @pytest.mark.parametrize("n_threads", [2**31, 10**30])
 def test_n_threads_beyond_a_c_int(X, n_threads):
     # Capped (no kernel starts more threads than it has chunks): the usual result.
@@ -402,6 +421,8 @@ def test_callable_init_returning_a_bad_array(X):
     (np.ones((1, 60)), ValueError, "1-D"),
     (np.zeros(60), ValueError, "zero"),
     (["a"] * 60, TypeError, "numeric"),
+    (np.full(60, 1 + 5j), ValueError, "Complex data not supported: sample_weight"),
+    (np.full(60, 1 + 0j), ValueError, "Complex data not supported: sample_weight"),
 ])
 def test_bad_sample_weight(X, weights, error, match):
     with pytest.raises(error, match=match):

@@ -28,6 +28,7 @@ from ._validation import (
     check_tol,
     check_verbose,
     effective_n_threads,
+    warn_caller,
 )
 
 ALGORITHMS = ("auto", "lloyd", "hamerly", "exponion", "yinyang", "filter")
@@ -222,12 +223,12 @@ def _check_init(init, n_clusters, n_features, dtype, name="init", n_terms=None):
 
     ``n_terms``: X's rows, whose distances to these centres are summed (check_magnitude).
     """
-    if isinstance(init, str):
-        if init not in ("k-means++", "random"):
-            raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
-                             f"got {init!r}")
-        return None
-    if callable(init) and name == "init":
+    if name == "init" and (isinstance(init, str) and init not in ("k-means++", "random")
+                           or not isinstance(init, str) and np.ndim(init) == 0
+                           and not callable(init)):  # (None, a number: no array)
+        raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
+                         f"got {init!r}")
+    if isinstance(init, str) or callable(init) and name == "init":
         return None
     centers = check_array(init, name=name, check_finite=False)
     if centers.shape != (n_clusters, n_features):
@@ -244,8 +245,8 @@ def _check_n_init(n_init, init):
         return 10 if callable(init) or (isinstance(init, str) and init == "random") else 1
     n_init = check_positive_int(n_init, "n_init")
     if n_init != 1 and not isinstance(init, str) and not callable(init):
-        warnings.warn(f"init is an array of centres, so n_init={n_init} is ignored: "
-                      f"a single run is made", RuntimeWarning, stacklevel=3)
+        warn_caller(f"init is an array of centres, so n_init={n_init} is ignored: a single "
+                    f"run is made", RuntimeWarning)
         return 1
     return n_init
 

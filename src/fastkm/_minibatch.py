@@ -29,7 +29,6 @@ of Lloyd's iteration that :class:`fastkm.KMeans` reaches.
 
 import math
 import numbers
-import warnings
 
 import numpy as np
 
@@ -46,6 +45,7 @@ from ._validation import (
     check_tol,
     check_verbose,
     effective_n_threads,
+    warn_caller,
 )
 
 # Exponent of the counts' forgetting, (weight seen before / weight seen now) ** _FORGET per
@@ -217,8 +217,8 @@ default='k-means++'
             n_init = int(self.n_init)
         if init_array is not None:
             if n_init != 1:  # as KMeans (_check_n_init) and scikit-learn
-                warnings.warn(f"init is an array of centres, so n_init={n_init} is ignored: "
-                              f"a single run is made", RuntimeWarning, stacklevel=3)
+                warn_caller(f"init is an array of centres, so n_init={n_init} is ignored: "
+                            f"a single run is made", RuntimeWarning)
             n_init = 1
         self._batch_size = min(self.batch_size, n_samples)
         init_size = self.init_size

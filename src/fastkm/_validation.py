@@ -3,6 +3,8 @@
 import math
 import numbers
 import os
+import sys
+import warnings
 
 import numpy as np
 
@@ -34,6 +36,11 @@ def check_array(X, *, name="X", ensure_min_samples=1, n_threads=1, check_finite=
         raise TypeError(f"{name} is a sparse matrix; fastkm needs dense data "
                         f"(convert it with {name}.toarray())")
     if hasattr(X, "dtypes") and hasattr(X, "columns"):  # pandas DataFrame
+        # Dates and durations would become nanosecond counts, as they do not in an array.
+        for dtype in X.dtypes:
+            if getattr(dtype, "kind", "") in "mM":
+                raise TypeError(f"{name} has a column of dtype {dtype}; fastkm needs real "
+                                f"numbers")
         dtypes = set(map(str, X.dtypes))
         try:
             X = X.to_numpy(dtype=np.float32 if dtypes == {"float32"} else np.float64)
@@ -149,12 +156,17 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if isinstance(sample_weight, numbers.Number):
         sample_weight = np.full(n_samples, sample_weight)
     try:
+        weights = np.asarray(sample_weight)
+        complex_values = weights.dtype.kind == "c"  # (the cast would drop imaginary parts)
         # Checked in X's dtype, the one the kernels see: a float32 cast can turn a huge
         # weight into inf and a tiny one into 0.
         with np.errstate(over="ignore"):  # an overflow is reported below as infinity
-            weights = np.asarray(sample_weight, dtype=np.float64).astype(dtype, copy=False)
+            weights = weights.real.astype(np.float64).astype(dtype, copy=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"sample_weight must be numeric: {exc}") from None
+    if complex_values:
+        raise ValueError("Complex data not supported: sample_weight is complex; fastkm "
+                         "needs real numbers")
     if weights.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got shape {weights.shape}")
     if weights.shape[0] != n_samples:
@@ -179,6 +191,16 @@ def check_random_state(seed):
         return seed
     raise ValueError(f"random_state must be None, an int or a numpy RandomState, "
                      f"got {seed!r}")
+
+
+def warn_caller(message, category):
+    """warnings.warn at the first caller outside fastkm: the user's line, however many of
+    fastkm's own calls lie between (``kmeans`` is called directly and by ``KMeans.fit``)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # level 2: warn_caller's caller
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def usable_cpus():
@@ -211,7 +233,9 @@ def check_tol(tol):
 
 
 def check_verbose(verbose):
-    """``verbose``: a non-negative integer (a bool is one)."""
+    """``verbose``: a non-negative integer (a bool, numpy's too, is one)."""
+    if isinstance(verbose, np.bool_):
+        verbose = bool(verbose)
     if not isinstance(verbose, numbers.Integral) or verbose < 0:
         raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
     return verbose
