@@ -342,6 +342,19 @@ def test_weighted_fit_of_repeated_rows(never_collapse):
     assert collapsed.inertia == pytest.approx(reference.inertia, rel=1e-12)
 
 
+@pytest.mark.filterwarnings("error")
+def test_repeated_rows_whose_summed_weights_overflow_x_dtype(never_collapse):
+    # Weights finite in float32 whose sums over repeated rows are not: all rows are fitted.
+    X = repeated_rows(_duplicates.MIN_ROWS, 20, 3, np.float32, seed=5)
+    weights = np.full(len(X), 1e36, np.float32)
+    assert _duplicates.distinct_rows(X, weights, 2) is None
+    init = np.unique(X, axis=0)[:4]
+    fitted = fastkm.kmeans(X, 4, sample_weight=weights, init=init, max_iter=5)
+    reference = never_collapse(X, 4, sample_weight=weights, init=init, max_iter=5)
+    np.testing.assert_array_equal(fitted.labels, reference.labels)
+    np.testing.assert_array_equal(fitted.centers, reference.centers)
+
+
 def test_estimator_on_repeated_rows_labels_every_row_and_is_thread_independent():
     X = repeated_rows(70_000, 1_500, 3, np.float32, seed=5)
     seen = []

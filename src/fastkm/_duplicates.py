@@ -128,4 +128,6 @@ def distinct_rows(X, sample_weight, n_threads, n_clusters=1, max_passes=None):
     if found is None:
         return None
     rows, weights = found
+    if weights.max() > np.finfo(X.dtype).max:  # summed weights beyond X's dtype: the rows
+        return None                             # are fitted as they are
     return DistinctRows(rows, weights.astype(X.dtype, copy=False), inverse, on_grid)
