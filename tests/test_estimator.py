@@ -573,6 +573,34 @@ def test_swap_trials_repair_a_bad_local_minimum():
     np.testing.assert_array_equal(fixed.labels_, fixed.predict(X))
 
 
+def test_swap_trials_count_the_iterations_behind_the_result():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0], [10, 0], [0, 10], [10, 10]])
+    X = np.concatenate([c + rng.normal(0, 0.5, size=(200, 2)) for c in centres])
+    run = KMeans(4, init=X[[0, 200, 400, 600]], n_init=1, tol=0).fit(X)
+    # Converged, no swap to keep: the run's own result and iterations, plus the one
+    # iteration of the Lloyd run swap_refine starts from.
+    refined = KMeans(4, init=X[[0, 200, 400, 600]], n_init=1, tol=0, swap_trials=5,
+                     random_state=0).fit(X)
+    np.testing.assert_array_equal(refined.cluster_centers_, run.cluster_centers_)
+    assert refined.n_iter_ == run.n_iter_ + 1
+    # A swap kept (two centres in one blob): more iterations than the first run's.
+    init = np.array([[-0.5, 0], [0.5, 0], [10, 0], [5, 10]])
+    stuck = KMeans(4, init=init, n_init=1).fit(X)
+    fixed = KMeans(4, init=init, n_init=1, swap_trials=50, random_state=0).fit(X)
+    assert fixed.n_iter_ > stuck.n_iter_ + 1
+
+
+def test_swap_trials_respect_a_callback_stop():
+    X = blobs(400, 2, 4, seed=2)
+    seen = []
+    stop_at_once = lambda info: seen.append(info.iteration) or True
+    stopped = KMeans(4, random_state=0, swap_trials=5, callback=stop_at_once).fit(X)
+    alone = KMeans(4, random_state=0, callback=lambda info: True).fit(X)
+    assert seen == [1] and stopped.n_iter_ == 1
+    np.testing.assert_array_equal(stopped.cluster_centers_, alone.cluster_centers_)
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, "many"])
 def test_swap_trials_must_be_a_count(value):
     with pytest.raises(ValueError, match="swap_trials"):

@@ -114,6 +114,19 @@ def test_fits_use_the_cache_and_keep_their_results():
     np.testing.assert_array_equal(again.cluster_centers_, first.cluster_centers_)
 
 
+def test_a_small_fit_s_labels_do_not_pin_a_large_buffer():
+    large = blobs(1_000_000, 2, 4, seed=1, dtype=np.float32)
+    fastkm.KMeans(4, n_init=1, random_state=0, max_iter=2).fit(large)
+    small = fastkm.KMeans(4, n_init=1, random_state=0, max_iter=2).fit(large[:300_000])
+    labels = small.labels_
+    # A cached buffer is used for them only when it is not much larger.
+    assert labels.base is None or labels.base.nbytes <= 2 * labels.nbytes
+    _scratch.release_memory()
+    owned = _scratch.empty(BIG // 4, np.int32)
+    assert _scratch.owned(owned) is owned
+    assert _scratch.owned(owned[:len(owned) // 3]).base is None
+
+
 def test_release_memory():
     a = _scratch.empty(BIG, np.uint8)
     del a

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _chunked
+from . import _chunked, _scratch
 from ._duplicates import distinct_rows
 from ._init import initial_centers
 from ._isa import core
@@ -68,7 +68,8 @@ class KMeansResult(NamedTuple):
     inertia : float
         Weighted sum of squared distances of the samples to their nearest centre.
     n_iter : int
-        Lloyd iterations of the best run.
+        Lloyd iterations of the best run (with ``swap_trials``, its own and those of the
+        Lloyd runs behind the swaps it kept).
     """
 
     centers: np.ndarray
@@ -159,6 +160,9 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         tol = 0.0
     if distinct is not None and callback is not None:
         callback = _with_all_labels(callback, distinct.inverse, n_threads)
+    stopped = []  # a run the callback stopped is not refined by swaps
+    if callback is not None and swap_trials:
+        callback = _noting_stops(callback, stopped)
 
     best = None
     for run in range(n_init):
@@ -189,16 +193,18 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
                                          tol=tol, n_threads=n_threads, callback=callback,
                                          verbose=verbose, algorithm=algorithm,
                                          zordered=distinct is not None and distinct.zordered))
-        if swap_trials:
-            result = KMeansResult(*swap_refine(
+        if swap_trials and not stopped:
+            refined = KMeansResult(*swap_refine(
                 fit_X, fit_weight, result.centers, max_trials=swap_trials, tol=tol,
                 max_iter=max_iter, random_state=random_state, n_threads=n_threads))
+            result = refined._replace(n_iter=result.n_iter + refined.n_iter)
+        stopped.clear()
         if best is None or result.inertia < best.inertia:
             best = result
     if distinct is not None:  # (in inverse's memory: no longer needed)
         best = best._replace(labels=_all_labels(best.labels, distinct.inverse, n_threads,
                                                 out=distinct.inverse))
-    return best
+    return best._replace(labels=_scratch.owned(best.labels))
 
 
 def _all_labels(labels, inverse, n_threads, out=None):
@@ -207,6 +213,16 @@ def _all_labels(labels, inverse, n_threads, out=None):
     out = np.empty(len(inverse), dtype=np.int32) if out is None else out
     core.take_labels(labels, inverse, out, n_threads)
     return out
+
+
+def _noting_stops(callback, stopped):
+    """``callback``, appending True to the list ``stopped`` when it asks to stop."""
+    def noting_stops(info):
+        stop = callback(info)
+        if stop:
+            stopped.append(True)
+        return stop
+    return noting_stops
 
 
 def _with_all_labels(callback, inverse, n_threads):
@@ -494,7 +510,8 @@ default='k-means++'
         went down; it stops when a round of trials brings no gain. It repairs what
         k-means++ and Lloyd leave behind (two centres in one true cluster, one centre over
         two). With 50 trials it solved every clustering basic benchmark set for 20 seeds
-        (BENCHMARKS.md). The callback sees the first Lloyd run only.
+        (BENCHMARKS.md). The callback sees the first Lloyd run only; if it stops that run,
+        no swap is tried.
 
     Attributes
     ----------
@@ -505,7 +522,8 @@ default='k-means++'
     inertia_ : float
         Weighted sum of squared distances of the training samples to their nearest centre.
     n_iter_ : int
-        Lloyd iterations of the best run.
+        Lloyd iterations of the best run (with ``swap_trials``, its own and those of the
+        Lloyd runs behind the swaps it kept).
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str

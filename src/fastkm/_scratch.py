@@ -9,7 +9,8 @@ buffers are cached instead, and handed out again to later requests.
 
 A cached buffer is handed out only when nothing references it any longer (no array, view or
 slice of it is alive: its reference count), so memory in use is never shared; an array
-given to the caller (the labels of a fit) simply keeps its buffer busy until it is dropped.
+given to the caller (the labels of a fit) simply keeps its buffer busy until it is dropped
+(see :func:`owned`).
 A request takes the smallest free buffer that holds it, else a new one. At most
 ``CACHE_BYTES`` are kept, the least recently used dropped first (free ones before busy
 ones). :func:`release_memory` drops them all.
@@ -88,6 +89,16 @@ def empty(shape, dtype):
 def _is_free(i):
     """Whether nothing but the cache holds buffer i."""
     return sys.getrefcount(_buffers[i]) == _FREE
+
+
+def owned(array):
+    """``array``, or a copy of it when it lies in a cached buffer over twice its size: an
+    array handed to the caller (a fit's labels) keeps its whole buffer busy, and a small
+    fit after a large one would otherwise pin the large one's memory."""
+    base = array.base
+    if isinstance(base, np.ndarray) and base.nbytes > 2 * array.nbytes:
+        return array.copy()
+    return array
 
 
 def zeros(shape, dtype):

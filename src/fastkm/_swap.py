@@ -44,11 +44,13 @@ def swap_refine(X, sample_weight, centers, *, max_trials, tol, max_iter, random_
     Returns
     -------
     centers, labels, inertia, n_iter
-        Of the final Lloyd run; the inertia is never above that of the starting centres
-        after Lloyd.
+        Of the final Lloyd run, but n_iter: the iterations of the Lloyd runs behind the
+        result (from ``centers``, then each kept swap's); the inertia is never above that
+        of the starting centres after Lloyd.
     """
     best = lloyd(X, sample_weight, centers, max_iter=max_iter, tol=tol, n_threads=n_threads,
                  algorithm="auto")
+    n_iter = best[3]
     k = len(centers)
     trials = 0
     while trials < max_trials and k > 1:
@@ -67,12 +69,13 @@ def swap_refine(X, sample_weight, centers, *, max_trials, tol, max_iter, random_
                               n_threads=n_threads, algorithm="auto")
                 if trial[2] < best[2] * (1 - MIN_RELATIVE_GAIN):
                     best, improved = trial, True
+                    n_iter += trial[3]
                     break
             if improved:
                 break
         if not improved:
             break
-    return best
+    return (*best[:3], n_iter)
 
 
 def _cluster_costs(X, sample_weight, centers, n_threads):
