@@ -410,8 +410,9 @@ class KMeans(_CentersEstimator):
     algorithms, without 'elkan' (its distance-bound counterparts here are 'hamerly',
     'exponion' and 'yinyang'). Added: ``n_threads``, ``callback``, ``swap_trials`` and
     ``init_size``. scikit-learn's ``set_output`` and metadata-routing methods
-    (``set_fit_request`` and the like) are absent. Results are bit-identical for every
-    ``n_threads``.
+    (``set_fit_request`` and the like) are absent. X with fewer distinct points (of
+    positive weight) than ``n_clusters`` is a ValueError, where scikit-learn warns and
+    returns duplicate centres. Results are bit-identical for every ``n_threads``.
 
     Parameters
     ----------
