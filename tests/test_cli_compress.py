@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import fastkm.image
 from fastkm.cli import main
@@ -398,3 +398,26 @@ def test_no_input_compresses_the_sample_photo(tmp_path):
     assert "sample-k16.png" in result.stdout and "PSNR" in result.stdout
     with Image.open(tmp_path / "sample-k16.png") as img:
         assert img.mode == "P" and img.size == (768, 512)
+
+
+def test_png_colour_and_size_metadata_are_kept(capsys, bird):
+    # The sample photo has sRGB (intent 0) and pHYs (72 dpi); gAMA and cHRM are added.
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 45455))
+    info.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000,
+                                  6000))
+    info.add(b"sRGB", b"\0")
+    with Image.open(bird) as img:
+        assert img.info["srgb"] == 0 and "dpi" in img.info
+        img.save(bird.parent / "tagged.png", pnginfo=info, dpi=img.info["dpi"])
+    status, _, _ = run(capsys, bird.parent / "tagged.png", "-k", "8", "-o",
+                       bird.parent / "out.png", "--compare", bird.parent / "compare.png")
+    assert status == 0
+    keys = ("gamma", "chromaticity", "srgb", "dpi")
+    with Image.open(bird.parent / "tagged.png") as before, \
+            Image.open(bird.parent / "out.png") as after:
+        assert {key: after.info.get(key) for key in keys} == \
+            {key: before.info[key] for key in keys}
+    assert run(capsys, bird, "-k", "8", "-o", bird.parent / "out.tif")[0] == 0
+    with Image.open(bird) as before, Image.open(bird.parent / "out.tif") as after:
+        assert after.info["dpi"] == pytest.approx(before.info["dpi"], abs=0.02)

@@ -40,6 +40,24 @@ def png_bytes(array, bit_depth):
             + chunk(b"IEND", b""))
 
 
+def grey_png_with_key(rows, bit_depth, key):
+    """A grayscale PNG of ``bit_depth`` bits (below 8) with a tRNS grey key, written by
+    hand: Pillow cannot write one."""
+    raw = b""
+    for row in rows:
+        bits = "".join(format(value, f"0{bit_depth}b") for value in row)
+        bits += "0" * (-len(bits) % 8)
+        raw += b"\0" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(
+            ">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", len(rows[0]), len(rows), bit_depth, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tRNS", struct.pack(">H", key))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def png_bit_depth(path):
     """The bit depth byte of a PNG's IHDR chunk."""
     return path.read_bytes()[24]
@@ -251,6 +269,23 @@ def test_16bit_gray_transparency_key_becomes_alpha(tmp_path, source):
     assert pixels[0, :, 0].tolist() == [0, 156, 5, 255]
 
 
+@pytest.mark.parametrize("bit_depth", [2, 4])
+@pytest.mark.parametrize("source", ["path", "opened PIL image"])
+def test_2_and_4_bit_gray_transparency_key_becomes_alpha(tmp_path, bit_depth, source):
+    # Pillow scales the samples to 0..255 (x85 or x17) but not the key.
+    top = 2 ** bit_depth - 1
+    key = top - 1
+    values = np.array([[key, top, 0, 1], [0, key, key, 1]])
+    path = tmp_path / "a.png"
+    path.write_bytes(grey_png_with_key(values.tolist(), bit_depth, key))
+    with Image.open(path) as img:
+        assert img.mode == "L" and img.info["transparency"] == key
+        pixels = load_image(path if source == "path" else img).pixels
+    assert pixels.shape == (2, 4, 4)
+    np.testing.assert_array_equal(pixels[:, :, 3], np.where(values == key, 0, 255))
+    np.testing.assert_array_equal(pixels[:, :, 0], values * (255 // top))
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_rgb_png(tmp_path, channels):
     values = RNG.integers(0, 65536, (3, 4, channels), dtype=np.uint16)
@@ -284,6 +319,48 @@ def test_pil_image_input_keeps_its_filename(data_dir):
 def test_rgb_icc_profile_is_returned(tmp_path):
     path = save(Image.fromarray(RGB), tmp_path / "a.png", icc_profile=SRGB_ICC)
     assert load_image(path).icc_profile == SRGB_ICC
+
+
+CHROMATICITY = (0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)  # sRGB's
+
+
+def png_with_metadata(path, gamma, srgb=None, **options):
+    """RGB written with gAMA, cHRM and optionally sRGB chunks (and Pillow's ``options``)."""
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", round(gamma * 100000)))
+    info.add(b"cHRM", struct.pack(">8I", *(round(v * 100000) for v in CHROMATICITY)))
+    if srgb is not None:
+        info.add(b"sRGB", bytes([srgb]))
+    return save(Image.fromarray(RGB), path, pnginfo=info, **options)
+
+
+def test_png_metadata_is_returned(tmp_path):
+    path = png_with_metadata(tmp_path / "a.png", 0.45455, srgb=1, dpi=(300, 150))
+    metadata = load_image(path).metadata
+    assert metadata.keys() == {"gamma", "chromaticity", "srgb", "dpi"}
+    assert metadata["gamma"] == 0.45455 and metadata["srgb"] == 1
+    assert metadata["chromaticity"] == pytest.approx(CHROMATICITY)
+    assert metadata["dpi"] == pytest.approx((300, 150), abs=0.02)
+    assert load_image(save(Image.fromarray(RGB), tmp_path / "b.png")).metadata == {}
+    assert load_image(RGB).metadata == {}
+    assert LoadedImage(RGB, None, None).metadata is None  # three fields still build one
+
+
+def test_damaged_metadata_is_not_carried():
+    img = Image.fromarray(RGB)
+    img.info.update(gamma=0.0, srgb=7, dpi=(0, 0), chromaticity=(0.3,), aspect=(1, 2))
+    assert load_image(img).metadata == {}
+    img.info.update(gamma=2.2, dpi=(72, 72))
+    assert load_image(img).metadata == {"gamma": 2.2, "dpi": (72.0, 72.0)}
+
+
+def test_exif_rotation_turns_the_resolution(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(Image.fromarray(RGB), tmp_path / "a.png", exif=exif, dpi=(100, 200))
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (7, 5, 3)
+    assert loaded.metadata["dpi"] == pytest.approx((200, 100), abs=0.02)
 
 
 def test_non_rgb_icc_profile_is_dropped():
@@ -571,6 +648,66 @@ def test_icc_profile_kept_where_supported(tmp_path, data_dir, name, kept):
     save_quantized(tmp_path / name, palette, indices, icc_profile=SRGB_ICC)
     with Image.open(tmp_path / name) as img:
         assert img.info.get("icc_profile") == (SRGB_ICC if kept else None)
+
+
+METADATA = {"gamma": 0.45455, "srgb": 0, "chromaticity": CHROMATICITY, "dpi": (300, 150)}
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("a.png", {"gamma", "srgb", "chromaticity", "dpi"}), ("a.jpg", {"dpi"}),
+    ("a.tif", {"dpi"}), ("a.bmp", {"dpi"}), ("a.gif", set()), ("a.webp", set()),
+])
+@pytest.mark.parametrize("n_colors", [4, 32])  # PNG: 2 or 8 bits (and the 8-bit candidate)
+def test_metadata_kept_where_supported(tmp_path, data_dir, name, kept, n_colors):
+    palette, indices = bird_quantized(data_dir, n_colors)
+    save_quantized(tmp_path / name, palette, indices, metadata=METADATA)
+    metadata = load_image(tmp_path / name).metadata
+    assert metadata.keys() == kept
+    for key in kept:
+        expected = METADATA[key]
+        assert metadata[key] == (expected if key == "srgb" else pytest.approx(expected, abs=0.02))
+
+
+def test_png_metadata_beside_an_icc_profile(tmp_path, data_dir):
+    # An ICC profile supersedes sRGB (the PNG specification forbids both); gAMA and cHRM
+    # stay, for readers without colour management.
+    palette, indices = bird_quantized(data_dir, 8)
+    save_quantized(tmp_path / "a.png", palette, indices, icc_profile=SRGB_ICC,
+                   metadata=METADATA)
+    with Image.open(tmp_path / "a.png") as img:
+        assert img.info["icc_profile"] == SRGB_ICC and "srgb" not in img.info
+        assert img.info["gamma"] == 0.45455 and img.info["dpi"] == pytest.approx((300, 150),
+                                                                               abs=0.02)
+
+
+def test_png_metadata_round_trips_exactly(tmp_path, data_dir):
+    source = png_with_metadata(tmp_path / "source.png", 1.0, dpi=(299.9994, 72.009))
+    palette, indices = bird_quantized(data_dir, 8)
+    save_quantized(tmp_path / "a.png", palette, indices, metadata=load_image(source).metadata)
+    with Image.open(source) as before, Image.open(tmp_path / "a.png") as after:
+        assert {key: after.info[key] for key in ("gamma", "chromaticity", "dpi")} == \
+            {key: before.info[key] for key in ("gamma", "chromaticity", "dpi")}
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"gamma": 0}, "'gamma' must be a number"),
+    ({"gamma": "2.2"}, "'gamma' must be a number"),
+    ({"gamma": float("nan")}, "'gamma' must be a number"),
+    ({"srgb": 4}, "'srgb' must be a rendering intent"),
+    ({"srgb": True}, "'srgb' must be a rendering intent"),
+    ({"dpi": 300}, "'dpi' must be 2 numbers"),
+    ({"dpi": (300, -1)}, "'dpi' must be 2 numbers"),
+    ({"chromaticity": (0.3,) * 7}, "'chromaticity' must be 8 numbers"),
+    ({"aspect": (1, 1)}, "unknown metadata key"),
+    ([("gamma", 1.0)], "metadata must be a dict"),
+])
+def test_bad_metadata_is_refused(tmp_path, metadata, message):
+    with pytest.raises(ValueError, match=message):
+        save_quantized(tmp_path / "a.png", np.zeros((1, 3), np.uint8),
+                       np.zeros((2, 2), np.uint8), metadata=metadata)
+    assert list(tmp_path.iterdir()) == []
+    save_quantized(tmp_path / "a.png", np.zeros((1, 3), np.uint8),
+                   np.zeros((2, 2), np.uint8), metadata={"gamma": None, "dpi": (72, 72)})
 
 
 def test_unknown_extension(tmp_path):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import fastkm
 from fastkm._lloyd import lloyd
@@ -362,3 +362,25 @@ def test_apply_palette_counts_alpha_of_translucent_entries():
 def test_apply_palette_rejects_an_unknown_colorspace():
     with pytest.raises(ValueError, match="colorspace"):
         apply_palette(photo_like(), [[0, 0, 0], [255, 255, 255]], colorspace="nonsense")
+
+
+def test_save_keeps_the_png_gamma_and_resolution(tmp_path, data_dir):
+    # A gamma-tagged source renders with another brightness without its gAMA chunk.
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", (100000).to_bytes(4, "big"))
+    source = tmp_path / "gamma1.png"
+    with Image.open(data_dir / "bird_small.png") as bird:
+        bird.save(source, pnginfo=info, dpi=(300, 300))
+    with Image.open(source) as img:
+        assert img.info["gamma"] == 1.0
+        dpi = img.info["dpi"]
+        from_pil = quantize(img, 4)
+        from_array = quantize(np.asarray(img), 4)  # an array carries no metadata
+    for q in (quantize(source, 16), apply_palette(source, fit_palette(source, 8)), from_pil):
+        assert q.metadata == {"gamma": 1.0, "dpi": dpi}
+        q.save(tmp_path / "out.png", overwrite=True)
+        with Image.open(tmp_path / "out.png") as img:
+            assert img.info["gamma"] == 1.0 and img.info["dpi"] == dpi
+    from_array.save(tmp_path / "array.png")
+    with Image.open(tmp_path / "array.png") as img:
+        assert "gamma" not in img.info and "dpi" not in img.info

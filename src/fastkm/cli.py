@@ -286,7 +286,8 @@ def _compress_one(source, output, args, written, inputs):
     start = time.perf_counter()
     loaded = load_image(source)
     q = quantize(loaded.pixels, args.colors, colorspace=args.colorspace, dither=args.dither)
-    files = [(output, _encode_quantized(output, q.palette, q.indices, loaded.icc_profile))]
+    files = [(output, _encode_quantized(output, q.palette, q.indices, loaded.icc_profile,
+                                        metadata=loaded.metadata))]
     seconds = time.perf_counter() - start
     if args.compare is not None:
         picture = compare_picture(loaded.pixels, q.to_array(), q.palette)

@@ -6,24 +6,27 @@ failure (missing, corrupt or truncated file, decompression bomb, zero-size image
 array) is a one-sentence exception that names the file.
 
 :func:`save_quantized` writes a palette and an index image: an indexed PNG (the smaller of
-the lowest-bit-depth and the 8-bit encodings), a GIF, or a truecolour format; it writes a
-temporary file beside the target and renames it, so an error or Ctrl-C never leaves a
-partial file. :func:`save_image` writes
+the lowest-bit-depth and the 8-bit encodings), a GIF, or a truecolour format, with the
+source's ICC profile, gamma, sRGB intent, chromaticities and resolution where the format
+stores them; it writes a temporary file beside the target and renames it, so an error or
+Ctrl-C never leaves a partial file. :func:`save_image` writes
 any Pillow image (the compare picture) the same way; :func:`output_format` maps an output
 file name to its format, or refuses it.
 """
 
 import errno
 import io
+import math
 import numbers
 import os
+import struct
 import uuid
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 #: Output formats by file extension (Pillow's format names). PNG and GIF store a palette.
 FORMATS = {
@@ -68,6 +71,18 @@ SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 #: The EXIF tag of the orientation (ExifTags.Base.Orientation).
 EXIF_ORIENTATION = 0x0112
 
+#: The scale Pillow applies to 2- and 4-bit grayscale PNG samples (to 0..255), by raw mode;
+#: it leaves a tRNS grey key unscaled, so the key is scaled here.
+GREY_KEY_SCALE = {"L;2": 85, "L;4": 17}
+
+#: The keys of ``LoadedImage.metadata``: Pillow's ``info`` names of the PNG gAMA, sRGB,
+#: cHRM and pHYs chunks (``dpi`` is also what JPEG, TIFF and BMP files give).
+METADATA_KEYS = ("gamma", "srgb", "chromaticity", "dpi")
+
+#: Formats :func:`save_quantized` writes a resolution (``dpi``) to; PNG also takes the
+#: other ``METADATA_KEYS``. GIF and WebP (in Pillow) store none of them.
+DPI_FORMATS = {"PNG", "JPEG", "TIFF", "BMP"}
+
 
 class LoadedImage(NamedTuple):
     """What :func:`load_image` returns.
@@ -81,15 +96,24 @@ class LoadedImage(NamedTuple):
         (a grayscale or CMYK profile would be wrong on RGB pixels).
     path : pathlib.Path or None
         The file the image came from, when known.
+    metadata : dict or None
+        The source's colour and size metadata that :func:`save_quantized` writes back,
+        under Pillow's ``info`` names, only those present and valid: ``'gamma'`` (float,
+        PNG gAMA), ``'srgb'`` (int 0-3, the PNG sRGB rendering intent),
+        ``'chromaticity'`` (8 floats, PNG cHRM: white point, red, green and blue x, y)
+        and ``'dpi'`` (2 floats, from PNG pHYs or a JPEG, TIFF or BMP resolution; swapped
+        when the EXIF orientation turns the image by 90 degrees). :func:`load_image`
+        gives a dict, empty for an array; None (the default) stands for none.
     """
 
     pixels: np.ndarray
     icc_profile: bytes | None
     path: Path | None
+    metadata: dict | None = None
 
 
 def load_image(image):
-    """Read an image as a uint8 RGB or RGBA array, its ICC profile and its path.
+    """Read an image as a uint8 RGB or RGBA array, its ICC profile, path and metadata.
 
     Parameters
     ----------
@@ -102,12 +126,16 @@ def load_image(image):
         clipped), since 16-bit grayscale PNG and TIFF files open in them; an image
         built in memory with 0..255 values in mode I (``convert('I')``, an int32 array)
         therefore comes out nearly black: convert it to mode L first.
+        The tRNS key of a 2- or 4-bit grayscale PNG (which Pillow leaves unscaled while
+        it scales the pixels to 0..255) is applied when the file is read here or the
+        image was opened but not yet loaded; an image the caller already loaded no longer
+        tells its bit depth, so its key is taken as Pillow gives it.
 
     Returns
     -------
     LoadedImage
-        ``(pixels, icc_profile, path)``. ``pixels`` has 4 channels only when some alpha
-        value is below 255. The EXIF orientation is applied.
+        ``(pixels, icc_profile, path, metadata)``. ``pixels`` has 4 channels only when
+        some alpha value is below 255. The EXIF orientation is applied.
 
     Raises
     ------
@@ -138,10 +166,11 @@ def load_image(image):
         # The pixel limit guards decoding: an image built in memory (Image.new, fromarray)
         # is decoded already, so only one read from a file is held to it.
         _check_size(image, name, limited=isinstance(image, ImageFile.ImageFile))
+        key_scale = _grey_key_scale(image)
         _decode(image, name)
-        return _from_pil(image, name, Path(filename) if filename else None)
+        return _from_pil(image, name, Path(filename) if filename else None, key_scale)
     if isinstance(image, np.ndarray):
-        return LoadedImage(_array_pixels(image), None, None)
+        return LoadedImage(_array_pixels(image), None, None, {})
     raise TypeError(f"image must be a path, a PIL.Image or a NumPy array, "
                     f"not {type(image).__name__}")
 
@@ -173,8 +202,9 @@ def _load_path(path):
             raise ValueError(f"{path}: cannot read the image: {exc}") from None
     with opened:
         _check_size(opened, path)
+        key_scale = _grey_key_scale(opened)
         _decode(opened, path)
-        return _from_pil(opened, path, path)
+        return _from_pil(opened, path, path, key_scale)
 
 
 def _check_size(img, name, limited=True):
@@ -197,41 +227,111 @@ def _decode(img, name):
         raise ValueError(f"{name}: the image is truncated or corrupt ({exc})") from None
 
 
-def _from_pil(img, name, path):
-    """A decoded Pillow image as a LoadedImage, orientation applied."""
+def _grey_key_scale(img):
+    """85 or 17 for a 2- or 4-bit grayscale PNG with a tRNS key, else None; read from the
+    raw mode of the image's tile, so before it is loaded (loading clears the tile)."""
+    if img.mode != "L" or not isinstance(img.info.get("transparency"), int) \
+            or getattr(img, "format", None) != "PNG" or not img.tile:
+        return None
+    args = img.tile[0][3]
+    return GREY_KEY_SCALE.get(args[0] if isinstance(args, tuple) and args else args)
+
+
+def _from_pil(img, name, path, key_scale=None):
+    """A decoded Pillow image as a LoadedImage, orientation applied; ``key_scale`` scales
+    the tRNS key of a 2- or 4-bit grayscale PNG (see :func:`_grey_key_scale`)."""
+    metadata = _read_metadata(img.info)
     try:
         # exif_transpose copies even an upright image (36 MB and 30 ms at 12 megapixels).
-        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+        if orientation != 1:
             img = ImageOps.exif_transpose(img)
+            if orientation in (5, 6, 7, 8) and "dpi" in metadata:  # turned by 90 degrees
+                metadata["dpi"] = metadata["dpi"][::-1]
     except Exception:  # a malformed EXIF block must not lose the picture; keep it as is
         pass
     icc_profile = img.info.get("icc_profile") or None
     if img.mode == "CMYK":
         rgb = _cmyk_to_rgb(img, icc_profile)
     elif img.mode in SIXTEEN_BIT_MODES:
-        rgb = _sixteen_bit_pixels(img)
+        rgb = _grey_key_pixels(np.asarray(img, dtype=np.int64), img.info.get("transparency"),
+                               _scale_16bit)
     elif img.mode == "F":
         rgb = _gray_to_rgb(_float_pixels(img, name))
+    elif key_scale is not None:
+        rgb = _grey_key_pixels(np.asarray(img), img.info["transparency"] * key_scale)
     else:
         rgb = _convert_8bit(img, name)
     if not _is_rgb_profile(icc_profile):
         icc_profile = None
-    return LoadedImage(_drop_opaque_alpha(rgb), icc_profile, path)
+    return LoadedImage(_drop_opaque_alpha(rgb), icc_profile, path, metadata)
 
 
-def _sixteen_bit_pixels(img):
-    """Mode I or I;16 as RGB, or RGBA where the pixels equal a tRNS grey key.
+def _grey_key_pixels(values, key, scale=None):
+    """Grey values as RGB, or RGBA where they equal an int tRNS grey ``key``.
 
-    Pillow's ``convert('RGBA')`` drops the key of a 16-bit grayscale PNG (which opens as
-    I;16, or as I before Pillow 10.3), so it is applied here, to the raw 16-bit values.
+    Used where Pillow's ``convert('RGBA')`` loses the key: 16-bit grayscale PNGs (which
+    open as I;16, or as I before Pillow 10.3; ``scale=_scale_16bit``, the key compared
+    with the raw 16-bit values) and 2- or 4-bit ones (the key scaled by the caller).
     """
-    values = np.asarray(img, dtype=np.int64)
-    rgb = _gray_to_rgb(_scale_16bit(values.clip(0, 65535)))
-    key = img.info.get("transparency")
+    gray = values if scale is None else scale(values.clip(0, 65535))
+    rgb = _gray_to_rgb(gray)
     if not isinstance(key, int):
         return rgb
     alpha = np.where(values == key, 0, 255).astype(np.uint8)
     return np.dstack([rgb, alpha])
+
+
+def _read_metadata(info):
+    """The valid ``METADATA_KEYS`` entries of a Pillow ``info`` dict, normalized."""
+    metadata = {}
+    for key in METADATA_KEYS:
+        if key in info:
+            try:
+                metadata[key] = _check_metadata_value(key, info[key])
+            except ValueError:  # a damaged chunk (a gamma of 0, say) is not carried on
+                pass
+    return metadata
+
+
+def _check_metadata(metadata):
+    """``metadata`` as a normalized dict ({} for None), or a ValueError naming the entry."""
+    if metadata is None:
+        return {}
+    if not hasattr(metadata, "items"):
+        raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
+    unknown = set(metadata) - set(METADATA_KEYS)
+    if unknown:
+        raise ValueError(f"unknown metadata key(s) {sorted(map(str, unknown))}; the keys are "
+                         f"{', '.join(METADATA_KEYS)}")
+    return {key: _check_metadata_value(key, value) for key, value in metadata.items()
+            if value is not None}
+
+
+def _check_metadata_value(key, value):
+    """One metadata entry as float, int or a tuple of floats; ValueError if invalid."""
+    # The PNG chunks store gamma and chromaticities x 100000 and resolutions in pixels per
+    # metre, as unsigned 31-bit integers.
+    if key == "srgb":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+                and 0 <= value <= 3:
+            return int(value)
+        raise ValueError(f"metadata 'srgb' must be a rendering intent from 0 to 3, got "
+                         f"{value!r}")
+    count, unit, low = {"gamma": (1, 1e-5, 1), "chromaticity": (8, 1e-5, 0),
+                        "dpi": (2, 0.0254, 1)}[key]
+    real = (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+            and math.isfinite(v) and low <= round(v / unit) < 2 ** 31)
+    if count == 1:
+        valid = real(value)
+    else:
+        valid = isinstance(value, (tuple, list)) and len(value) == count \
+            and all(map(real, value))
+    if not valid:
+        shape = "a number" if count == 1 else f"{count} numbers"
+        raise ValueError(f"metadata {key!r} must be {shape} from {low * unit:g} to "
+                         f"{(2 ** 31 - 1) * unit:g}, got {value!r}")
+    return float(value) if count == 1 else tuple(map(float, value))
 
 
 def _convert_8bit(img, name):
@@ -385,7 +485,7 @@ def _check_quantized(palette, indices):
 
 
 def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
-                   compress_level=None):
+                   compress_level=None, metadata=None):
     """Write a quantized image, in the format named by the file extension.
 
     ``.png`` is an indexed PNG at the smallest bit depth that holds the palette (1, 2, 4
@@ -396,6 +496,10 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     is below 128). ``.jpg``, ``.jpeg``, ``.webp`` (lossless), ``.tif``, ``.tiff`` and
     ``.bmp`` hold the quantized image as truecolour RGB(A); JPEG and BMP keep no alpha,
     so they are composited over white.
+
+    ``metadata`` (as :func:`load_image` reads it) is written where the format stores it:
+    PNG gets gAMA, sRGB, cHRM and pHYs chunks (but no sRGB beside an ICC profile, which
+    supersedes it); JPEG, TIFF and BMP get the resolution; GIF and WebP none of it.
 
     The file is written under a temporary name in the target folder and renamed at the
     end: an error or KeyboardInterrupt never leaves a partial file.
@@ -413,6 +517,11 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     compress_level : int in [0, 9], optional
         PNG zlib level (other formats ignore it). By default Pillow's ``optimize`` (the
         highest level) is used.
+    metadata : dict, optional
+        Any of ``'gamma'`` (a number), ``'srgb'`` (a rendering intent, 0 to 3),
+        ``'chromaticity'`` (8 numbers: white point, red, green and blue x, y) and
+        ``'dpi'`` (2 numbers), as in :attr:`LoadedImage.metadata`; a None value is left
+        out.
 
     Returns
     -------
@@ -422,9 +531,9 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     Raises
     ------
     ValueError
-        If the extension is unknown, the palette/indices or ``compress_level`` are
-        invalid, or the image is larger than the format allows (GIF 65535, JPEG 65500,
-        WebP 16383 pixels a side).
+        If the extension is unknown, the palette/indices, ``compress_level`` or
+        ``metadata`` are invalid, or the image is larger than the format allows (GIF
+        65535, JPEG 65500, WebP 16383 pixels a side).
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
     OSError
@@ -444,16 +553,19 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     path = Path(path)
     output_format(path)
     _check_target(path, overwrite)
-    data = _encode_quantized(path, palette, indices, icc_profile, compress_level)
+    data = _encode_quantized(path, palette, indices, icc_profile, compress_level,
+                             metadata=metadata)
     _write_atomic(path, data)
     return len(data)
 
 
-def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=None):
+def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=None, *,
+                      metadata=None):
     """The bytes :func:`save_quantized` writes to ``path``."""
     format_name = output_format(path)
     palette, indices = _check_quantized(palette, indices)
     compress_level = _check_compress_level(compress_level)
+    metadata = _check_metadata(metadata)
     if format_name in ("PNG", "GIF") and len(palette) > 256:
         raise ValueError(f"{path}: {format_name} holds at most 256 colours, got "
                          f"{len(palette)}; use a truecolour format (.webp, .tif, ...)")
@@ -461,10 +573,12 @@ def _encode_quantized(path, palette, indices, icc_profile=None, compress_level=N
     if format_name in NO_ICC:
         icc_profile = None
     if format_name == "PNG":
-        return _encode_png(to_pil(palette, indices), len(palette), icc_profile, compress_level)
+        return _encode_png(to_pil(palette, indices), len(palette), icc_profile, compress_level,
+                           metadata)
     if format_name == "GIF":
         return _encode_gif(palette, indices)
-    return _encode_truecolour(palette, indices, format_name, icc_profile)
+    dpi = metadata.get("dpi") if format_name in DPI_FORMATS else None
+    return _encode_truecolour(palette, indices, format_name, icc_profile, dpi)
 
 
 def _check_compress_level(compress_level):
@@ -553,10 +667,10 @@ def _encode(img, format_name, **options):
     return buffer.getvalue()
 
 
-def _encode_png(img, n_colors, icc_profile, compress_level):
+def _encode_png(img, n_colors, icc_profile, compress_level, metadata=None):
     """The smaller of the tight-bit-depth and the 8-bit encodings (one for K > 16)."""
     options = {"icc_profile": icc_profile, "compress_level": compress_level,
-               "optimize": compress_level is None}
+               "optimize": compress_level is None, **_png_metadata_options(metadata or {})}
     tight = _encode(img, "PNG", **options)
     if n_colors > 16:
         return tight
@@ -570,6 +684,25 @@ def _encode_png(img, n_colors, icc_profile, compress_level):
     return min(tight, eight_bit, key=len)
 
 
+def _png_metadata_options(metadata):
+    """Pillow's PNG save options for checked metadata: ``pnginfo`` with the gAMA, sRGB and
+    cHRM chunks (Pillow omits sRGB when it writes an ICC profile) and ``dpi`` (pHYs)."""
+    chunks = []
+    if "gamma" in metadata:
+        chunks.append((b"gAMA", struct.pack(">I", round(metadata["gamma"] / 1e-5))))
+    if "srgb" in metadata:
+        chunks.append((b"sRGB", bytes([metadata["srgb"]])))
+    if "chromaticity" in metadata:
+        chunks.append((b"cHRM", struct.pack(">8I", *(round(v / 1e-5)
+                                                      for v in metadata["chromaticity"]))))
+    pnginfo = None
+    if chunks:
+        pnginfo = PngImagePlugin.PngInfo()
+        for tag, data in chunks:
+            pnginfo.add(tag, data)
+    return {"pnginfo": pnginfo, "dpi": metadata.get("dpi")}
+
+
 def _encode_gif(palette, indices):
     """GIF keeps one fully transparent entry at most: the least opaque one, if below 128."""
     img = to_pil(palette[:, :3], indices)
@@ -579,13 +712,13 @@ def _encode_gif(palette, indices):
     return _encode(img, "GIF", transparency=transparency)
 
 
-def _encode_truecolour(palette, indices, format_name, icc_profile):
+def _encode_truecolour(palette, indices, format_name, icc_profile, dpi=None):
     """palette[indices] as RGB(A); works for any K, including K > 256."""
     pixels = palette[indices]
     if pixels.shape[2] == 4 and format_name in NO_ALPHA:
         pixels = _over_white(pixels)
     img = Image.fromarray(np.ascontiguousarray(pixels))
-    return _encode(img, format_name, icc_profile=icc_profile,
+    return _encode(img, format_name, icc_profile=icc_profile, dpi=dpi,
                    **TRUECOLOUR_OPTIONS[format_name])
 
 

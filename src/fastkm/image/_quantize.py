@@ -78,13 +78,17 @@ class QuantizedImage:
         Peak signal-to-noise ratio in dB, ``10 log10(255**2 / mse)`` (inf when exact).
     icc_profile : bytes or None
         The source's ICC profile, written back by :meth:`save`.
+    metadata : dict or None
+        The source's gamma, sRGB intent, chromaticities and resolution, as the
+        ``metadata`` of :func:`load_image`'s result; written back by :meth:`save`.
     """
 
-    def __init__(self, palette, indices, mse, icc_profile=None):
+    def __init__(self, palette, indices, mse, icc_profile=None, metadata=None):
         self.palette = palette
         self.indices = indices
         self.mse = float(mse)
         self.icc_profile = icc_profile
+        self.metadata = metadata
 
     @property
     def psnr(self):
@@ -115,8 +119,10 @@ class QuantizedImage:
         ``.bmp``: truecolour RGB(A); JPEG and BMP keep no alpha, so they are composited
         over white.
         The source's ICC profile is embedded where the format allows it (PNG, JPEG, WebP,
-        TIFF). The file is written under a temporary name beside ``path`` and renamed at
-        the end, so an error or Ctrl-C never leaves a partial file.
+        TIFF), and so is its ``metadata``: gamma, sRGB intent and chromaticities in PNG
+        (no sRGB beside an ICC profile), the resolution in PNG, JPEG, TIFF and BMP. The
+        file is written under a temporary name beside ``path`` and renamed at the end, so
+        an error or Ctrl-C never leaves a partial file.
 
         Parameters
         ----------
@@ -145,7 +151,8 @@ class QuantizedImage:
             If the folder is missing or not writable, naming the path.
         """
         return _io.save_quantized(path, self.palette, self.indices,
-                                  icc_profile=self.icc_profile, overwrite=overwrite, **options)
+                                  icc_profile=self.icc_profile, overwrite=overwrite,
+                                  metadata=self.metadata, **options)
 
 
 def quantize(image, n_colors=16, *, colorspace="rgb", dither=False, random_state=0, n_init=1,
@@ -546,7 +553,7 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
     transparent_index = 0 if channels == 3 else int(np.argmax(palette[:, 3] == 0))
     if len(histogram.colours) == 0:
         indices = np.full(histogram.shape, transparent_index, np.uint8)
-        return QuantizedImage(palette, indices, 0.0, loaded.icc_profile)
+        return QuantizedImage(palette, indices, 0.0, loaded.icc_profile, loaded.metadata)
     if len(visible) == 0:
         raise ValueError("the palette has no visible entry (alpha above 0) for the image's "
                          "visible pixels")
@@ -575,7 +582,8 @@ def _apply(loaded, histogram, palette, colorspace, dither, n_threads):
         indices = histogram.remap(visible[labels])
     if histogram.transparent is not None:
         indices.reshape(-1)[histogram.transparent] = transparent_index
-    return QuantizedImage(palette, indices, squared / (n_pixels * compared), loaded.icc_profile)
+    return QuantizedImage(palette, indices, squared / (n_pixels * compared), loaded.icc_profile,
+                          loaded.metadata)
 
 
 def _pixel_squared_error(histogram, palette, indices):
