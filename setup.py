@@ -76,7 +76,8 @@ class BuildExt(build_ext):
     def build_extensions(self):
         unix_like = self.compiler.compiler_type == "unix"
         # No errno from sqrt: it would put a branch and a library call in every distance.
-        base_flags = ["-O3", "-fno-math-errno"] if unix_like else []
+        # No debug information (Python's CFLAGS ask for it): 8.4 MB a module instead of 1.7.
+        base_flags = ["-O3", "-fno-math-errno", "-g0"] if unix_like else []
         omp_flags = ["-fopenmp"] if unix_like else ["/openmp"]
         disabled = os.environ.get("FASTKM_OPENMP", "").strip() == "0"
         has_openmp = not disabled and compiles(self.compiler, OPENMP_PROBE, omp_flags,

@@ -2509,8 +2509,10 @@ cdef inline void _block_summary_d(
 ) noexcept nogil:
     """filter_tree's summary of one block of rows (kept in local variables: through the
     output arrays, each row's updates waited for the previous row's)."""
-    cdef double low[MAX_UNROLLED_FEATURES], high[MAX_UNROLLED_FEATURES]
-    cdef double first[MAX_UNROLLED_FEATURES], shifted[MAX_UNROLLED_FEATURES]
+    cdef double low[MAX_UNROLLED_FEATURES]
+    cdef double high[MAX_UNROLLED_FEATURES]
+    cdef double first[MAX_UNROLLED_FEATURES]
+    cdef double shifted[MAX_UNROLLED_FEATURES]
     cdef double spread_part[MAX_UNROLLED_FEATURES]
     cdef double total[MAX_UNROLLED_FEATURES + 1]
     cdef double w, t, spread_sum = 0
@@ -3881,42 +3883,42 @@ cdef extern from *:
     typedef float fastkm_sq_vec_float __attribute__((vector_size(64)));
     typedef double fastkm_sq_vec_double __attribute__((vector_size(64)));
     #if FASTKM_SHUFFLE_TRANSPOSE  /* (__builtin_shufflevector: gcc 12 or clang) */
-    #define FASTKM_SHUFFLE __builtin_shufflevector
+    #define FASTKM_SQ_SHUFFLE __builtin_shufflevector
     /* The four lane trees, side by side: out[i] = the tree of a_i. */
     static inline void fastkm_sq_tree4_float(fastkm_sq_vec_float a0, fastkm_sq_vec_float a1,
                                              fastkm_sq_vec_float a2, fastkm_sq_vec_float a3,
                                              float* out) {
         fastkm_sq_vec_float p01 =
-            FASTKM_SHUFFLE(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
-            + FASTKM_SHUFFLE(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+            FASTKM_SQ_SHUFFLE(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+            + FASTKM_SQ_SHUFFLE(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
                              31);
         fastkm_sq_vec_float p23 =
-            FASTKM_SHUFFLE(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
-            + FASTKM_SHUFFLE(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+            FASTKM_SQ_SHUFFLE(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+            + FASTKM_SQ_SHUFFLE(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
                              31);
         fastkm_sq_vec_float q =
-            FASTKM_SHUFFLE(p01, p23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27)
-            + FASTKM_SHUFFLE(p01, p23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+            FASTKM_SQ_SHUFFLE(p01, p23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27)
+            + FASTKM_SQ_SHUFFLE(p01, p23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
                              31);
         fastkm_sq_vec_float r =
-            FASTKM_SHUFFLE(q, q, 0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13)
-            + FASTKM_SHUFFLE(q, q, 2, 3, 6, 7, 10, 11, 14, 15, 2, 3, 6, 7, 10, 11, 14, 15);
+            FASTKM_SQ_SHUFFLE(q, q, 0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13)
+            + FASTKM_SQ_SHUFFLE(q, q, 2, 3, 6, 7, 10, 11, 14, 15, 2, 3, 6, 7, 10, 11, 14, 15);
         fastkm_sq_vec_float t =
-            FASTKM_SHUFFLE(r, r, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)
-            + FASTKM_SHUFFLE(r, r, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
+            FASTKM_SQ_SHUFFLE(r, r, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)
+            + FASTKM_SQ_SHUFFLE(r, r, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
         for (int i = 0; i < 4; i++) out[i] = t[i];
     }
     static inline void fastkm_sq_tree4_double(fastkm_sq_vec_double a0, fastkm_sq_vec_double a1,
                                               fastkm_sq_vec_double a2, fastkm_sq_vec_double a3,
                                               double* out) {
-        fastkm_sq_vec_double p01 = FASTKM_SHUFFLE(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11)
-                                   + FASTKM_SHUFFLE(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
-        fastkm_sq_vec_double p23 = FASTKM_SHUFFLE(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11)
-                                   + FASTKM_SHUFFLE(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
-        fastkm_sq_vec_double q = FASTKM_SHUFFLE(p01, p23, 0, 1, 4, 5, 8, 9, 12, 13)
-                                 + FASTKM_SHUFFLE(p01, p23, 2, 3, 6, 7, 10, 11, 14, 15);
-        fastkm_sq_vec_double t = FASTKM_SHUFFLE(q, q, 0, 2, 4, 6, 0, 2, 4, 6)
-                                 + FASTKM_SHUFFLE(q, q, 1, 3, 5, 7, 1, 3, 5, 7);
+        fastkm_sq_vec_double p01 = FASTKM_SQ_SHUFFLE(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11)
+                                   + FASTKM_SQ_SHUFFLE(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
+        fastkm_sq_vec_double p23 = FASTKM_SQ_SHUFFLE(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11)
+                                   + FASTKM_SQ_SHUFFLE(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+        fastkm_sq_vec_double q = FASTKM_SQ_SHUFFLE(p01, p23, 0, 1, 4, 5, 8, 9, 12, 13)
+                                 + FASTKM_SQ_SHUFFLE(p01, p23, 2, 3, 6, 7, 10, 11, 14, 15);
+        fastkm_sq_vec_double t = FASTKM_SQ_SHUFFLE(q, q, 0, 2, 4, 6, 0, 2, 4, 6)
+                                 + FASTKM_SQ_SHUFFLE(q, q, 1, 3, 5, 7, 1, 3, 5, 7);
         for (int i = 0; i < 4; i++) out[i] = t[i];
     }
     #else
@@ -4161,7 +4163,8 @@ def kmeanspp_candidate_potentials(
         const floating[:, ::1] X,            # IN  (n, d)
         const floating[::1] sample_weight,   # IN  (n,)
         const floating[:, ::1] candidates,   # IN  (L, d) candidate centres
-        const double[::1] closest_sq,        # IN  (n,) squared distance to the nearest chosen centre
+        const double[::1] closest_sq,        # IN  (n,) squared distance to the nearest
+                                             #     chosen centre
         double[::1] potentials,              # OUT (L,) potential if each candidate were added
         int n_threads=1,
         const int[::1] nearest=None,         # IN  (n,) index of that centre among the chosen,
@@ -5211,8 +5214,9 @@ cdef inline uint64_t _value_bits(floating v) noexcept nogil:
     if floating is float:
         memcpy(&bits32, &v, 4)
         return bits32
-    memcpy(&bits, &v, 8)
-    return bits
+    else:
+        memcpy(&bits, &v, 8)
+        return bits
 
 
 cdef inline uint64_t _row_hash(const floating* x, Py_ssize_t d) noexcept nogil:
@@ -6112,10 +6116,10 @@ def distinct_rows(
     #    row after them.
     sizes_array = counts_array.sum(axis=0)
     bucket_first_array = np.concatenate([[0], np.cumsum(sizes_array)])
-    cdef Py_ssize_t n_moved = bucket_first_array[-1]
+    cdef Py_ssize_t n_moved = bucket_first_array[ROW_BUCKETS]
     starts_array = np.full((n_chunks, 256), n_moved, dtype=np.intp)
-    starts_array[:, :ROW_BUCKETS] = (bucket_first_array[:-1] + np.cumsum(counts_array, axis=0)
-                                     - counts_array)
+    starts_array[:, :ROW_BUCKETS] = (bucket_first_array[:ROW_BUCKETS]
+                                     + np.cumsum(counts_array, axis=0) - counts_array)
     cdef Py_ssize_t[:, ::1] starts = starts_array
     cdef Py_ssize_t[::1] sizes = sizes_array
     cdef Py_ssize_t[::1] bucket_first = bucket_first_array
@@ -6160,7 +6164,7 @@ def distinct_rows(
         # 4. Each row's index among the distinct rows in bucket order, and which rows are
         #    the first occurrence of one.
         first_array = np.zeros(256, dtype=np.intp)
-        first_array[1:ROW_BUCKETS] = np.cumsum(distinct_array)[:-1]
+        first_array[1:ROW_BUCKETS] = np.cumsum(distinct_array)[:ROW_BUCKETS - 1]
         n_distinct = distinct_array.sum()
         first = first_array
         for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
@@ -6171,7 +6175,7 @@ def distinct_rows(
         #    hash bucket: an order that depends on X alone, in which neighbouring pixels,
         #    often of similar colours, stay together (Exponion to convergence took 1.05x
         #    longer on the photo's distinct rows in random order, k=256).
-        rank_array = np.concatenate([[0], np.cumsum(chunk_firsts_array)[:-1]])
+        rank_array = np.concatenate([[0], np.cumsum(chunk_firsts_array)[:n_chunks - 1]])
         order_array = _empty(n_distinct + 1, np.int32)
         rank = rank_array
         order = order_array
