@@ -83,8 +83,22 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
            verbose=0, callback=None, swap_trials=0, init_size=None):
     """Exact k-means clustering of the rows of X.
 
-    Parameters are those of :class:`KMeans` (among them: a ``callback`` or ``verbose``
-    makes 'hamerly', 'exponion' and 'yinyang' run as 'lloyd', with the same result).
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data to cluster, as for :meth:`KMeans.fit`: float32 stays float32, other real types
+        become float64; a large file-backed ``numpy.memmap`` is fitted out of core (with
+        ``swap_trials=0``).
+    n_clusters : int, default=8
+        Number of clusters.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight of each sample; a weight of 2 counts as the sample twice.
+        None: every weight is 1.
+    init, n_init, max_iter, tol, random_state, algorithm, n_threads, init_size
+        As in :class:`KMeans`.
+    verbose, callback, swap_trials
+        As in :class:`KMeans` (a ``callback`` or ``verbose`` makes 'hamerly', 'exponion'
+        and 'yinyang' run as 'lloyd', with the same result).
 
     Returns
     -------
@@ -315,15 +329,56 @@ class _CentersEstimator:
     # -- using the fitted centres ----------------------------------------------------------
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return ``labels_``."""
+        """Fit, then return ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, as for ``fit``.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample, as for ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int32
+            Index of the nearest centre of each training sample (for
+            :class:`fastkm.MiniBatchKMeans`, only with ``compute_labels=True``).
+        """
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then return the distances of X to the centres."""
+        """Fit, then return the distances of X to the centres.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, as for ``fit``.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample, as for ``fit``.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+            ``transform(X)`` with the fitted centres: Euclidean distances, in X's floating
+            dtype.
+        """
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def predict(self, X):
-        """Index of the nearest centre of each sample of X (ties: the lowest index)."""
+        """Index of the nearest centre of each sample of X (ties: the lowest index).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``. A large file-backed ``numpy.memmap`` is
+            read chunk by chunk, as ``fit`` reads it.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int32
+        """
         if _chunked.is_out_of_core(X):
             self._check_fitted()
             return _chunked.assign(X, None, self.cluster_centers_,
@@ -333,7 +388,18 @@ class _CentersEstimator:
         return labels
 
     def transform(self, X):
-        """Euclidean distance of each sample of X to each centre, shape (n, n_clusters)."""
+        """Euclidean distance of each sample of X to each centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+            In X's floating dtype: float32 for float32 X, else float64.
+        """
         X = self._check_test_data(X)
         centers = self._centers_for(X)
         distances = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
@@ -341,7 +407,23 @@ class _CentersEstimator:
         return np.sqrt(distances, out=distances)
 
     def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of X under the fitted centres (higher is better)."""
+        """Opposite of the inertia of X under the fitted centres (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``. A large file-backed ``numpy.memmap`` is
+            read chunk by chunk, as ``fit`` reads it.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample. None: every weight is 1.
+
+        Returns
+        -------
+        float
+            Minus the inertia: minus the weighted sum of squared distances of the samples
+            of X to their nearest centre.
+        """
         if _chunked.is_out_of_core(X):
             self._check_fitted()
             if sample_weight is not None:

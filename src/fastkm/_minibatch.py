@@ -310,6 +310,16 @@ default='k-means++'
         ``init_size`` of its rows); later calls continue the same per-centre counts, so a
         stream of chunks gives the same updates as ``fit`` would make on those batches.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk of training data; float32 stays float32, other real types become
+            float64. After the first call: the features seen then, converted to the fitted
+            centres' dtype.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample of the chunk. None: every weight is 1.
+
         Returns
         -------
         self

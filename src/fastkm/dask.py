@@ -938,20 +938,71 @@ class KMeans(_InMemoryKMeans):
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return ``labels_`` (a lazy dask array)."""
+        """Fit, then return ``labels_`` (a lazy dask array).
+
+        Parameters
+        ----------
+        X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
+            Training data, as for ``fit``.
+        y : ignored
+        sample_weight : None, number, or dask or numpy array of shape (n_samples,)
+            Non-negative weight of each sample, as for ``fit``.
+
+        Returns
+        -------
+        labels : dask array of shape (n_samples,), int32
+            Lazy: the nearest centre of each training sample, chunked like X's rows.
+        """
         return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the centres (a lazy dask array).
+
+        Parameters
+        ----------
+        X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
+            Training data, as for ``fit``.
+        y : ignored
+        sample_weight : None, number, or dask or numpy array of shape (n_samples,)
+            Non-negative weight of each sample, as for ``fit``.
+
+        Returns
+        -------
+        distances : dask array of shape (n_samples, n_clusters)
+            ``transform(X)`` with the fitted centres: lazy Euclidean distances.
+        """
+        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def predict(self, X):
         """Nearest centre of each row: a lazy int32 dask array chunked like X's rows.
 
-        X's values are checked as its blocks are computed (a ValueError then).
+        Parameters
+        ----------
+        X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``. Its values are checked as its blocks
+            are computed (a ValueError then).
+
+        Returns
+        -------
+        labels : dask array of shape (n_samples,), int32
+            Lazy; ties go to the lowest index.
         """
         return self._predict_dask(self._check_dask_test_data(X))
 
     def transform(self, X):
         """Distances to the centres: a lazy dask array (n, n_clusters), X's row chunks.
 
-        X's values are checked as its blocks are computed (a ValueError then).
+        Parameters
+        ----------
+        X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``. Its values are checked as its blocks
+            are computed (a ValueError then).
+
+        Returns
+        -------
+        distances : dask array of shape (n_samples, n_clusters)
+            Lazy Euclidean distances of each sample to each centre, in X's floating dtype,
+            chunked like X's rows.
         """
         X = self._check_dask_test_data(X)
         centers = self._centers_for(X)
@@ -959,7 +1010,22 @@ class KMeans(_InMemoryKMeans):
                             dtype=X.dtype, chunks=(X.chunks[0], (centers.shape[0],)))
 
     def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of X under the fitted centres (computed now)."""
+        """Opposite of the inertia of X under the fitted centres (computed now).
+
+        Parameters
+        ----------
+        X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
+            Data with the features seen in ``fit``.
+        y : ignored
+        sample_weight : None, number, or dask or numpy array of shape (n_samples,)
+            Non-negative weight of each sample. None: every weight is 1.
+
+        Returns
+        -------
+        float
+            Minus the inertia: minus the weighted sum of squared distances of the samples
+            of X to their nearest centre.
+        """
         X = self._check_dask_test_data(X)
         w = _as_dask_weights(sample_weight, X)
         if w is not None:

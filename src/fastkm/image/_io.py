@@ -97,13 +97,14 @@ class LoadedImage(NamedTuple):
     path : pathlib.Path or None
         The file the image came from, when known.
     metadata : dict or None
-        The source's colour and size metadata that :func:`save_quantized` writes back,
-        under Pillow's ``info`` names, only those present and valid: ``'gamma'`` (float,
-        PNG gAMA), ``'srgb'`` (int 0-3, the PNG sRGB rendering intent),
-        ``'chromaticity'`` (8 floats, PNG cHRM: white point, red, green and blue x, y)
-        and ``'dpi'`` (2 floats, from PNG pHYs or a JPEG, TIFF or BMP resolution; swapped
-        when the EXIF orientation turns the image by 90 degrees). :func:`load_image`
-        gives a dict, empty for an array; None (the default) stands for none.
+        The source's colour and size metadata that :meth:`QuantizedImage.save` (through
+        :func:`save_quantized`) writes back, under Pillow's ``info`` names, only those
+        present and valid: ``'gamma'`` (float, PNG gAMA), ``'srgb'`` (int 0-3, the PNG sRGB
+        rendering intent), ``'chromaticity'`` (8 floats, PNG cHRM: white point, red, green
+        and blue x, y) and ``'dpi'`` (2 floats, from PNG pHYs or a JPEG, TIFF or BMP
+        resolution; swapped when the EXIF orientation turns the image by 90 degrees).
+        :func:`load_image` gives a dict, empty for an array; None (the default) stands for
+        none.
     """
 
     pixels: np.ndarray
@@ -153,7 +154,7 @@ def load_image(image):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastkm.image._io import load_image
+    >>> from fastkm.image import load_image
     >>> gray = np.array([[0.0, 1.0]])
     >>> load_image(gray).pixels.tolist()
     [[[0, 0, 0], [255, 255, 255]]]

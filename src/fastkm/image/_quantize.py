@@ -172,6 +172,9 @@ def quantize(image, n_colors=16, *, colorspace="rgb", dither=False, random_state
     n_colors : int, default=16
         Palette size, 1 to 256. An image with fewer distinct colours keeps them exactly.
     colorspace : {'rgb', 'oklab'}, default='rgb'
+        The space whose squared distances the k-means minimizes: 'rgb' (the sRGB values,
+        in which ``mse`` and ``psnr`` are measured: the highest PSNR) or 'oklab' (a
+        perceptual space: errors weighted more as the eye sees them, at a lower PSNR).
     dither : bool or float, default=False
         False for none; True or a strength in (0, 1] for Floyd-Steinberg error diffusion
         (serpentine), weakened where it would only add noise. The diffused colours are
@@ -213,12 +216,22 @@ def fit_palette(images, n_colors=16, *, colorspace="rgb", random_state=0, n_init
                 max_iter=300, n_threads=None):
     """One palette for several images: k-means of their pooled colour histogram.
 
-    Parameters are those of :func:`quantize`; ``images`` is a sequence of images (or one
-    path, PIL image or array). Use the result with :func:`apply_palette`.
+    Use the result with :func:`apply_palette`.
+
+    Parameters
+    ----------
+    images : sequence of images, or one image
+        Each one a path, PIL image or array, as the ``image`` of :func:`quantize`. Their
+        pixels are pooled: each pixel counts once, so larger images weigh more.
+    n_colors, colorspace, random_state, n_init, max_iter, n_threads
+        As for :func:`quantize`. (There is no ``dither``: it belongs to
+        :func:`apply_palette`.)
 
     Returns
     -------
     ndarray of shape (K, 3) or (K, 4), uint8
+        K is ``n_colors``, or fewer when the images have fewer distinct colours. RGBA
+        when some image has transparency; a fully transparent entry, if any, comes last.
 
     Examples
     --------
@@ -250,6 +263,8 @@ def apply_palette(image, palette, *, colorspace="rgb", dither=False, n_threads=N
     Parameters
     ----------
     image : str, path, PIL.Image or ndarray
+        The image to map, as for :func:`quantize`: a file Pillow can read, an image, or an
+        (H, W, 3|4) uint8, uint16 or [0, 1] float array.
     palette : array-like of shape (K, 3) or (K, 4), 0-255 values, K <= 256
         Visible pixels are matched only against the visible entries (alpha above 0, or
         every entry of an RGB palette); fully transparent pixels take the first fully
