@@ -71,7 +71,7 @@ def test_default_output_beside_the_input(capsys, bird):
     [line] = out
     before, after = bird.stat().st_size, output.stat().st_size
     assert f"{before:,} -> {after:,} bytes" in line
-    assert f"({before / after:.1f}:1)" in line
+    assert f"({before / after:.3g}:1)" in line
     assert "PSNR" in line and " dB" in line and line.endswith(" s")
 
 

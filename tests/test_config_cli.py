@@ -25,6 +25,18 @@ def assert_config_text(text, info):
     assert f"instruction set:  {info['isa']} " in text
 
 
+def test_version_option_and_help():
+    from fastkm.cli import main
+
+    for args in (["--version"], ["--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 0
+    result = run_python("-m", "fastkm", "--version")
+    assert result.returncode == 0 and result.stdout == f"fastkm {fastkm.__version__}\n"
+    assert "'fastkm COMMAND --help'" in run_python("-m", "fastkm", "--help").stdout
+
+
 def test_build_info():
     info = fastkm.build_info()
     assert info["version"] == fastkm.__version__

@@ -44,8 +44,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from . import __version__
+
     parser = _Parser(
-        prog="fastkm", description="Exact k-means clustering and colour quantization.")
+        prog="fastkm", description="Exact k-means clustering and colour quantization. "
+                                   "'fastkm COMMAND --help' shows a command's options.")
+    parser.add_argument("--version", action="version", version=f"fastkm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("info", help="show the version, OpenMP, threads and instruction set")
     _add_compress(commands)
@@ -68,7 +72,7 @@ def _add_compress(commands):
     compress.add_argument(
         "-o", "--output", metavar="OUT",
         help="output file for one input (its extension picks the format: .png, .gif, "
-             ".webp, .tif, .bmp, .jpg), or a folder, created if missing, for the "
+             ".webp, .tif or .tiff, .bmp, .jpg or .jpeg), or a folder, created if missing, for the "
              "<stem>-k<K>.png files: always with several inputs; with one, when OUT is "
              "a folder already, has no extension or ends in a path separator. Default: "
              "<stem>-k<K>.png beside each input")
@@ -299,7 +303,9 @@ def _compress_one(source, output, args, written, inputs):
     written.add(output.resolve())
     size = len(files[0][1])
     before = source.stat().st_size
-    return (f"{source} -> {output}: {before:,} -> {size:,} bytes ({before / size:.1f}:1), "
+    # (Three significant digits: an output a little larger than its input is 0.996:1, not
+    # 1.0:1.)
+    return (f"{source} -> {output}: {before:,} -> {size:,} bytes ({before / size:.3g}:1), "
             f"PSNR {q.psnr:.2f} dB, {seconds:.2f} s")
 
 
