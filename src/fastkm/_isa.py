@@ -17,7 +17,7 @@ from . import _scratch
 # keep the cores busy, a spinning thread takes the core its partner needs, and passes that
 # take under a millisecond wait for the scheduler instead: a Kodak image at K=64 on 2
 # threads, beside another process's numpy products, took up to 1.9 s instead of 0.13 s.
-# Passive waiting (threads sleep at once) avoided that in every run and cost 1% to 6% on
+# Passive waiting (threads sleep at once) avoided that in every run and cost 1% to 5% on
 # idle cores (BENCHMARKS.md, section 3). The runtime reads the setting when it loads, with
 # the first kernel module below; it is removed again afterwards, so child processes do not
 # inherit it. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
