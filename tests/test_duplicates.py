@@ -222,6 +222,8 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype, level_core):
     rng = np.random.default_rng(5)
     one_bit = 12 if dtype == np.float32 else 41  # the lowest bit of a value's bucket
     one = np.ones(1, dtype).view(np.uint32 if dtype == np.float32 else np.uint64)[0]
+    # (in one's unsigned type: numpy 1.x turns np.uint64 + a Python int into float64)
+    last = one + type(one)((1 << one_bit) - 1)  # the same bucket as one
     off_grid = {
         "too many columns": np.zeros((100, 5), dtype),
         "too many values in a column": np.arange(4097, dtype=dtype)[:, None],
@@ -229,7 +231,7 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype, level_core):
             np.repeat(np.arange(300, dtype=dtype), 2))[:, None].repeat(3, axis=1)
         + np.arange(3, dtype=dtype),
         "two values in a bucket": _values_of_bits(
-            [one, one + (1 << one_bit) - 1, one], dtype)[:, None],
+            [one, last, one], dtype)[:, None],
         "values 2**16 times apart": np.array([[1.0], [2.0**16], [1.0]], dtype),
         # (NaN equals nothing, not even itself: the hash search keeps such rows apart)
         "NaN": np.array([[np.nan, 3.0], [np.nan, 3.0]], dtype),
@@ -237,7 +239,7 @@ def test_grid_kernel_declines_rows_off_the_grid(dtype, level_core):
         "infinity": np.array([[np.inf, 3.0], [np.inf, 3.0], [0.0, 3.0]], dtype),
         # (each thread's rows holding one of them: the clash shows when they are merged)
         "two values in a bucket, far apart": np.repeat(_values_of_bits(
-            [one, one + (1 << one_bit) - 1], dtype), 300_000)[:, None],
+            [one, last], dtype), 300_000)[:, None],
     }
     for name, X in off_grid.items():
         X = np.ascontiguousarray(X)

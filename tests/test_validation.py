@@ -156,7 +156,10 @@ def test_integer_beyond_float64_is_a_value_error():
         KMeans(1).fit([[10**400, 1.0], [0, 1]])
     pd = pytest.importorskip("pandas")
     with pytest.raises(ValueError, match="X must be numeric"):
-        KMeans(1).fit(pd.DataFrame({"a": [10**400, 0], "b": [1.0, 1.0]}))
+        # (an object column, as pandas 3 builds from such a list; pandas 2 raises
+        # OverflowError on the bare list, before fastkm is called)
+        KMeans(1).fit(pd.DataFrame({"a": pd.Series([10**400, 0], dtype=object),
+                                    "b": [1.0, 1.0]}))
 
 
 # -- values whose squared distances overflow or underflow -------------------------------------
