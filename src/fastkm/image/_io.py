@@ -672,9 +672,14 @@ def _encode_png(img, n_colors, icc_profile, compress_level, metadata=None):
     """The smaller of the tight-bit-depth and the 8-bit encodings (one for K > 16)."""
     options = {"icc_profile": icc_profile, "compress_level": compress_level,
                "optimize": compress_level is None, **_png_metadata_options(metadata or {})}
-    tight = _encode(img, "PNG", **options)
     if n_colors > 16:
-        return tight
+        return _encode(img, "PNG", **options)
+    # An RGBA palette's depth is named: Pillow before 12.2 counted its entries as its bytes
+    # over 3, and wrote 13 to 16 colours with 8-bit indices. (Named for an RGB palette,
+    # those versions wrote 2**bits PLTE entries, unused ones too.)
+    depth = ({"bits": 1 if n_colors <= 2 else 2 if n_colors <= 4 else 4}
+             if img.palette.mode == "RGBA" else {})
+    tight = _encode(img, "PNG", **depth, **options)
     # Pillow derives the bit depth from the palette length (16 entries or fewer: 1, 2 or
     # 4 bits), so an 8-bit file needs 17 entries: the last one repeated, a few bytes of
     # PLTE (and tRNS) that no index points to.
