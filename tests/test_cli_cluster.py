@@ -137,6 +137,52 @@ def test_centres_file_round_trips_as_init(capsys, table, tmp_path):
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
+def test_centres_file_with_numeric_names_round_trips(capsys, tmp_path):
+    # Column names that read as numbers: the centres file's header is still a header.
+    path = tmp_path / "years.csv"
+    path.write_text("id,2019,2020\n" + "".join(
+        f"{i},{10 * (i % 3) + i / 100},{10 * (i % 3) - i / 100}\n" for i in range(30)))
+    run(capsys, path, "--columns", "2019,2020", "-o", tmp_path / "a.csv")
+    assert (tmp_path / "a-centers.csv").read_text().startswith("2019,2020\n")
+    status, lines, _ = run(capsys, path, "--columns", "2019,2020", "--init",
+                           tmp_path / "a-centers.csv", "-o", tmp_path / "b.csv")
+    assert status == 0 and "30 rows, 2 columns, 3 clusters (init from" in lines[0]
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_init_file_with_reordered_columns_is_refused(capsys, table, tmp_path):
+    run(capsys, table, "--columns", "z,x", "-o", tmp_path / "a.csv")
+    status, out, err = run(capsys, table, "--columns", "x,z", "--init",
+                           tmp_path / "a-centers.csv", "-o", tmp_path / "b.csv")
+    assert_one_error(status, out, err, "a-centers.csv: init columns z,x do not match the "
+                     "data's x,z")
+    assert not (tmp_path / "b.csv").exists()
+
+
+@pytest.mark.parametrize("content", [
+    '"Weight, kg";"Height, cm"\n70;180\n80;175\n60;160\n90;190\n',
+    "a,b\tc\n70\t180\n80\t175\n60\t160\n90\t190\n",
+])
+def test_delimiter_is_not_a_comma_inside_quoted_names(capsys, tmp_path, content):
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+    status, lines, _ = run(capsys, path, "-k", 2, "-o", tmp_path / "o.csv")
+    assert status == 0 and "4 rows, 2 columns" in lines[0]
+    header, *rows = (tmp_path / "o-centers.csv").read_text().splitlines()
+    assert header in ('"Weight, kg","Height, cm"', "\"a,b\",c")
+    assert sorted(rows) == ["65.0,170.0", "85.0,182.5"]
+
+
+def test_reaching_max_iter_is_not_called_a_stop(capsys, seed):
+    # Converged at its last allowed iteration: the same run as without --max-iter.
+    data, init, _ = seed
+    _, lines, _ = run(capsys, data, "--init", init)
+    assert lines[1] == "inertia 266.659 after 7 iterations (converged)"
+    _, lines, _ = run(capsys, data, "--init", init, "--max-iter", 7)
+    assert lines[1] == ("inertia 266.659 after 7 iterations (reached --max-iter: may not "
+                        "have converged)")
+
+
 def test_standardize_writes_centres_in_data_units(capsys, tmp_path):
     # Column 0 has two values; column 1 is spread evenly over 0..100. Unscaled, column 1
     # decides the split; standardized, column 0's gap does.
@@ -233,6 +279,47 @@ def test_plot_does_not_change_the_result(capsys, seed, tmp_path, init):
             (tmp_path / name.format("b")).read_text()
 
 
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_plot_does_not_change_the_result_on_repeated_rows(capsys, tmp_path, init):
+    # Enough rows, few distinct, for KMeans to fit the distinct rows weighted by their
+    # counts, and to draw a string init from them rather than from all rows.
+    from fastkm._duplicates import distinct_rows
+
+    rng = np.random.default_rng(1)
+    points = rng.integers(0, 30, (300, 2)).astype(float)
+    X = points[rng.integers(0, len(points), 70_000)]
+    n_init = 1 if init == "k-means++" else 10
+    assert distinct_rows(X, None, 1, 4, n_init * 20) is not None
+    np.save(tmp_path / "X.npy", X)
+    common = ("-k", 4, "--init", init, "--seed", 3, "--max-iter", 20)
+    run(capsys, tmp_path / "X.npy", *common, "-o", tmp_path / "a.npz")
+    status, _, _ = run(capsys, tmp_path / "X.npy", *common, "-o", tmp_path / "b.npz",
+                       "--plot", tmp_path / "b.png")
+    assert status == 0
+    km = fastkm.KMeans(4, init=init, random_state=3, max_iter=20).fit(X)
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        for result in (a, b):
+            np.testing.assert_array_equal(result["labels"], km.labels_)
+            np.testing.assert_array_equal(result["centers"], km.cluster_centers_)
+
+
+def test_plot_colours_points_by_the_written_labels(capsys, seed, tmp_path, monkeypatch):
+    # After one iteration, the last iteration's assignment (to the initial centres) is not
+    # the written one (to the final centres).
+    import fastkm.plot
+
+    data, init, _ = seed
+    drawn = []
+    draw = fastkm.plot.iterations
+    monkeypatch.setattr(fastkm.plot, "iterations",
+                        lambda *a, **kw: drawn.append(kw["labels"]) or draw(*a, **kw))
+    status, _, _ = run(capsys, data, "--init", init, "--max-iter", 1, "-o",
+                       tmp_path / "o.npz", "--plot", tmp_path / "p.png")
+    assert status == 0
+    with np.load(tmp_path / "o.npz") as result:
+        np.testing.assert_array_equal(drawn[0], result["labels"])
+
+
 def test_plot_with_several_runs(capsys, seed, tmp_path):
     data, _, _ = seed
     status, _, _ = run(capsys, data, "--init", "random", "--plot", tmp_path / "it.svg")
@@ -261,8 +348,8 @@ def assert_one_error(status, out, err, *mentions):
 @pytest.mark.parametrize("content, extra, mentions", [
     ("x,y\n1,2\n3,abc\n", [], ["column 'y' is not numeric", "line 3", "'abc'"]),
     ("name,x\nalice,1\nbob,2\n", [], ["column 'name' is not numeric"]),
-    ("x,y\n1,2\n3,\n4,5\n", [], ["row 2, column 'y'", "not a finite number"]),
-    ("1,2\nnan,3\n4,5\n", [], ["row 2, column 'x0'", "nan"]),
+    ("x,y\n1,2\n3,\n4,5\n", [], ["line 3, column 'y'", "an empty cell", "missing values"]),
+    ("1,2\nnan,3\n4,5\n", [], ["line 2, column 'x0'", "'nan' is not a finite number"]),
     ("x,y\n1,2\n3,4\n", ["-k", "3"], ["2 rows, fewer than the 3 clusters"]),
     ("x\n1\n2\n3\n4\n", ["--plot", "p.png"], ["--plot needs at least 2 columns"]),
     ("x,y\n1,2\n3,4\n", ["--columns", "x,w", "-k", "1"], ["unknown column 'w'",
@@ -276,6 +363,18 @@ def assert_one_error(status, out, err, *mentions):
     ("x,y\n1,2\n3," + "4" * 200000 + "\n5,6\n", [], ["field limit"]),
     ("x,y\n1,2\n3,4\n", ["--columns", "\u00b2", "-k", "1"], ["unknown column '\u00b2'"]),
     ("x,y\n1,2\n3,4\n", ["--columns", "x,0", "-k", "1"], ["'0' is given twice"]),
+    # A first row whose only non-numbers are missing values is data, not a header.
+    ("1.0,NA\n2,3\n4,5\n6,7\n", ["-k", "2"], ["column 'x1' is not numeric", "line 1"]),
+    ("1.0,\n2,3\n4,5\n6,7\n", ["-k", "2"], ["line 1, column 'x1'", "an empty cell"]),
+    ("a,b\nNA,NA\n1,2\n3,4\n", ["-k", "2"], ["column 'a' is not numeric", "line 2"]),
+    # Line numbers (blank lines counted) and the cell as written.
+    ("a,b\n\n1,2\n\n3,4\n5,inf\n", ["-k", "1"], ["line 6, column 'b'", "'inf' is not"]),
+    ("a,b\n1,2\n3,4\n5,1e400\n", ["-k", "1"], ["line 4", "'1e400' is too large"]),
+    ("a,a,b\n1,10,100\n2,20,200\n", ["-k", "1", "--columns", "a"],
+     ["column name 'a' is ambiguous (columns 0 and 1)"]),
+    # Numbers as float() reads them but no CSV reader does.
+    ("a,b\n1,2\n3,4\n5,1_000\n", ["-k", "1"], ["column 'b' is not numeric", "'1_000'"]),
+    ("a,b\n1,2\n3,4\n5,\uff11\uff10\n", ["-k", "1"], ["column 'b' is not numeric"]),
 ])
 @pytest.mark.filterwarnings("error")
 def test_bad_data(capsys, tmp_path, content, extra, mentions):
@@ -386,6 +485,48 @@ def test_plot_without_matplotlib(capsys, seed, tmp_path, monkeypatch):
                            tmp_path / "p.png")
     assert_one_error(status, out, err, "install fastkm[plot]")
     assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_write_leaves_no_output(capsys, seed, tmp_path, monkeypatch, failure):
+    # The second file's write fails: the first, written already, is not left behind.
+    import fastkm.image._io
+
+    data, _, _ = seed
+    calls = []
+    write = fastkm.image._io._write_atomic
+
+    def failing(path, content):
+        calls.append(path)
+        if len(calls) == 2:
+            raise failure
+        write(path, content)
+
+    monkeypatch.setattr(fastkm.image._io, "_write_atomic", failing)
+    status, out, err = run(capsys, data, "-k", 2, "-o", tmp_path / "o.csv", "--plot",
+                           tmp_path / "p.png")
+    assert status == (1 if isinstance(failure, OSError) else 130) and len(calls) == 2
+    assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+def test_out_of_memory_is_one_line(capsys, seed, tmp_path, monkeypatch):
+    import fastkm.cli
+
+    def exhausted(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(fastkm.cli, "_fit_and_render", exhausted)
+    data, _, _ = seed
+    status, out, err = run(capsys, data, "-o", tmp_path / "o.csv")
+    assert_one_error(status, out, err, str(data), "not enough memory")
+    assert status == 1
+
+
+def test_panels_help_says_at_most_12(capsys):
+    with pytest.raises(SystemExit):
+        main(["cluster", "--help"])
+    assert "at most 12" in " ".join(capsys.readouterr().out.split())
 
 
 def test_too_few_distinct_rows(capsys, tmp_path):

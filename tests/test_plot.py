@@ -148,6 +148,29 @@ def test_bad_init_and_ax_with_panels(seed_fit):
         fastkm.plot.iterations(X, history, panels=True, ax=figure.axes[0])
 
 
+def test_labels_colour_the_single_panel(seed_fit):
+    # After one iteration the last iteration's assignment differs from the final one.
+    X, init, _ = seed_fit
+    rec = fastkm.plot.record()
+    km = fastkm.KMeans(3, init=init, max_iter=1, callback=rec).fit(X)
+    assert (rec.history[-1].labels != km.labels_).any()
+    colors = np.asarray(fastkm.plot._cluster_colors(3))
+
+    def drawn(figure):
+        return figure.axes[0].collections[0].get_facecolors()[:, :3]
+
+    figure = fastkm.plot.iterations(X, rec.history, init=init, labels=km.labels_)
+    np.testing.assert_allclose(drawn(figure), colors[km.labels_])
+    figure = fastkm.plot.iterations(X, rec.history, init=init)
+    np.testing.assert_allclose(drawn(figure), colors[rec.history[-1].labels])
+    for bad, message in ((km.labels_[:5], "one per row"), (km.labels_ + 3, "from 0 to 2"),
+                         (km.labels_ * 1.0, "integers")):
+        with pytest.raises(ValueError, match=message):
+            fastkm.plot.iterations(X, rec.history, labels=bad)
+    with pytest.raises(ValueError, match="panels=False"):
+        fastkm.plot.iterations(X, rec.history, labels=km.labels_, panels=True)
+
+
 def test_missing_matplotlib_is_one_clear_error(seed_fit, monkeypatch):
     X, _, history = seed_fit
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail

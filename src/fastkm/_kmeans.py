@@ -154,18 +154,20 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         tol = _chunked.scan(reader, tol)
 
     # Repeated rows (pixels, say) are fitted once each, weighted by their count.
-    distinct = None
+    distinct, fit_X, fit_weight = None, X, sample_weight
     if reader is None:
-        distinct = distinct_rows(X, sample_weight, n_threads, n_clusters, n_init * max_iter)
+        distinct, fit_X, fit_weight = _fit_rows(X, sample_weight, n_threads, n_clusters,
+                                                n_init * max_iter)
         # The grid search takes finite values only: where it found the rows, X's own
         # check, a read of all of X (1.7 ms on the GUIDE's photo), is not needed.
         if distinct is None or not distinct.zordered:
             check_finite_values(X, n_threads=n_threads)
         else:  # (the magnitudes, from X's values, all among those of its distinct rows)
             check_finite_values(distinct.rows, n_terms=n_samples)
-        if sample_weight is None and (distinct is None or init_size is not None):
+        if distinct is None:
+            sample_weight = fit_weight
+        elif sample_weight is None and init_size is not None:
             sample_weight = check_sample_weight(None, n_samples, dtype)
-    fit_X, fit_weight = (X, sample_weight) if distinct is None else distinct[:2]
     if reader is None and tol > 0:  # (X's variance: with unit weights, the distinct rows'
         counted = distinct is not None and sample_weight is None  # weighted by their counts)
         tol = tol * core.mean_variance(fit_X if counted else X, n_threads,
@@ -219,6 +221,39 @@ def kmeans(X, n_clusters=8, *, sample_weight=None, init="k-means++", n_init="aut
         best = best._replace(labels=_all_labels(best.labels, distinct.inverse, n_threads,
                                                 out=distinct.inverse))
     return best._replace(labels=_scratch.owned(best.labels))
+
+
+def _fit_rows(X, sample_weight, n_threads, n_clusters, max_passes):
+    """The rows an in-memory fit of X works on, which a string init draws from.
+
+    Repeated rows (pixels, say) are fitted once each, weighted by their count, where
+    :func:`distinct_rows` finds that this pays off. ``fastkm cluster --plot`` calls this
+    too, so that the starting centres it records are the ones ``init="k-means++"`` or
+    ``"random"`` gives.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+    sample_weight : ndarray of shape (n_samples,), X's dtype, or None (every weight 1)
+    n_threads : int
+    n_clusters, max_passes : int
+        The fit's clusters and its most Lloyd passes (``n_init * max_iter``).
+
+    Returns
+    -------
+    distinct : DistinctRows or None
+        :func:`distinct_rows`'s answer.
+    rows : ndarray of shape (n_rows, n_features)
+        ``distinct.rows``, or X when ``distinct`` is None.
+    weights : ndarray of shape (n_rows,)
+        The rows' weights: ``distinct.weights``, or else ``sample_weight`` (ones for None).
+    """
+    distinct = distinct_rows(X, sample_weight, n_threads, n_clusters, max_passes)
+    if distinct is not None:
+        return distinct, distinct.rows, distinct.weights
+    if sample_weight is None:
+        sample_weight = check_sample_weight(None, len(X), X.dtype)
+    return None, X, sample_weight
 
 
 def _all_labels(labels, inverse, n_threads, out=None):

@@ -132,7 +132,8 @@ def _dispatch(argv):
             return _compress(args) if args.command == "compress" else _cluster(args)
         except UsageError as exc:
             return _error(exc, USAGE)
-        except KeyboardInterrupt:  # outputs are renamed into place whole, or not at all
+        except KeyboardInterrupt:  # outputs are renamed into place whole (cluster's all
+            # together, after they are all written), or not at all
             return _error("interrupted", INTERRUPTED)
     parser.print_help(sys.stderr)
     return USAGE
@@ -389,37 +390,39 @@ def _add_cluster(commands):
              "shown on their first two principal components (needs matplotlib: "
              "pip install 'fastkm[plot]')")
     cluster.add_argument("--panels", action="store_true",
-                         help="with --plot, one small panel per iteration instead of one")
+                         help="with --plot, small panels of the iterations instead of one "
+                              "picture: one per iteration, at most 12 (evenly spaced, the "
+                              "first and last included)")
     cluster.add_argument("--force", action="store_true",
                          help="replace existing output files (never the input)")
 
 
 def _cluster(args):
     """Read, cluster, write, report; returns the exit status."""
-    from .image._io import _write_atomic
-
     _check_cluster_args(args)
     try:
         targets = _cluster_targets(args)
-        X, names = _read_data(args.data, args.columns)
+        X, names, _ = _read_data(args.data, args.columns)
         if args.plot is not None and X.shape[1] < 2:
             raise ValueError(f"{args.data}: --plot needs at least 2 columns, the data has 1")
         init = (args.init if args.init in INIT_METHODS
-                else _read_init(Path(args.init), args.clusters, X.shape[1]))
+                else _read_init(Path(args.init), args.clusters, names))
         k = args.clusters or (3 if isinstance(init, str) else len(init))
         if len(X) < k:
             raise ValueError(f"{args.data}: {_count(len(X), 'row')}, fewer than the {k} "
                              f"clusters")
-        # Everything is computed and rendered before the first file is written, so that an
-        # error leaves no output at all (and each file is renamed into place whole).
+        # Everything is computed and rendered before the first file is written, and the
+        # files are written together (_write_all): an error leaves no output at all.
         files, report = _fit_and_render(X, names, init, k, args, targets)
-        for path, data in files:
-            _write_atomic(path, data)
+        _write_all(files)
     except (OSError, ValueError) as exc:
         # OSErrors carry their file name; the ValueErrors raised here start with it.
         message = (f"{exc.filename}: {exc.strerror or exc}"
                    if isinstance(exc, OSError) and exc.filename else exc)
         return _error(message, FAILED)
+    except MemoryError:  # (the data are held whole in memory, as float64)
+        return _error(f"{args.data}: not enough memory to read and cluster this data",
+                      FAILED)
     _print_out("\n".join(report))
     return 0
 
@@ -487,7 +490,8 @@ def _fit_and_render(X, names, init, k, args, targets):
     starts = []  # each run's initial centres, for the picture's paths
     fit_init, n_init = init, "auto"
     if recorder is not None and isinstance(init, str):
-        fit_init, n_init = _keeping_starts(init, starts), (1 if init == "k-means++" else 10)
+        n_init = 1 if init == "k-means++" else 10  # (what n_init="auto" gives)
+        fit_init = _keeping_starts(init, starts, n_init, args.max_iter)
     try:
         km = KMeans(k, init=fit_init, n_init=n_init, max_iter=args.max_iter,
                     random_state=args.seed, callback=recorder).fit(X)
@@ -511,14 +515,19 @@ def _fit_and_render(X, names, init, k, args, targets):
         run = next(i for i, history in enumerate(recorder.runs)
                    if np.array_equal(history[-1].centers, km.cluster_centers_))
         units = " (standardized)" if args.standardize else ""
+        # The single picture colours the points by the labels written, those of the final
+        # centres (the last iteration's are those of the centres before its update).
         figure = iterations(X, recorder.runs[run], init=starts[run] if starts else init,
-                            panels=args.panels,
+                            panels=args.panels, labels=None if args.panels else km.labels_,
                             feature_names=[name + units for name in names[:2]])
         buffer = io.BytesIO()
         figure.savefig(buffer, format=args.plot.suffix.lower()[1:])
         files.append((targets["plot"], buffer.getvalue()))
     sizes = np.bincount(km.labels_, minlength=k)
-    stopped = "converged" if km.n_iter_ < args.max_iter else "stopped at --max-iter"
+    # A run that stops before --max-iter has converged; one that reaches it may also have
+    # converged on its last iteration, which KMeans does not say.
+    stopped = ("converged" if km.n_iter_ < args.max_iter
+               else "reached --max-iter: may not have converged")
     how = f"init {args.init}, seed {args.seed}" if isinstance(init, str) \
         else f"init from {args.init}"
     report = [
@@ -531,19 +540,28 @@ def _fit_and_render(X, names, init, k, args, targets):
     return files, report
 
 
-def _keeping_starts(method, starts):
+def _keeping_starts(method, starts, n_init, max_iter):
     """An init callable that does what ``init=method`` does and appends each start to
     ``starts``: KMeans shows its initial centres to nobody but a callable init.
 
-    The library's own draws from the same random state: the result is the one
-    ``init=method`` gives, which the tests check.
+    KMeans calls a callable init with all of X, but draws a string init from the rows it
+    fits (X's distinct rows, weighted by their counts, where that pays off): the same
+    rows, weights, threads and random state here give the result ``init=method`` gives,
+    which the tests check. ``n_init`` and ``max_iter`` are the fit's.
     """
     from ._init import initial_centers
+    from ._kmeans import _fit_rows
     from ._validation import effective_n_threads
 
+    n_threads = effective_n_threads(None)
+    found = {}  # X's rows to draw from, found once for the n_init calls
+
     def init(X, n_clusters, random_state):
-        centers = initial_centers(X, n_clusters, method, np.ones(len(X), dtype=X.dtype),
-                                  random_state, effective_n_threads(None))
+        if found.get("X") is not X:
+            found.update(X=X, rows=_fit_rows(X, None, n_threads, n_clusters,
+                                             n_init * max_iter)[1:])
+        rows, weights = found["rows"]
+        centers = initial_centers(rows, n_clusters, method, weights, random_state, n_threads)
         starts.append(centers)
         return centers
 
@@ -564,33 +582,86 @@ def _csv_bytes(header, rows):
     return text.getvalue().encode()
 
 
-def _read_init(path, n_clusters, n_features):
-    """Initial centres from a .csv or .npy file: (K, n_features), K = -k when given."""
-    init, _ = _read_data(path, None)
-    expected = (n_clusters or len(init), n_features)
+def _write_all(files):
+    """Write the (path, bytes) pairs together: every file or, on a failure before the
+    renames (an unwritable folder, a full disk, Ctrl-C), none.
+
+    Each file is first written whole to a temporary name beside its target, where the
+    writes can fail; only then are they all renamed into place, with Ctrl-C held back
+    until the last rename. A failed rename (the target made a folder meanwhile, say) can
+    still leave the earlier ones in place.
+    """
+    import signal
+    import uuid
+
+    from .image._io import _write_atomic
+
+    written = []  # (temporary, target)
+    try:
+        for path, data in files:
+            # _write_atomic's own naming; the temporary is renamed over nothing.
+            temporary = path.parent / f".fastkm-{uuid.uuid4().hex[:16]}.tmp"
+            written.append((temporary, path))
+            try:
+                _write_atomic(temporary, data)
+            except OSError as exc:  # name the target, not the temporary file
+                if exc.filename == str(temporary):
+                    raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+                raise
+        held = hasattr(signal, "pthread_sigmask")  # (not on Windows)
+        if held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for temporary, path in written:
+                os.replace(temporary, path)
+        finally:
+            if held:  # a Ctrl-C held back is raised now, after the renames
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    except BaseException:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+def _read_init(path, n_clusters, names):
+    """Initial centres from a .csv or .npy file: (K, len(names)), K = -k when given.
+
+    ``names`` are the data's selected columns: a CSV whose first row holds exactly these
+    names has a header, even names that look like numbers (years), as the centres file of
+    -o has. A header of the same names in another order is refused.
+    """
+    init, init_names, header = _read_data(path, None, known_names=names)
+    if header and init_names != names and sorted(init_names) == sorted(names):
+        raise ValueError(f"{path}: init columns {','.join(init_names)} do not match the "
+                         f"data's {','.join(names)} (the same names in another order)")
+    expected = (n_clusters or len(init), len(names))
     if init.shape != expected:
         raise ValueError(f"{path}: initial centres of shape {init.shape}; expected "
                          f"{expected} (one row per cluster, one column per data column)")
     return init
 
 
-def _read_data(path, columns):
-    """The numeric matrix of a .npy or CSV file, and its column names."""
-    if path.suffix.lower() == ".npy":
-        X = _read_npy(path)
-        names = [f"x{i}" for i in range(X.shape[1])]
-    else:
-        X, names = _read_csv(path, columns)
-        columns = None  # already applied, by name or index
+def _read_data(path, columns, known_names=None):
+    """The numeric matrix of a .npy or CSV file, its column names, and whether they came
+    from a header (``known_names``: see :func:`_read_csv`)."""
+    if path.suffix.lower() != ".npy":
+        return _read_csv(path, columns, known_names)
+    X = _read_npy(path)
+    names = [f"x{i}" for i in range(X.shape[1])]
     if columns is not None:
         chosen = _column_indices(columns, None, X.shape[1], path)
         X, names = X[:, chosen], [names[i] for i in chosen]
-    bad = ~np.isfinite(X)
+    # Checked after the cast: a long double beyond float64's range becomes inf there.
+    with np.errstate(over="ignore"):
+        X64 = np.ascontiguousarray(X, dtype=np.float64)
+    bad = ~np.isfinite(X64)
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise ValueError(f"{path}: row {row + 1}, column {names[column]!r}: {X[row, column]} "
-                         f"is not a finite number (missing values are not allowed)")
-    return np.ascontiguousarray(X, dtype=np.float64), names
+        value = X[row, column]
+        what = (f"{value} is too large for float64" if np.isfinite(value)
+                else f"{value} is not a finite number (missing values are not allowed)")
+        raise ValueError(f"{path}: row {row + 1}, column {names[column]!r}: {what}")
+    return X64, names, False
 
 
 def _read_npy(path):
@@ -611,25 +682,35 @@ def _read_npy(path):
     return X
 
 
-def _read_csv(path, columns):
-    """Parse a CSV file: (values of the selected columns, their names)."""
+#: Delimiters of a CSV file, the first preferred where several fit.
+DELIMITERS = ",;\t"
+#: Lines looked at to choose the delimiter, and rows below the first to detect a header.
+SNIFF_LINES, HEADER_ROWS = 5, 20
+#: Cells that mark a missing value (compared lower-case): never a column name, so that a
+#: first data row holding one is not taken for a header.
+MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "-", "--", "?", "."})
+
+
+def _read_csv(path, columns, known_names=None):
+    """Parse a CSV file: (values of the selected columns, their names, whether they came
+    from a header). A first row equal to ``known_names`` is a header; else
+    :func:`_is_header` decides."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: drop a spreadsheet's BOM
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text (UTF-8) CSV file") from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = next((d for d in ",;\t" if d in first), ",")
     try:
         rows = [(number, row) for number, row in enumerate(
-            csv.reader(io.StringIO(text), delimiter=delimiter), 1)
+            csv.reader(io.StringIO(text), delimiter=_delimiter(text)), 1)
             if any(c.strip() for c in row)]
     except csv.Error as exc:  # a field over the csv module's size limit, say
         raise ValueError(f"{path}: not a CSV file fastkm can read ({exc})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
-    header = _is_header(rows)
+    first = [c.strip() for c in rows[0][1]]
+    header = (known_names is not None and first == list(known_names)) or _is_header(rows)
     width = len(rows[0][1])
-    names = ([c.strip() for c in rows[0][1]] if header else [f"x{i}" for i in range(width)])
+    names = first if header else [f"x{i}" for i in range(width)]
     if header:
         rows = rows[1:]
         if not rows:
@@ -644,36 +725,84 @@ def _read_csv(path, columns):
         for i, (number, row) in enumerate(rows):
             cell = row[column].strip()
             try:
-                X[i, j] = float(cell) if cell else np.nan
+                X[i, j] = _number(cell) if cell else np.nan
             except ValueError:
                 raise ValueError(
                     f"{path}: column {names[column]!r} is not numeric (line {number}: "
                     f"{cell!r}); choose numeric columns with --columns") from None
-    return X, [names[i] for i in chosen]
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        number, cell = rows[i][0], rows[i][1][chosen[j]].strip()
+        where = f"{path}: line {number}, column {names[chosen[j]]!r}"
+        if cell and not any(word in cell.lower() for word in ("inf", "nan")):
+            raise ValueError(f"{where}: {cell!r} is too large for float64")
+        what = f"{cell!r} is not a finite number" if cell else "an empty cell"
+        raise ValueError(f"{where}: {what} (missing values are not allowed)")
+    return X, [names[i] for i in chosen], header
+
+
+def _delimiter(text):
+    """The first delimiter that splits the first non-blank lines alike, quotes respected,
+    into more than one field ('"Weight, kg";"Height, cm"' is two fields); else the first
+    one in the first line, else a comma (one column)."""
+    head = text[:1 << 16]
+    lines = head.splitlines()
+    if len(head) < len(text):
+        lines = lines[:-1]  # (perhaps cut short)
+    lines = [line for line in lines if line.strip()][:SNIFF_LINES]
+    for delimiter in DELIMITERS:
+        try:
+            widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and widths.pop() > 1:
+            return delimiter
+    first = lines[0] if lines else ""
+    return next((d for d in DELIMITERS if d in first), ",")
 
 
 def _is_header(rows):
-    """Whether the first row names the columns: some cell of it is not a number where the
-    second row's is (or, with one row, no cell is a number)."""
-    first = [_is_number(c) for c in rows[0][1]]
+    """Whether the first row names the columns: some cell of it is a name (neither a
+    number nor a missing-value marker) above a number in one of the next HEADER_ROWS rows
+    (or, with one row, it has a name and no number). A first row whose only non-numbers
+    are missing values is data, reported as such."""
+    first = rows[0][1]
     if len(rows) == 1:
-        return not any(first)
-    second = [_is_number(c) for c in rows[1][1]]
-    return any(not a and b for a, b in zip(first, second))
+        return any(map(_is_name, first)) and not any(map(_is_number, first))
+    below = [row for _, row in rows[1:1 + HEADER_ROWS]]
+    return any(_is_name(cell) and any(j < len(row) and _is_number(row[j]) for row in below)
+               for j, cell in enumerate(first))
+
+
+def _is_name(cell):
+    return not _is_number(cell) and cell.strip().lower() not in MISSING
 
 
 def _is_number(cell):
     try:
-        float(cell)
+        _number(cell.strip())
     except ValueError:
         return False
     return True
+
+
+def _number(cell):
+    """A CSV cell's number: float() also reads '1_000' and non-ASCII digits ('１０'), which
+    no CSV reader takes for numbers."""
+    if "_" in cell or not cell.isascii():
+        raise ValueError(f"not a number: {cell!r}")
+    return float(cell)
 
 
 def _column_indices(columns, names, width, path):
     """--columns as 0-based indices: each item a header name, or else an index."""
     chosen = []
     for item in (c.strip() for c in columns.split(",")):
+        if names is not None and names.count(item) > 1:
+            same = [str(i) for i, name in enumerate(names) if name == item]
+            raise ValueError(f"{path}: column name {item!r} is ambiguous (columns "
+                             f"{' and '.join(same)}); give its index in --columns")
         if names is not None and item in names:
             index = names.index(item)
         elif item.isascii() and item.isdigit() and int(item) < width:  # not '²'

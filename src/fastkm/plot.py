@@ -85,8 +85,8 @@ def record():
     return Recorder()
 
 
-def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_names=None,
-               title=None, ax=None, dpi=100):
+def iterations(X, history, *, init=None, labels=None, panels=False, max_panels=12,
+               feature_names=None, title=None, ax=None, dpi=100):
     """Draw the iteration picture of a k-means fit.
 
     Parameters
@@ -98,9 +98,14 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
     init : array-like of shape (n_clusters, n_features), optional
         The initial centres: when given, each centre's path starts there (the callback only
         sees the centres after each update).
+    labels : array-like of shape (n_samples,), optional
+        The clusters that colour the points of the single panel (``panels=False`` only):
+        pass the fitted model's ``labels_``, those of its final centres. By default the
+        last iteration's, ``history[-1].labels``: the assignment to the centres before
+        that iteration's update, which differs for the points the update moved to another
+        centre (many after a stop at ``max_iter``, a few after a stop within ``tol``).
     panels : bool, default False
-        False: one panel, points coloured by their final cluster, every centre's whole
-        path. True: small multiples, one panel per iteration (at most ``max_panels``,
+        False: one panel, points coloured by ``labels``, every centre's whole path. True: small multiples, one panel per iteration (at most ``max_panels``,
         evenly spaced, the first and last always included), each with that iteration's
         assignment and the paths so far.
     max_panels : int, default 12
@@ -126,8 +131,9 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
     ImportError
         If matplotlib is not installed.
     ValueError
-        If X has fewer than 2 features, the history is empty, or the shapes of X, the
-        history's centres and labels, and ``init`` disagree.
+        If X has fewer than 2 features, the history is empty, the shapes of X, the
+        history's centres and labels, ``init`` and ``labels`` disagree, or ``labels`` or
+        ``ax`` is given with ``panels=True``.
 
     Examples
     --------
@@ -136,12 +142,14 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
     >>> X = np.array([[0.0, 0], [0, 1], [5, 5], [5, 6]])
     >>> rec = fastkm.plot.record()
     >>> km = fastkm.KMeans(2, init=X[[0, 1]], callback=rec).fit(X)
-    >>> fig = fastkm.plot.iterations(X, rec.history, init=X[[0, 1]])
+    >>> fig = fastkm.plot.iterations(X, rec.history, init=X[[0, 1]], labels=km.labels_)
     >>> fig.canvas.get_width_height()  # pixels, as fig.savefig("picture.png") writes it
     (600, 500)
     """
     _require_matplotlib()
-    X, paths, labels = _check(X, history, init)
+    X, paths, assignments = _check(X, history, init)
+    final = (assignments[-1] if labels is None
+             else _check_labels(labels, len(X), paths.shape[1]))
     if X.shape[1] > 2:
         X, paths, note = _principal_components(X, paths)
         feature_names = ("PC1", "PC2")
@@ -158,11 +166,14 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
     offset = 0 if init is None else 1
     if not panels:
         figure, ax = _figure_and_axes(ax, dpi)
-        _draw_panel(ax, X[shown], labels[-1][shown], paths, colors, feature_names)
+        _draw_panel(ax, X[shown], final[shown], paths, colors, feature_names)
         ax.set_title(title)
         return figure
     if ax is not None:
         raise ValueError("ax draws a single panel: pass panels=False with it")
+    if labels is not None:
+        raise ValueError("labels colour the single panel; with panels=True each panel "
+                         "shows its iteration's own: pass panels=False with it")
     if not isinstance(max_panels, numbers.Integral) or isinstance(max_panels, bool) \
             or max_panels < 1:
         raise ValueError(f"max_panels must be an integer >= 1, got {max_panels!r}")
@@ -173,7 +184,7 @@ def iterations(X, history, *, init=None, panels=False, max_panels=12, feature_na
                          dpi)
     axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, i in zip(axes, chosen):
-        _draw_panel(ax, X[shown], labels[i][shown], paths[:i + offset + 1], colors,
+        _draw_panel(ax, X[shown], assignments[i][shown], paths[:i + offset + 1], colors,
                     feature_names, small=True)
         ax.set_title(f"iteration {history[i].iteration}", fontsize="medium")
     for ax in axes[len(chosen):]:
@@ -205,6 +216,17 @@ def _check(X, history, init):
         raise ValueError(f"the history's labels do not have one entry per row of X "
                          f"({len(X)} rows)")
     return X, np.stack(steps), labels
+
+
+def _check_labels(labels, n_samples, n_clusters):
+    """``labels`` as an integer array of one cluster (0 to n_clusters - 1) per row of X."""
+    labels = np.asarray(labels)
+    if labels.shape != (n_samples,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers, one per row of X ({n_samples} rows), "
+                         f"got shape {labels.shape}, dtype {labels.dtype}")
+    if labels.size and not 0 <= labels.min() <= labels.max() < n_clusters:
+        raise ValueError(f"labels must be from 0 to {n_clusters - 1} (the centres' clusters)")
+    return labels
 
 
 def _principal_components(X, paths):
