@@ -182,3 +182,22 @@ def test_sparse_weights_seed_from_positive_rows(tmp_path, small_chunks, init):
         np.testing.assert_array_equal(np.sort(km.cluster_centers_, axis=0),
                                       np.sort(X[[4321, 17000]], axis=0))
         assert km.inertia_ == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.parametrize("container", ["csr_matrix", "csr_array"])
+def test_large_sparse_matrix_gets_the_sparse_error(small_chunks, container):
+    """A sparse matrix has a dtype, a 2-D shape and row slicing, and its dense size was
+    above the threshold: it went to the chunked path and failed there with 'setting an
+    array element with a sequence'."""
+    sparse = pytest.importorskip("scipy.sparse")
+    S = getattr(sparse, container)(sparse.random(300, 4, density=0.5, random_state=0))
+    assert not _chunked.is_out_of_core(S)
+    dense = S.toarray()
+    km = fastkm.KMeans(2, random_state=0).fit(dense)
+    mbk = fastkm.MiniBatchKMeans(2, random_state=0, n_init=1).fit(dense)
+    calls = [lambda: fastkm.KMeans(2, random_state=0).fit(S), lambda: km.predict(S),
+             lambda: km.score(S), lambda: mbk.fit(S), lambda: mbk.partial_fit(S),
+             lambda: mbk.predict(S), lambda: mbk.score(S)]
+    for call in calls:
+        with pytest.raises(TypeError, match="X is a sparse matrix"):
+            call()

@@ -376,3 +376,89 @@ def test_parameters_and_sample_weight_checked_as_in_memory(local_scheduler):
     unknown = fastkm.dask.KMeans(3, init=init).fit(dXu, sample_weight=wu)
     np.testing.assert_array_equal(unknown.cluster_centers_, array.cluster_centers_)
     assert np.isnan(dXu.chunks[0][0]) and np.isnan(wu.chunks[0][0])
+
+
+def test_pandas_dataframe_feature_names_checked():
+    """predict, transform and score of a pandas DataFrame checked no feature names, so a
+    frame with its columns reordered got wrong labels silently; fit on a pandas frame
+    recorded none."""
+    import warnings
+
+    import dask
+
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    X = _blobs(600, 3, 3, seed=11)
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    reordered = df[["c", "b", "a"]]
+    with dask.config.set(scheduler="sync"):
+        km = fastkm.dask.KMeans(3, init=X[:3].copy()).fit(dd.from_pandas(df, npartitions=2))
+        for method in (km.predict, km.transform, km.score):
+            with pytest.raises(ValueError, match="feature names of X differ"):
+                method(reordered)
+            with pytest.warns(UserWarning, match="X does not have valid feature names"):
+                method(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(km.predict(df).compute(), km.labels_.compute())
+
+        fitted = fastkm.dask.KMeans(3, init=X[:3].copy()).fit(df)
+        assert list(fitted.feature_names_in_) == ["a", "b", "c"]
+        with pytest.raises(ValueError, match="feature names of X differ"):
+            fitted.predict(reordered)
+        unnamed = fastkm.dask.KMeans(3, init=X[:3].copy()).fit(X)
+        assert not hasattr(unnamed, "feature_names_in_")
+        with pytest.warns(UserWarning, match="X has feature names, but KMeans was fitted "
+                                             "without feature names"):
+            unnamed.predict(df)
+
+
+def test_blocks_converted_to_the_declared_float_dtype():
+    """A nullable Int64 column is declared float64 by to_dask_array but its blocks are
+    int64: the fit failed with 'No matching signature found', predict and score with
+    'data type <class 'numpy.int64'> not inexact'."""
+    import dask
+
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    df = pd.DataFrame({"x": pd.array([1, 2, 3, 40, 41, 42], dtype="Int64")})
+    ddf = dd.from_pandas(df, npartitions=2)
+    ref = fastkm.KMeans(2, init=[[1.0], [40.0]]).fit(df)
+    with dask.config.set(scheduler="sync"):
+        km = fastkm.dask.KMeans(2, init=[[1.0], [40.0]]).fit(ddf)
+        _assert_same_fit(km, ref)
+        np.testing.assert_array_equal(km.predict(ddf).compute(), ref.labels_)
+        np.testing.assert_allclose(km.transform(ddf).compute(), ref.transform(df))
+        assert km.score(ddf) == pytest.approx(ref.score(df))
+        # A dask array whose declared dtype is not its blocks': fitted too.
+        ints = da.from_array(np.array([[1], [2], [3], [40], [41], [42]]), chunks=(3, 1))
+        mislabelled = ints.map_blocks(lambda b: b, dtype=np.float64)
+        _assert_same_fit(fastkm.dask.KMeans(2, init=[[1.0], [40.0]]).fit(mislabelled), ref)
+
+
+@pytest.mark.parametrize("factor", [float("inf"), float("nan"), True, 0, -1.0, "2"])
+def test_oversampling_factor_checked(factor):
+    """inf was accepted (and brought every row to the client), and so was True."""
+    import dask
+
+    X = _blobs(300, 2, 3, seed=12)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match="oversampling_factor must be a finite "
+                                             "positive number"):
+            fastkm.dask.KMeans(3, oversampling_factor=factor).fit(da.from_array(X, 100))
+        fastkm.dask.KMeans(3, oversampling_factor=0.5, random_state=0).fit(
+            da.from_array(X, 100))
+
+
+def test_values_too_large_refused_without_overflow_warning():
+    """The combination of the blocks' statistics warned 'overflow encountered in square'
+    (once per reduction node) before fit's ValueError."""
+    import warnings
+
+    import dask
+
+    X = _blobs(400, 2, 3, seed=13) * 1e160
+    with dask.config.set(scheduler="sync"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="too large"):
+            fastkm.dask.KMeans(2, random_state=0).fit(da.from_array(X, chunks=(50, 2)))

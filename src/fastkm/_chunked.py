@@ -11,6 +11,10 @@ size that numpy would have to copy (an h5py dataset, a zarr array: anything with
   are added, so from the same initial centres the fit gives the in-memory centres (up to
   float64 rounding of the sums), labels and iteration count. Every other ``algorithm`` runs
   as 'lloyd' here (bounds would cost values of X's dtype per row; 'filter' a sorted copy).
+  The exception is data with repeated rows once a cluster goes empty: the in-memory fit,
+  which fits each distinct row once weighted by its count, re-seeds the cluster with the
+  farthest distinct row and all its copies, while this path moves one row, so the results
+  can differ from then on.
 * X is never copied. Each chunk is read through a fresh, small ``numpy.memmap`` of the file
   that is dropped after use, so the pages of the file do not pile up in the resident memory
   of the process (pages of a mapping count as resident for as long as it is mapped).
@@ -20,7 +24,10 @@ size that numpy would have to copy (an h5py dataset, a zarr array: anything with
 * Initialization by 'k-means++' or 'random' runs on a uniform sample of
   ``init_size`` rows (default ``max(65536, 20 * n_clusters)``, capped at n), read in one pass
   over the file; where too few of them have a positive weight, on a sample of as many rows
-  drawn among those that do. An explicit array of centres is used as it is.
+  drawn among those that do. A sample that cannot seed ``n_clusters`` distinct centres
+  raises a ValueError (raise ``init_size`` or pass ``init`` as an array): unlike the
+  in-memory fit, this path does not fall back to all rows, which would load all of X. An
+  explicit array of centres is used as it is.
 * ``predict`` and ``score`` of a fitted estimator read such a memmap chunk by chunk too
   (``transform`` returns an n x k array, so it takes the in-memory path).
 """
@@ -37,6 +44,7 @@ from ._validation import (
     as_checked_dtype,
     check_finite_values,
     check_magnitude,
+    is_sparse,
     largest_magnitude,
 )
 
@@ -55,15 +63,17 @@ def is_out_of_core(X):
     """Whether ``kmeans`` fits X chunk by chunk.
 
     X is a file-backed memmap, or a 2-D array-like that is not a numpy array but has a numpy
-    ``dtype``, a ``shape`` and row slicing (an h5py dataset, a zarr array; not a DataFrame
-    or a dask array, which have their own paths), of at least
+    ``dtype``, a ``shape`` and row slicing (an h5py dataset, a zarr array; not a DataFrame,
+    a dask array or a scipy sparse matrix, which have their own paths or errors), of at least
     :data:`MEMMAP_THRESHOLD_BYTES`.
     """
     if isinstance(X, np.memmap):
         if getattr(X, "filename", None) is None:
             return False
-    elif isinstance(X, np.ndarray) or hasattr(X, "columns") or \
+    elif isinstance(X, np.ndarray) or hasattr(X, "columns") or is_sparse(X) or \
             type(X).__module__.split(".")[0] in ("dask", "pandas"):
+        # A sparse matrix has a dtype, a shape and row slicing too, but its chunks would not
+        # convert to dense rows: the in-memory path gives it its clear TypeError instead.
         return False
     elif not (isinstance(getattr(X, "dtype", None), np.dtype) and hasattr(X, "__getitem__")
               and len(getattr(X, "shape", ())) == 2):

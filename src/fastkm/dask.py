@@ -34,10 +34,13 @@ A lost state (a worker that died) is recomputed from the earlier passes by Dask,
 lost result: Dask keeps the graph of every future the fit holds.
 
 When a cluster is empty, a second round asks every block for its farthest samples and the
-client re-seeds the cluster exactly as :class:`fastkm.KMeans` does (farthest samples first,
-ties by the lower row index); the workers' bounds stay valid (see ``_lloyd``). From the same
-initial centres the fit gives the in-memory fit's centres, up to float64 rounding of the
-summation order, and the same labels.
+client re-seeds the cluster as :class:`fastkm.KMeans` does (farthest samples first, ties
+by the lower row index; one row each, see below); the workers' bounds stay valid (see
+``_lloyd``). From the same initial centres the fit gives the in-memory fit's centres, up
+to float64 rounding of the summation order, and the same labels. The exception is data with repeated rows once a
+cluster goes empty: the in-memory fit, which fits each distinct row once weighted by its
+count, re-seeds the cluster with the farthest distinct row and all its copies, while this
+fit moves one row, so the results can differ from then on.
 
 Threads on the workers
 ----------------------
@@ -64,9 +67,11 @@ labels and iterations. The random initializations depend on the chunking too ('k
 draws one random stream per block).
 """
 
+import functools
 import math
 import numbers
 import operator
+import warnings
 
 import dask
 import dask.array as da
@@ -81,7 +86,7 @@ from ._init import (
 )
 from ._isa import core
 from ._kmeans import KMeans as _InMemoryKMeans
-from ._kmeans import ALGORITHMS, _check_init, _check_n_init
+from ._kmeans import ALGORITHMS, _check_init, _check_n_init, _feature_names
 from ._lloyd import (
     BOUNDED_PASSES,
     _largest_first,
@@ -285,13 +290,16 @@ def _block_stats(xb):
 def _add_stats(*parts):
     """Chan et al.'s pairwise combination of (n, mean, M2, largest |x|)."""
     n, mean, m2, largest = parts[0]
-    for nb, meanb, m2b, largestb in parts[1:]:
-        total = n + nb
-        if nb:
-            delta = meanb - mean
-            mean = mean + delta * (nb / total)
-            m2 = m2 + m2b + delta ** 2 * (n * nb / total)
-        n, largest = total, max(largest, largestb)
+    # Values too large overflow M2 here as in _block_stats; fit then refuses them by
+    # ``largest`` (check_magnitude's ValueError), so numpy's warning would only be noise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for nb, meanb, m2b, largestb in parts[1:]:
+            total = n + nb
+            if nb:
+                delta = meanb - mean
+                mean = mean + delta * (nb / total)
+                m2 = m2 + m2b + delta ** 2 * (n * nb / total)
+            n, largest = total, max(largest, largestb)
     return n, mean, m2, largest
 
 
@@ -463,7 +471,8 @@ def _reduce(parts, combine):
 
 
 def _updated_centers(blocks, centers, sums, weight_sums, n_threads):
-    """New centres from reduced partials; empty clusters re-seeded as fastkm.KMeans does.
+    """New centres from reduced partials; empty clusters re-seeded as fastkm.KMeans does
+    (with one row each, where fastkm.KMeans moves all copies of a repeated row).
 
     Returns the centres and whether any cluster was re-seeded.
     """
@@ -678,9 +687,9 @@ def _with_known_chunks(A):
     return da.Array(A.dask, A.name, A.chunks, meta=A._meta).compute_chunk_sizes()
 
 
-def _block_as_float64(xb):
+def _block_as_float(xb, dtype):
     try:
-        return np.asarray(xb, dtype=np.float64)
+        return np.asarray(xb, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _numeric_error("X", exc) from None
 
@@ -691,11 +700,10 @@ def _as_dask_array(X, *, to_fit=True):
 
     ``to_fit``: whether X is data to fit, for check_array's check of array-likes.
     """
-    names = None
-    if _is_dask_dataframe(X):
-        columns = np.asarray(list(X.columns), dtype=object)
-        if len(columns) and all(isinstance(c, str) for c in columns):
-            names = columns
+    # String column names of a dask or pandas DataFrame, as fastkm.KMeans records them.
+    names = _feature_names(X)
+    from_dataframe = _is_dask_dataframe(X)
+    if from_dataframe:
         dtypes = set(map(str, X.dtypes))
         X = X.to_dask_array(lengths=True)
         if dtypes == {"float32"}:
@@ -716,10 +724,16 @@ def _as_dask_array(X, *, to_fit=True):
     if X.shape[1] < 1:  # (the kernels would read out of bounds)
         raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
                          f"1 is required (X)")
-    if X.dtype.kind in "OUSV":  # as check_array: strings and objects that hold numbers
-        X = X.map_blocks(_block_as_float64, dtype=np.float64)
-    elif X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
+    target = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    if from_dataframe or X.dtype.kind in "OUSV":
+        # A DataFrame's blocks are converted to the float dtype, not only declared so: they
+        # may differ from to_dask_array's dtype (a nullable Int64 column is declared
+        # float64 but its blocks are int64), and the kernels take the blocks as they are.
+        # As check_array, strings and objects that hold numbers are converted too. No
+        # copy where a block already has that dtype.
+        X = X.map_blocks(_block_as_float, target, dtype=target)
+    elif X.dtype != target:
+        X = X.astype(target)
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     return X, names
@@ -805,10 +819,13 @@ class KMeans(_InMemoryKMeans):
         Only 0 is supported here.
     init_size : int or None, default=None
         Rows sampled for ``init='k-means++'`` or ``'random'``; None: ``max(100_000,
-        20 * n_clusters)``. All rows if there are no more, or if the sample cannot seed
-        n_clusters distinct centres.
+        20 * n_clusters)``. All rows if there are no more. A sample that cannot seed
+        n_clusters distinct centres raises a ValueError (raise ``init_size`` or pass
+        ``init`` as an array): unlike :class:`fastkm.KMeans`, the fit does not fall back to
+        all rows, which would bring all of X to the client.
     oversampling_factor : float, default=2
-        k-means|| candidates per round, in multiples of n_clusters.
+        k-means|| candidates per round, in multiples of n_clusters: a finite positive
+        number.
     init_rounds : int, default=5
         k-means|| rounds.
 
@@ -877,12 +894,18 @@ class KMeans(_InMemoryKMeans):
         n_init = _check_n_init(self.n_init, init)
         random_state = check_random_state(self.random_state)
         rounds = check_positive_int(self.init_rounds, "init_rounds")
+        # Not infinite (each round would bring every row to the client) and not a bool, as
+        # the other numeric parameters.
         if not isinstance(self.oversampling_factor, numbers.Real) or \
+                isinstance(self.oversampling_factor, bool) or \
+                not math.isfinite(self.oversampling_factor) or \
                 not self.oversampling_factor > 0:
-            raise ValueError(f"oversampling_factor must be positive, got "
+            raise ValueError(f"oversampling_factor must be a finite positive number, got "
                              f"{self.oversampling_factor!r}")
 
-        X = X.map_blocks(np.ascontiguousarray, dtype=X.dtype)
+        # With the dtype: a dask array's blocks may not have the dtype it declares.
+        X = X.map_blocks(functools.partial(np.ascontiguousarray, dtype=X.dtype),
+                         dtype=X.dtype)
         w = _as_dask_weights(sample_weight, X)
         X, w = dask.persist(X, w) if w is not None else (dask.persist(X)[0], None)
 
@@ -980,7 +1003,9 @@ class KMeans(_InMemoryKMeans):
         ----------
         X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
             Data with the features seen in ``fit``. Its values are checked as its blocks
-            are computed (a ValueError then).
+            are computed (a ValueError then). A dask DataFrame, or a dask array with
+            unknown chunk sizes, is computed once by this call, to learn its partitions'
+            lengths (its whole graph runs, reading its files, say); only the result is lazy.
 
         Returns
         -------
@@ -996,7 +1021,9 @@ class KMeans(_InMemoryKMeans):
         ----------
         X : dask array, dask DataFrame or array-like of shape (n_samples, n_features)
             Data with the features seen in ``fit``. Its values are checked as its blocks
-            are computed (a ValueError then).
+            are computed (a ValueError then). A dask DataFrame, or a dask array with
+            unknown chunk sizes, is computed once by this call, to learn its partitions'
+            lengths (its whole graph runs, reading its files, say); only the result is lazy.
 
         Returns
         -------
@@ -1040,11 +1067,20 @@ class KMeans(_InMemoryKMeans):
                             X.shape[0] if check else None, dtype=np.int32, drop_axis=1)
 
     def _check_dask_test_data(self, X):
+        # The feature names are checked as fastkm.KMeans checks them (for dask and pandas
+        # DataFrames alike): a reordered frame would otherwise give wrong labels silently.
         self._check_fitted()
+        names = _feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
-        if fitted_names is not None and _is_dask_dataframe(X) and \
-                not np.array_equal(np.asarray(list(X.columns), dtype=object), fitted_names):
+        if fitted_names is not None and names is not None and \
+                not np.array_equal(names, fitted_names):
             raise ValueError("The feature names of X differ from those seen in fit")
+        if fitted_names is not None and names is None and hasattr(X, "shape"):
+            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
+                          f"was fitted with feature names", UserWarning, stacklevel=3)
+        if fitted_names is None and names is not None:
+            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
+                          f"without feature names", UserWarning, stacklevel=3)
         X, _ = _as_dask_array(X, to_fit=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
