@@ -83,8 +83,9 @@ def check_against_lloyd(X, w, C, n_iter=6, unit=False):
         np.testing.assert_allclose(weights, ref_weights, rtol=rtol, atol=rtol * w.sum())
         # The inertia: the kernels' squared distances in X's dtype, the boxes' in float64
         # (where the kernels' overflow, lloyd_pass's inertia is not a number).
-        assert not np.isfinite(ref_inertia) or inertia == pytest.approx(ref_inertia, rel=1e-5 if X.dtype == np.float32
-                                        else 1e-10, abs=1e-12)
+        rel = 1e-5 if X.dtype == np.float32 else 1e-10
+        assert not np.isfinite(ref_inertia) or inertia == pytest.approx(ref_inertia, rel=rel,
+                                                                         abs=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4])

@@ -63,9 +63,9 @@ class MiniBatchKMeans(_CentersEstimator):
 
     A drop-in for :class:`sklearn.cluster.MiniBatchKMeans` on dense data: same parameters
     (plus ``n_threads``, the kernel's OpenMP threads), methods and fitted attributes; each
-    batch is assigned by fastkm's Cython kernel. Results are
-    identical for every ``n_threads``. As with :class:`fastkm.KMeans`, X with fewer
-    distinct points than ``n_clusters`` is a ValueError. Unlike :class:`fastkm.KMeans` the result is
+    batch is assigned by fastkm's Cython kernel. Results are identical for every
+    ``n_threads``. As with :class:`fastkm.KMeans`, X with fewer distinct points than
+    ``n_clusters`` is a ValueError. Unlike :class:`fastkm.KMeans` the result is
     approximate: a local optimum of a stochastic process, not a fixed point of Lloyd's
     iteration. Its inertia is usually within a few percent of KMeans' (BENCHMARKS.md
     section 8: 0.5% above on 4.4-megapixel photo pixels with k=64; on par, over 30 seeds,

@@ -72,8 +72,8 @@ def _add_compress(commands):
     compress.add_argument(
         "-o", "--output", metavar="OUT",
         help="output file for one input (its extension picks the format: .png, .gif, "
-             ".webp, .tif or .tiff, .bmp, .jpg or .jpeg), or a folder, created if missing, for the "
-             "<stem>-k<K>.png files: always with several inputs; with one, when OUT is "
+             ".webp, .tif or .tiff, .bmp, .jpg or .jpeg), or a folder, created if missing, "
+             "for the <stem>-k<K>.png files: always with several inputs; with one, when OUT is "
              "a folder already, has no extension or ends in a path separator. Default: "
              "<stem>-k<K>.png beside each input")
     compress.add_argument("--colorspace", choices=("rgb", "oklab"), default="rgb",

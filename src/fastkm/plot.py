@@ -105,9 +105,10 @@ def iterations(X, history, *, init=None, labels=None, panels=False, max_panels=1
         that iteration's update, which differs for the points the update moved to another
         centre (many after a stop at ``max_iter``, a few after a stop within ``tol``).
     panels : bool, default False
-        False: one panel, points coloured by ``labels``, every centre's whole path. True: small multiples, one panel per iteration (at most ``max_panels``,
-        evenly spaced, the first and last always included), each with that iteration's
-        assignment and the paths so far.
+        False: one panel, points coloured by ``labels``, every centre's whole path. True:
+        small multiples, one panel per iteration (at most ``max_panels``, evenly spaced,
+        the first and last always included), each with that iteration's assignment and the
+        paths so far.
     max_panels : int, default 12
         At least 1 (then the last iteration alone) and at most ``len(history)`` are drawn.
     feature_names : sequence of 2 str, optional

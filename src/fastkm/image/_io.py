@@ -547,7 +547,8 @@ def save_quantized(path, palette, indices, *, icc_profile=None, overwrite=False,
     >>> from fastkm.image._io import save_quantized
     >>> palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     size = save_quantized(os.path.join(folder, "a.png"), palette, np.eye(8, dtype=np.uint8))
+    ...     indices = np.eye(8, dtype=np.uint8)
+    ...     size = save_quantized(os.path.join(folder, "a.png"), palette, indices)
     >>> size > 0
     True
     """
