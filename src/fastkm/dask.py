@@ -37,10 +37,10 @@ When a cluster is empty, a second round asks every block for its farthest sample
 client re-seeds the cluster as :class:`fastkm.KMeans` does (farthest samples first, ties
 by the lower row index; one row each, see below); the workers' bounds stay valid (see
 ``_lloyd``). From the same initial centres the fit gives the in-memory fit's centres, up
-to float64 rounding of the summation order, and the same labels. The exception is data with repeated rows once a
-cluster goes empty: the in-memory fit, which fits each distinct row once weighted by its
-count, re-seeds the cluster with the farthest distinct row and all its copies, while this
-fit moves one row, so the results can differ from then on.
+to float64 rounding of the summation order, and the same labels. The exception is data
+with repeated rows once a cluster goes empty: the in-memory fit, which fits each distinct
+row once weighted by its count, re-seeds the cluster with the farthest distinct row and
+all its copies, while this fit moves one row, so the results can differ from then on.
 
 Threads on the workers
 ----------------------
