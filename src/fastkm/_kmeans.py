@@ -617,7 +617,8 @@ default='k-means++'
         MiniBatchKMeans does: k-means++ costs about ``2 + ln k`` passes over the data per
         centre, which dominates a fit of millions of rows. Lloyd's iterations still use
         every row. If the sample cannot seed ``n_clusters`` distinct centres, all rows are
-        used. None: all rows. ``max(65536, 20 * n_clusters)`` (the out-of-core default)
+        used (in an out-of-core fit of a memmap, which never loads all rows, that is a
+        ValueError). None: all rows. ``max(65536, 20 * n_clusters)`` (the out-of-core default)
         ended within 1% of k-means++ on all rows in final inertia, on average over seeds,
         on every workload of BENCHMARKS.md section 5; on a million rows or more its
         initialization took 2% to 8% of the time.
