@@ -7,7 +7,6 @@ ending in ``_``, ``get_params``/``set_params``) without importing scikit-learn.
 import functools
 import inspect
 import sys
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -491,21 +490,26 @@ class _CentersEstimator:
             raise _not_fitted_error_type()(f"This {type(self).__name__} instance is not "
                                            f"fitted yet; call 'fit' first")
 
-    def _check_test_data(self, X, to_fit=False):
-        """X checked as data to compare with the fitted centres, or with ``to_fit`` (later
-        ``partial_fit`` chunks) as data to fit: values too small are then refused too."""
-        self._check_fitted()
+    def _check_feature_names(self, X):
+        """X's column names (a DataFrame's) against those seen in fit, as scikit-learn
+        checks them: different names are an error, names on one side only a warning."""
         names = _feature_names(X)
         fitted_names = getattr(self, "feature_names_in_", None)
         if fitted_names is not None and names is not None and \
                 not np.array_equal(names, fitted_names):
             raise ValueError("The feature names of X differ from those seen in fit")
         if fitted_names is not None and names is None and hasattr(X, "shape"):
-            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                          f"was fitted with feature names", UserWarning, stacklevel=3)
+            warn_caller(f"X does not have valid feature names, but {type(self).__name__} "
+                        f"was fitted with feature names", UserWarning)
         if fitted_names is None and names is not None:
-            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
-                          f"without feature names", UserWarning, stacklevel=3)
+            warn_caller(f"X has feature names, but {type(self).__name__} was fitted "
+                        f"without feature names", UserWarning)
+
+    def _check_test_data(self, X, to_fit=False):
+        """X checked as data to compare with the fitted centres, or with ``to_fit`` (later
+        ``partial_fit`` chunks) as data to fit: values too small are then refused too."""
+        self._check_fitted()
+        self._check_feature_names(X)
         X = check_array(X, n_threads=effective_n_threads(self.n_threads), to_fit=to_fit)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "

@@ -71,7 +71,6 @@ import functools
 import math
 import numbers
 import operator
-import warnings
 
 import dask
 import dask.array as da
@@ -1070,17 +1069,7 @@ class KMeans(_InMemoryKMeans):
         # The feature names are checked as fastkm.KMeans checks them (for dask and pandas
         # DataFrames alike): a reordered frame would otherwise give wrong labels silently.
         self._check_fitted()
-        names = _feature_names(X)
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if fitted_names is not None and names is not None and \
-                not np.array_equal(names, fitted_names):
-            raise ValueError("The feature names of X differ from those seen in fit")
-        if fitted_names is not None and names is None and hasattr(X, "shape"):
-            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                          f"was fitted with feature names", UserWarning, stacklevel=3)
-        if fitted_names is None and names is not None:
-            warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
-                          f"without feature names", UserWarning, stacklevel=3)
+        self._check_feature_names(X)
         X, _ = _as_dask_array(X, to_fit=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
