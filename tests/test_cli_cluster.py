@@ -3,6 +3,7 @@ nothing."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -495,19 +496,43 @@ def test_a_failed_write_leaves_no_output(capsys, seed, tmp_path, monkeypatch, fa
 
     data, _, _ = seed
     calls = []
-    write = fastkm.image._io._write_atomic
+    write = fastkm.image._io._write_temporary
 
     def failing(path, content):
         calls.append(path)
         if len(calls) == 2:
             raise failure
-        write(path, content)
+        return write(path, content)
 
-    monkeypatch.setattr(fastkm.image._io, "_write_atomic", failing)
+    monkeypatch.setattr(fastkm.image._io, "_write_temporary", failing)
     status, out, err = run(capsys, data, "-k", 2, "-o", tmp_path / "o.csv", "--plot",
                            tmp_path / "p.png")
     assert status == (1 if isinstance(failure, OSError) else 130) and len(calls) == 2
     assert names(tmp_path) == ["ex7.csv", "init.csv"]
+
+
+def test_ctrl_c_during_the_renames_leaves_every_output(capsys, seed, tmp_path, monkeypatch):
+    # A SIGINT sent to the process (the kernel may hand it to one of OpenMP's threads) on
+    # the first rename is held back until all are done, then raised.
+    import signal
+
+    import fastkm.cli
+
+    data, _, _ = seed
+    replace = os.replace
+    renames = []
+
+    def interrupted_replace(source, target):
+        renames.append(target)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        replace(source, target)
+
+    monkeypatch.setattr(fastkm.cli.os, "replace", interrupted_replace)
+    status, out, err = run(capsys, data, "-k", 2, "-o", tmp_path / "o.csv", "--plot",
+                           tmp_path / "p.png")
+    assert status == 130 and len(renames) == 3 and err == ["fastkm: error: interrupted"]
+    assert names(tmp_path) == ["ex7.csv", "init.csv", "o-centers.csv", "o.csv", "p.png"]
 
 
 def test_out_of_memory_is_one_line(capsys, seed, tmp_path, monkeypatch):

@@ -273,8 +273,11 @@ def _print_out(text):
     """print to stdout, with what it cannot encode escaped: a file name's bytes that are not
     in the file system's encoding (held as surrogates) raised UnicodeEncodeError in a UTF-8
     locale, after the output was written, and ended a folder run."""
+    # The name's own bytes (surrogates back to bytes) shown as \xNN where undecodable,
+    # then what the terminal's encoding lacks escaped too.
+    shown = os.fsencode(text).decode(sys.getfilesystemencoding(), "backslashreplace")
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    print(os.fsencode(text).decode(encoding, "backslashreplace"), flush=True)
+    print(shown.encode(encoding, "backslashreplace").decode(encoding), flush=True)
 
 
 def _compress_one(source, output, args, written, inputs):
@@ -588,39 +591,35 @@ def _write_all(files):
 
     Each file is first written whole to a temporary name beside its target, where the
     writes can fail; only then are they all renamed into place, with Ctrl-C held back
-    until the last rename. A failed rename (the target made a folder meanwhile, say) can
-    still leave the earlier ones in place.
+    until the last rename (in the main thread, where Python runs signal handlers; masking
+    the signal would not do: OpenMP's threads would take it). A failed rename (the target
+    made a folder meanwhile, say) can still leave the earlier ones in place.
     """
     import signal
-    import uuid
 
-    from .image._io import _write_atomic
+    from .image._io import _write_temporary
 
     written = []  # (temporary, target)
     try:
         for path, data in files:
-            # _write_atomic's own naming; the temporary is renamed over nothing.
-            temporary = path.parent / f".fastkm-{uuid.uuid4().hex[:16]}.tmp"
-            written.append((temporary, path))
-            try:
-                _write_atomic(temporary, data)
-            except OSError as exc:  # name the target, not the temporary file
-                if exc.filename == str(temporary):
-                    raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
-                raise
-        held = hasattr(signal, "pthread_sigmask")  # (not on Windows)
-        if held:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            written.append((_write_temporary(path, data), path))
+        interrupted = []
+        try:
+            previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+        except ValueError:  # not the main thread: no Ctrl-C arrives here to hold back
+            previous = None
         try:
             for temporary, path in written:
                 os.replace(temporary, path)
         finally:
-            if held:  # a Ctrl-C held back is raised now, after the renames
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     except BaseException:
         for temporary, _ in written:
             temporary.unlink(missing_ok=True)
         raise
+    if interrupted:  # held back during the renames: the files are all in place
+        raise KeyboardInterrupt
 
 
 def _read_init(path, n_clusters, names):

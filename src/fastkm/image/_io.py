@@ -738,9 +738,27 @@ def _write_atomic(path, data):
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
     The rename is atomic within one folder, so readers see the old file or the whole new
-    one. The temporary file is removed on any failure, KeyboardInterrupt included, and is
-    created with the usual 0o666 & ~umask permissions (mkstemp's 0o600 would stick). Its
-    name is short, since ``path``'s own may already be near the 255-byte limit.
+    one. The temporary file is removed on any failure, KeyboardInterrupt included.
+    """
+    temporary = _write_temporary(path, data)
+    done = False
+    try:
+        os.replace(temporary, path)
+        done = True
+    except OSError as exc:  # name the target, not the temporary file
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        if not done:
+            temporary.unlink(missing_ok=True)
+
+
+def _write_temporary(path, data):
+    """Write ``data`` whole to a new temporary file beside ``path``; returns its Path.
+
+    Errors name ``path`` (or its folder), and leave no temporary file, KeyboardInterrupt
+    included. The file is created with the usual 0o666 & ~umask permissions (mkstemp's
+    0o600 would stick once renamed); its name is short, since ``path``'s own may already
+    be near the 255-byte limit.
     """
     folder = path.parent
     temporary = folder / f".fastkm-{uuid.uuid4().hex[:16]}.tmp"
@@ -753,10 +771,10 @@ def _write_atomic(path, data):
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
-        os.replace(temporary, path)
         done = True
     except OSError as exc:  # name the target, not the temporary file (or none: disk full)
         raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         if not done:
             temporary.unlink(missing_ok=True)
+    return temporary
