@@ -407,6 +407,8 @@ def test_n_threads_beyond_a_c_int(X, n_threads):
 def test_callable_init_returning_a_bad_array(X):
     with pytest.raises(ValueError, match="returned by init"):
         KMeans(3, init=lambda X, k, random_state: X[:k + 1]).fit(X)
+    with pytest.raises(ValueError, match="the array returned by init must be numeric"):
+        KMeans(3, init=lambda X, k, random_state: "bogus").fit(X)
     with pytest.raises(ValueError, match="NaN"):
         KMeans(3, init=lambda X, k, random_state: np.full((k, 3), np.nan)).fit(X)
 

@@ -287,13 +287,12 @@ def _check_init(init, n_clusters, n_features, dtype, name="init", n_terms=None):
 
     ``n_terms``: X's rows, whose distances to these centres are summed (check_magnitude).
     """
-    if name == "init" and (isinstance(init, str) and init not in ("k-means++", "random")
-                           or not isinstance(init, str) and np.ndim(init) == 0
-                           and not callable(init)):  # (None, a number: no array)
-        raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
-                         f"got {init!r}")
-    if isinstance(init, str) or callable(init) and name == "init":
-        return None
+    if name == "init":
+        if isinstance(init, str) and init in ("k-means++", "random") or callable(init):
+            return None
+        if isinstance(init, str) or np.ndim(init) == 0:  # (None, a number: no array)
+            raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
+                             f"got {init!r}")
     centers = check_array(init, name=name, check_finite=False)
     if centers.shape != (n_clusters, n_features):
         raise ValueError(f"{name} has shape {centers.shape}; expected (n_clusters, "
