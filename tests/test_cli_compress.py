@@ -388,6 +388,12 @@ def test_undecodable_file_name_is_reported_and_the_run_goes_on(bird, tmp_path):
     assert sorted(os.listdir(os.fsencode(folder))) == [
         b"a-k4.png", b"a.png", b"b\xff-k4.png", b"b\xff.png", b"c-k4.png", b"c.png"]
     assert b"b\\xff.png -> " in result.stdout and result.stdout.count(b"PSNR") == 3
+    # A name the file system decodes, printed in the terminal's own encoding.
+    shutil.copy(bird, folder / "caf\u00e9.png")
+    result = subprocess.run([sys.executable, "-m", "fastkm", "compress", "-k", "4",
+                             "in/caf\u00e9.png"], cwd=tmp_path, capture_output=True,
+                            timeout=120, env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert result.returncode == 0 and b"caf\xe9.png -> " in result.stdout, result.stdout
 
 
 def test_no_input_compresses_the_sample_photo(tmp_path):
